@@ -1,8 +1,28 @@
 //! hls-flow: a complete, queryable stac-geoparquet cache of NASA's HLS v2.0 STAC items.
+//!
+//! It asks CMR for every HLSL30 and HLSS30 granule of each UTC day, fetches each granule's
+//! STAC item, and writes stac-geoparquet files. The modules, each with one job:
+//! [`cmr`] (granule search), [`items`] (item fetches), [`harvest`] (one day into one file),
+//! [`geoparquet`] (writing and reading files), [`output`] (local folders and object stores),
+//! [`api`] (the library calls), [`emulator`] (a CMR + LP DAAC stand-in for offline work).
 
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod bbox;
+pub mod cli;
+pub mod cmr;
 pub mod collection;
+pub mod error;
+pub mod geoparquet;
+pub mod harvest;
 pub mod hls;
+pub mod http;
+pub mod items;
+pub mod output;
+pub mod period;
+pub mod progress;
+pub mod retry;
 
 pub use collection::Collection;
+pub use error::{Error, Result};

@@ -1,0 +1,428 @@
+//! The library API that mirrors the Python tool hls-flow replaces: `process_date_range`,
+//! `process_month`, `get_summary_stats` and the low-level `hls_to_stac_geoparquet`.
+
+use crate::bbox::Bbox;
+use crate::cmr::{CmrClient, DEFAULT_CMR_URL, MAX_PAGE_SIZE};
+use crate::collection::Collection;
+use crate::error::{Error, Result, one_line};
+use crate::geoparquet::row_count;
+use crate::harvest::{HarvestSettings, Harvester, WindowReport};
+use crate::http::HttpSettings;
+use crate::items::ItemFetcher;
+use crate::output::Output;
+use crate::period::DayRange;
+use crate::progress::{Progress, UnitBar};
+use crate::retry::RetryPolicy;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::StreamExt;
+use object_store::ObjectStore;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where CMR is and how hls-flow introduces itself.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// CMR base URL (default: the real CMR).
+    pub cmr_url: String,
+    /// HTTP settings (client id, timeouts).
+    pub http: HttpSettings,
+    /// CMR page size (2000 unless testing paging).
+    pub page_size: u32,
+    /// CMR requests at once (CMR is shared by everyone: keep it low).
+    pub max_cmr_requests: usize,
+    /// Retry policy of every request.
+    pub retry: RetryPolicy,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            cmr_url: DEFAULT_CMR_URL.to_string(),
+            http: HttpSettings::default(),
+            page_size: MAX_PAGE_SIZE,
+            max_cmr_requests: 2,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl Endpoints {
+    /// Endpoints for a CMR at `url` (an emulator, say), everything else default.
+    pub fn with_cmr(url: &str) -> Endpoints {
+        Endpoints {
+            cmr_url: url.to_string(),
+            ..Endpoints::default()
+        }
+    }
+
+    /// Builds a harvester on these endpoints.
+    pub fn harvester(&self, settings: HarvestSettings) -> Result<Harvester> {
+        let http = crate::http::client(&self.http)?;
+        let cmr = CmrClient::new(
+            http.clone(),
+            &self.cmr_url,
+            &self.http.client_id,
+            self.retry,
+            self.max_cmr_requests,
+        )
+        .with_page_size(self.page_size);
+        Ok(Harvester::new(
+            cmr,
+            ItemFetcher::new(http, self.retry),
+            settings,
+        ))
+    }
+}
+
+/// Options of [`process_date_range`] (the `generate-daily` command).
+#[derive(Debug, Clone)]
+pub struct DailyOptions {
+    /// Collections to harvest.
+    pub collections: Vec<Collection>,
+    /// Only granules intersecting this box.
+    pub bbox: Option<Bbox>,
+    /// Work on several days at once (else one after the other).
+    pub parallel: bool,
+    /// Days (of one collection) at once when `parallel`.
+    pub max_concurrent_days: usize,
+    /// Item fetches at once within a day.
+    pub max_concurrent_per_day: usize,
+    /// Skip a day whose complete file exists.
+    pub skip_existing: bool,
+    /// Draw progress bars.
+    pub show_progress: bool,
+    /// Folder below the output where daily files go (`""`: the output itself).
+    pub daily_root: String,
+    /// Where temporary files are written.
+    pub tmp_dir: Option<PathBuf>,
+    /// CMR and HTTP settings.
+    pub endpoints: Endpoints,
+}
+
+impl Default for DailyOptions {
+    fn default() -> Self {
+        DailyOptions {
+            collections: Collection::ALL.to_vec(),
+            bbox: None,
+            parallel: false,
+            max_concurrent_days: 3,
+            max_concurrent_per_day: 50,
+            skip_existing: true,
+            show_progress: false,
+            daily_root: String::new(),
+            tmp_dir: None,
+            endpoints: Endpoints::default(),
+        }
+    }
+}
+
+/// How one day of one collection ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DayStatus {
+    /// Every listed granule was written.
+    Succeeded,
+    /// A complete file existed already.
+    Skipped,
+    /// Something failed: nothing was published.
+    Failed,
+}
+
+/// The outcome of one day of one collection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DayOutcome {
+    /// The collection.
+    pub collection: Collection,
+    /// The day.
+    pub day: NaiveDate,
+    /// How it ended.
+    pub status: DayStatus,
+    /// Items in the day's file.
+    pub items: u64,
+    /// `CMR-Hits` of the day's search.
+    pub cmr_hits: u64,
+    /// The file (as `OUTPUT/…`), when one exists.
+    pub path: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Granules that could not be written, with their reasons.
+    pub missing: Vec<(String, String)>,
+}
+
+/// What a run of [`process_date_range`] did, day by day.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// One outcome per (collection, day), in order of collection then day.
+    pub outcomes: Vec<DayOutcome>,
+}
+
+/// Totals of a [`RunSummary`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SummaryStats {
+    /// Days (of a collection) that succeeded.
+    pub succeeded: usize,
+    /// Days skipped because their file was complete.
+    pub skipped: usize,
+    /// Days that failed.
+    pub failed: usize,
+    /// Items written by this run.
+    pub items_written: u64,
+    /// Items in skipped days' files.
+    pub items_skipped: u64,
+    /// (succeeded + skipped) / all, in percent (100 for an empty run).
+    pub success_rate: f64,
+}
+
+/// Totals of a run, as the Python tool's `get_summary_stats` gave them.
+///
+/// ```
+/// use hls_flow::api::{RunSummary, get_summary_stats};
+/// let stats = get_summary_stats(&RunSummary::default());
+/// assert_eq!(stats.failed, 0);
+/// assert_eq!(stats.success_rate, 100.0);
+/// ```
+pub fn get_summary_stats(summary: &RunSummary) -> SummaryStats {
+    let count = |s: DayStatus| summary.outcomes.iter().filter(|o| o.status == s).count();
+    let (succeeded, skipped, failed) = (
+        count(DayStatus::Succeeded),
+        count(DayStatus::Skipped),
+        count(DayStatus::Failed),
+    );
+    let sum = |s: DayStatus| {
+        summary
+            .outcomes
+            .iter()
+            .filter(|o| o.status == s)
+            .map(|o| o.items)
+            .sum()
+    };
+    let total = succeeded + skipped + failed;
+    SummaryStats {
+        succeeded,
+        skipped,
+        failed,
+        items_written: sum(DayStatus::Succeeded),
+        items_skipped: sum(DayStatus::Skipped),
+        success_rate: if total == 0 {
+            100.0
+        } else {
+            100.0 * (succeeded + skipped) as f64 / total as f64
+        },
+    }
+}
+
+/// Harvests every day of `range` and every collection of `options` into daily
+/// stac-geoparquet files below `output`
+/// (`HLSS30_2.0/2024/05/HLSS30_2.0-2024-05-15.parquet`). A day fails rather than write an
+/// incomplete file; the others go on. Errors only for what stops the whole run.
+///
+/// ```no_run
+/// # async fn f() -> hls_flow::Result<()> {
+/// use hls_flow::api::{DailyOptions, Endpoints, process_date_range, get_summary_stats};
+/// use hls_flow::{output::Output, period::DayRange};
+/// let options = DailyOptions {
+///     endpoints: Endpoints::with_cmr("http://127.0.0.1:9000"),
+///     ..DailyOptions::default()
+/// };
+/// let range = DayRange::parse(&["20240510", "20240520"])?;
+/// let summary = process_date_range(range, &Output::parse("out")?, &options).await?;
+/// println!("{:?}", get_summary_stats(&summary));
+/// # Ok(()) }
+/// ```
+pub async fn process_date_range(
+    range: DayRange,
+    output: &Output,
+    options: &DailyOptions,
+) -> Result<RunSummary> {
+    let harvester = options.endpoints.harvester(HarvestSettings {
+        bbox: options.bbox,
+        max_concurrent_fetches: options.max_concurrent_per_day.max(1),
+        tmp_dir: options.tmp_dir.clone(),
+        ..HarvestSettings::default()
+    })?;
+    let units: Vec<(Collection, NaiveDate)> = options
+        .collections
+        .iter()
+        .flat_map(|&c| range.days().map(move |d| (c, d)))
+        .collect();
+    let progress = Progress::new(options.show_progress, units.len() as u64, "days");
+    let concurrency = if options.parallel {
+        options.max_concurrent_days.max(1)
+    } else {
+        1
+    };
+    let mut outcomes: Vec<DayOutcome> = futures::stream::iter(units)
+        .map(|(collection, day)| {
+            let harvester = &harvester;
+            let progress = &progress;
+            async move {
+                let outcome = day_unit(harvester, output, options, collection, day, progress).await;
+                progress.unit_done();
+                outcome
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    progress.finish();
+    outcomes.sort_by_key(|o| (o.collection, o.day));
+    Ok(RunSummary { outcomes })
+}
+
+async fn day_unit(
+    harvester: &Harvester,
+    output: &Output,
+    options: &DailyOptions,
+    collection: Collection,
+    day: NaiveDate,
+    progress: &Progress,
+) -> DayOutcome {
+    let dest = output.daily_path(&options.daily_root, collection, day);
+    let mut outcome = DayOutcome {
+        collection,
+        day,
+        status: DayStatus::Failed,
+        items: 0,
+        cmr_hits: 0,
+        path: None,
+        error: None,
+        missing: Vec::new(),
+    };
+    if options.skip_existing {
+        match row_count(output, &dest).await {
+            Ok(Some(rows)) if rows > 0 => {
+                outcome.status = DayStatus::Skipped;
+                outcome.items = rows;
+                outcome.path = Some(output.show(&dest));
+                return outcome;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{}: {e}; harvesting the day again", output.show(&dest)),
+        }
+    }
+    let bar = progress.unit(&format!("{} {day}", collection.short_name()));
+    let result = harvester
+        .harvest_day(collection, day, output, &dest, &bar)
+        .await;
+    bar.done();
+    match result {
+        Ok(report) => fill(&mut outcome, &report, output, &dest),
+        Err(e) => {
+            tracing::warn!("{collection} {day} failed: {}", one_line(&e));
+            outcome.error = Some(one_line(&e));
+            if let Error::IncompleteDay { missing, .. } = e {
+                outcome.missing = missing;
+            }
+        }
+    }
+    outcome
+}
+
+fn fill(
+    outcome: &mut DayOutcome,
+    report: &WindowReport,
+    output: &Output,
+    dest: &object_store::path::Path,
+) {
+    outcome.status = DayStatus::Succeeded;
+    outcome.items = report.written;
+    outcome.cmr_hits = report.cmr_hits;
+    outcome.path = report.published.then(|| output.show(dest));
+}
+
+/// Harvests every day of one month (see [`process_date_range`]).
+///
+/// ```no_run
+/// # async fn f() -> hls_flow::Result<()> {
+/// use hls_flow::api::{DailyOptions, process_month};
+/// let out = hls_flow::output::Output::parse("out")?;
+/// let summary = process_month(2024, 5, &out, &DailyOptions::default()).await?;
+/// assert_eq!(summary.outcomes.len(), 2 * 31);
+/// # Ok(()) }
+/// ```
+pub async fn process_month(
+    year: i32,
+    month: u32,
+    output: &Output,
+    options: &DailyOptions,
+) -> Result<RunSummary> {
+    process_date_range(DayRange::month(year, month)?, output, options).await
+}
+
+/// The low-level call: every granule of one collection whose start is in
+/// `[temporal.0, temporal.1)` into one stac-geoparquet file at `output_path` of `store`.
+#[derive(Debug, Clone)]
+pub struct GeoparquetRequest {
+    /// The object path of the file inside `store`.
+    pub output_path: String,
+    /// The collection.
+    pub collection: Collection,
+    /// Only granules intersecting this box.
+    pub bbox: Option<Bbox>,
+    /// `[start, end)` of the granules' start times.
+    pub temporal: (DateTime<Utc>, DateTime<Utc>),
+    /// Item fetches at once.
+    pub max_concurrent: usize,
+    /// Draw a progress bar.
+    pub show_progress: bool,
+    /// Where the file goes.
+    pub store: Arc<dyn ObjectStore>,
+}
+
+/// Harvests one time window into one file (the Python tool's `hls_to_stac_geoparquet`).
+/// Fails, writing nothing, unless every listed granule was written.
+///
+/// ```no_run
+/// # async fn f() -> hls_flow::Result<()> {
+/// use hls_flow::api::{Endpoints, GeoparquetRequest, hls_to_stac_geoparquet};
+/// use hls_flow::Collection;
+/// use chrono::{TimeZone, Utc};
+/// let store = std::sync::Arc::new(object_store::memory::InMemory::new());
+/// let request = GeoparquetRequest {
+///     output_path: "hlsl30-2025-10-02.parquet".into(),
+///     collection: Collection::Hlsl30,
+///     bbox: Some("-93,46,-92,47".parse()?),
+///     temporal: (
+///         Utc.with_ymd_and_hms(2025, 10, 2, 0, 0, 0).unwrap(),
+///         Utc.with_ymd_and_hms(2025, 10, 3, 0, 0, 0).unwrap(),
+///     ),
+///     max_concurrent: 50,
+///     show_progress: false,
+///     store,
+/// };
+/// let report = hls_to_stac_geoparquet(request, &Endpoints::with_cmr("http://127.0.0.1:9000")).await?;
+/// println!("{} items", report.written);
+/// # Ok(()) }
+/// ```
+pub async fn hls_to_stac_geoparquet(
+    request: GeoparquetRequest,
+    endpoints: &Endpoints,
+) -> Result<WindowReport> {
+    let (start, end) = request.temporal;
+    if start >= end {
+        return Err(Error::InvalidDate {
+            input: format!("{start}..{end}"),
+            reason: "the temporal range is empty or reversed".into(),
+        });
+    }
+    let harvester = endpoints.harvester(HarvestSettings {
+        bbox: request.bbox,
+        max_concurrent_fetches: request.max_concurrent.max(1),
+        ..HarvestSettings::default()
+    })?;
+    let output = Output::from_store(request.store.clone(), "", "store");
+    let dest = object_store::path::Path::from(request.output_path.as_str());
+    let progress = Progress::new(request.show_progress, 1, "window");
+    let bar = if request.show_progress {
+        progress.unit(request.collection.short_name())
+    } else {
+        UnitBar::hidden()
+    };
+    let report = harvester
+        .harvest_window(request.collection, start, end, &output, &dest, &bar)
+        .await;
+    bar.done();
+    progress.finish();
+    report
+}

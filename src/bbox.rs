@@ -1,0 +1,118 @@
+//! Bounding boxes as `W,S,E,N`.
+
+use crate::error::{Error, Result};
+use std::fmt;
+use std::str::FromStr;
+
+/// A longitude/latitude bounding box; west ≤ east (no antimeridian crossing), south ≤ north.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bbox {
+    /// Western longitude.
+    pub west: f64,
+    /// Southern latitude.
+    pub south: f64,
+    /// Eastern longitude.
+    pub east: f64,
+    /// Northern latitude.
+    pub north: f64,
+}
+
+impl Bbox {
+    /// A validated box.
+    ///
+    /// ```
+    /// use hls_flow::bbox::Bbox;
+    /// assert!(Bbox::new(-93.0, 46.0, -92.0, 47.0).is_ok());
+    /// assert!(Bbox::new(10.0, 0.0, 5.0, 1.0).is_err()); // west > east
+    /// assert!(Bbox::new(0.0, -91.0, 1.0, 1.0).is_err()); // latitude out of range
+    /// ```
+    pub fn new(west: f64, south: f64, east: f64, north: f64) -> Result<Bbox> {
+        let input = format!("{west},{south},{east},{north}");
+        let err = |reason: &str| Error::InvalidBbox {
+            input: input.clone(),
+            reason: reason.to_string(),
+        };
+        if ![west, south, east, north].iter().all(|v| v.is_finite()) {
+            return Err(err("coordinates must be finite numbers"));
+        }
+        if !(-180.0..=180.0).contains(&west) || !(-180.0..=180.0).contains(&east) {
+            return Err(err("longitudes must be within -180..180"));
+        }
+        if !(-90.0..=90.0).contains(&south) || !(-90.0..=90.0).contains(&north) {
+            return Err(err("latitudes must be within -90..90"));
+        }
+        if west > east {
+            return Err(err("west is greater than east"));
+        }
+        if south > north {
+            return Err(err("south is greater than north"));
+        }
+        Ok(Bbox {
+            west,
+            south,
+            east,
+            north,
+        })
+    }
+}
+
+impl FromStr for Bbox {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Bbox> {
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let bad = |reason: &str| Error::InvalidBbox {
+            input: s.to_string(),
+            reason: reason.to_string(),
+        };
+        if parts.len() != 4 {
+            return Err(bad("expected four numbers W,S,E,N"));
+        }
+        let mut v = [0.0; 4];
+        for (slot, p) in v.iter_mut().zip(&parts) {
+            *slot = p
+                .parse()
+                .map_err(|_| bad(&format!("{p:?} is not a number")))?;
+        }
+        Bbox::new(v[0], v[1], v[2], v[3]).map_err(|e| match e {
+            Error::InvalidBbox { reason, .. } => bad(&reason),
+            other => other,
+        })
+    }
+}
+
+impl fmt::Display for Bbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{},{},{},{}",
+            self.west, self.south, self.east, self.north
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_validates() {
+        let b: Bbox = "-93, 46,-92,47".parse().unwrap();
+        assert_eq!(b.to_string(), "-93,46,-92,47");
+        for bad in [
+            "1,2,3",
+            "a,b,c,d",
+            "10,0,5,1",
+            "0,-91,1,1",
+            "0,0,1,95",
+            "-181,0,0,1",
+            "0,5,1,4",
+            "NaN,0,1,1",
+            "",
+        ] {
+            let e = bad.parse::<Bbox>().unwrap_err();
+            assert!(e.is_usage(), "{bad}");
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The command line: parsing (clap) and calling the library. One file per subcommand.
+
+mod common;
+mod exit;
+mod generate_daily;
+
+pub use exit::ExitStatus;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// hls-flow: a complete, queryable stac-geoparquet cache of NASA's HLS v2.0 STAC items.
+#[derive(Debug, Parser)]
+#[command(name = "hls-flow", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// More log output on stderr (-v info, -vv debug); HLS_FLOW_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Harvest HLS days from CMR into daily stac-geoparquet files.
+    #[command(name = "generate-daily")]
+    GenerateDaily(generate_daily::Args),
+}
+
+/// Parses the command line, runs the command, and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                ExitStatus::Usage
+            } else {
+                ExitStatus::Ok
+            };
+            let _ = e.print();
+            return code.into();
+        }
+    };
+    common::init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitStatus::Runtime.into();
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::GenerateDaily(args) => generate_daily::run(args).await,
+        }
+    });
+    match result {
+        Ok(status) => status.into(),
+        Err(e) => {
+            eprintln!("error: {}", e.message());
+            e.status().into()
+        }
+    }
+}

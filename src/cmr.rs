@@ -1,0 +1,298 @@
+//! The CMR granule search client: `/search/granules.json`, paged with `CMR-Search-After`.
+
+use crate::bbox::Bbox;
+use crate::collection::Collection;
+use crate::error::{Error, Result};
+use crate::http::{check_status, transport_error};
+use crate::retry::RetryPolicy;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::Stream;
+use reqwest::Client;
+use serde::{Deserialize, Deserializer};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// The real CMR.
+pub const DEFAULT_CMR_URL: &str = "https://cmr.earthdata.nasa.gov";
+/// CMR's largest page.
+pub const MAX_PAGE_SIZE: u32 = 2000;
+
+/// One granule as CMR lists it (only what hls-flow needs of the entry).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CmrEntry {
+    /// Concept id, e.g. `G3789984495-LPCLOUD`.
+    pub id: String,
+    /// Granule UR, e.g. `HLS.L30.T15TWN.2025275T170439.v2.0`: the STAC item id.
+    pub title: String,
+    /// Start of the acquisition: the instant that decides the granule's day.
+    pub time_start: DateTime<Utc>,
+    /// End of the acquisition.
+    #[serde(default)]
+    pub time_end: Option<DateTime<Utc>>,
+    /// The `https://…_stac.json` links of the entry (an `s3://` one with the same rel is
+    /// dropped: links are chosen by scheme, not by rel).
+    #[serde(rename = "links", default, deserialize_with = "stac_json_links")]
+    pub stac_json_urls: Vec<String>,
+}
+
+impl CmrEntry {
+    /// The https URL of the granule's `_stac.json`, if the entry has one.
+    pub fn stac_json_url(&self) -> Option<&str> {
+        self.stac_json_urls.first().map(String::as_str)
+    }
+}
+
+fn stac_json_links<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Link {
+        #[serde(default)]
+        href: String,
+    }
+    let links: Vec<Link> = Vec::deserialize(d)?;
+    Ok(links
+        .into_iter()
+        .filter(|l| l.href.starts_with("https://") || l.href.starts_with("http://"))
+        .filter(|l| l.href.ends_with("_stac.json"))
+        .map(|l| l.href)
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct Body {
+    feed: Feed,
+}
+
+#[derive(Deserialize)]
+struct Feed {
+    #[serde(default)]
+    entry: Vec<CmrEntry>,
+}
+
+/// One page of a granule search.
+#[derive(Debug, Clone)]
+pub struct CmrPage {
+    /// `CMR-Hits`: how many granules the whole search matches.
+    pub hits: u64,
+    /// The page's entries, in CMR's order.
+    pub entries: Vec<CmrEntry>,
+    /// `CMR-Search-After`, present when another page may follow.
+    pub search_after: Option<String>,
+}
+
+/// What to search for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GranuleQuery {
+    /// The collection.
+    pub collection: Collection,
+    /// Temporal range (CMR: granules whose [start, end] intersects it, ends inclusive).
+    pub start: DateTime<Utc>,
+    /// End of the temporal range.
+    pub end: DateTime<Utc>,
+    /// Optional spatial filter.
+    pub bbox: Option<Bbox>,
+}
+
+/// A CMR search client. Cheap to clone; clones share the limit on requests at once.
+#[derive(Debug, Clone)]
+pub struct CmrClient {
+    http: Client,
+    base: String,
+    client_id: String,
+    page_size: u32,
+    retry: RetryPolicy,
+    permits: Arc<Semaphore>,
+}
+
+impl CmrClient {
+    /// A client for the CMR at `base` (e.g. [`DEFAULT_CMR_URL`]), sending at most
+    /// `max_requests` requests at once.
+    pub fn new(
+        http: Client,
+        base: &str,
+        client_id: &str,
+        retry: RetryPolicy,
+        max_requests: usize,
+    ) -> CmrClient {
+        CmrClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            client_id: client_id.to_string(),
+            page_size: MAX_PAGE_SIZE,
+            retry,
+            permits: Arc::new(Semaphore::new(max_requests.max(1))),
+        }
+    }
+
+    /// Sets the page size (1..=2000; CMR's default for hls-flow is 2000).
+    pub fn with_page_size(mut self, page_size: u32) -> CmrClient {
+        self.page_size = page_size.clamp(1, MAX_PAGE_SIZE);
+        self
+    }
+
+    /// The search URL of a query (without paging state).
+    pub fn search_url(&self, q: &GranuleQuery) -> String {
+        let fmt = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        let mut url = format!(
+            "{}/search/granules.json?collection_concept_id[]={}&temporal[]={},{}",
+            self.base,
+            q.collection.concept_id(),
+            fmt(&q.start),
+            fmt(&q.end)
+        );
+        if let Some(b) = &q.bbox {
+            url.push_str(&format!("&bounding_box={b}"));
+        }
+        url.push_str(&format!("&page_size={}", self.page_size));
+        url
+    }
+
+    /// Fetches one page (with retries), following `search_after` if given.
+    pub async fn page(&self, url: &str, search_after: Option<&str>) -> Result<CmrPage> {
+        self.retry
+            .run(url, || async {
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|e| Error::Task(e.to_string()))?;
+                self.page_once(url, search_after).await
+            })
+            .await
+    }
+
+    async fn page_once(&self, url: &str, search_after: Option<&str>) -> Result<CmrPage> {
+        let mut req = self.http.get(url).header("Client-Id", &self.client_id);
+        if let Some(sa) = search_after {
+            req = req.header("CMR-Search-After", sa);
+        }
+        let resp = req.send().await.map_err(|e| transport_error(url, e))?;
+        let resp = check_status(url, resp).await?;
+        let headers = resp.headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        if header("CMR-Timed-Out").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return Err(Error::CmrTimedOut {
+                url: url.to_string(),
+            });
+        }
+        let malformed = |reason: String| Error::CmrMalformed {
+            url: url.to_string(),
+            reason,
+        };
+        let hits = header("CMR-Hits")
+            .ok_or_else(|| malformed("no CMR-Hits header".into()))?
+            .trim()
+            .parse::<u64>()
+            .map_err(|e| malformed(format!("CMR-Hits is not a number: {e}")))?;
+        let search_after = header("CMR-Search-After");
+        let bytes = resp.bytes().await.map_err(|e| transport_error(url, e))?;
+        let body: Body = serde_json::from_slice(&bytes)
+            .map_err(|e| malformed(format!("not a CMR granule feed: {e}")))?;
+        Ok(CmrPage {
+            hits,
+            entries: body.feed.entry,
+            search_after,
+        })
+    }
+
+    /// Every page of a search, in order, fetched one after the other as the stream is
+    /// polled (never collected). Ends after the page that brings the count of entries to
+    /// `CMR-Hits`, or at a page without `CMR-Search-After`, or at an empty page. A change
+    /// of `CMR-Hits` between pages is an error: the listing would be unreliable.
+    pub fn pages(&self, q: &GranuleQuery) -> impl Stream<Item = Result<CmrPage>> + Send + 'static {
+        let client = self.clone();
+        let url = self.search_url(q);
+        struct State {
+            search_after: Option<String>,
+            hits: Option<u64>,
+            seen: u64,
+            done: bool,
+        }
+        let init = State {
+            search_after: None,
+            hits: None,
+            seen: 0,
+            done: false,
+        };
+        futures::stream::try_unfold(init, move |mut st| {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                if st.done {
+                    return Ok(None);
+                }
+                let page = client.page(&url, st.search_after.as_deref()).await?;
+                if let Some(before) = st.hits
+                    && before != page.hits
+                {
+                    return Err(Error::HitsChanged {
+                        url,
+                        before,
+                        after: page.hits,
+                    });
+                }
+                st.hits = Some(page.hits);
+                st.seen += page.entries.len() as u64;
+                st.done =
+                    page.entries.is_empty() || page.search_after.is_none() || st.seen >= page.hits;
+                st.search_after = page.search_after.clone();
+                Ok(Some((page, st)))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_recorded_page_and_picks_the_https_stac_link() {
+        let body: Body = serde_json::from_str(include_str!(
+            "../tests/fixtures/cmr/hlsl30_bbox-93_46_-92_47_2025-10-02.page1.json"
+        ))
+        .unwrap();
+        let e = &body.feed.entry;
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].title, "HLS.L30.T15TWN.2025275T170439.v2.0");
+        assert_eq!(e[0].id, "G3789984495-LPCLOUD");
+        assert_eq!(
+            e[0].stac_json_url(),
+            Some(
+                "https://data.lpdaac.earthdatacloud.nasa.gov/lp-prod-public/HLSL30.020/HLS.L30.T15TWN.2025275T170439.v2.0/HLS.L30.T15TWN.2025275T170439.v2.0_stac.json"
+            )
+        );
+        assert_eq!(e[0].stac_json_urls.len(), 1);
+        assert_eq!(
+            e[0].time_start.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "2025-10-02T17:04:39.336Z"
+        );
+        let empty: Body = serde_json::from_str(include_str!(
+            "../tests/fixtures/cmr/hlsl30_bbox-93_46_-92_47_2025-10-01.page1.json"
+        ))
+        .unwrap();
+        assert!(empty.feed.entry.is_empty());
+    }
+
+    #[test]
+    fn builds_the_search_url_cmr_expects() {
+        let http = Client::new();
+        let c = CmrClient::new(http, "http://h/", "me", RetryPolicy::none(), 1);
+        let (start, end) =
+            crate::period::day_window(chrono::NaiveDate::from_ymd_opt(2025, 10, 2).unwrap());
+        let q = GranuleQuery {
+            collection: Collection::Hlsl30,
+            start,
+            end,
+            bbox: Some(Bbox::new(-93.0, 46.0, -92.0, 47.0).unwrap()),
+        };
+        assert_eq!(
+            c.search_url(&q),
+            "http://h/search/granules.json?collection_concept_id[]=C2021957657-LPCLOUD&temporal[]=2025-10-02T00:00:00Z,2025-10-03T00:00:00Z&bounding_box=-93,46,-92,47&page_size=2000"
+        );
+    }
+}

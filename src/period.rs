@@ -1,0 +1,193 @@
+//! Days, months and ranges as users write them (`202405`, `20240515`, `20240510 20240520`),
+//! and the UTC window each day covers.
+
+use crate::error::{Error, Result};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+
+/// An inclusive range of UTC days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayRange {
+    /// First day.
+    pub start: NaiveDate,
+    /// Last day (inclusive).
+    pub end: NaiveDate,
+}
+
+impl DayRange {
+    /// A range from `start` to `end`, both included; an error if `start` is after `end`.
+    pub fn new(start: NaiveDate, end: NaiveDate) -> Result<DayRange> {
+        if start > end {
+            return Err(Error::ReversedRange { start, end });
+        }
+        Ok(DayRange { start, end })
+    }
+
+    /// Every day of a month.
+    pub fn month(year: i32, month: u32) -> Result<DayRange> {
+        let start = NaiveDate::from_ymd_opt(year, month, 1).ok_or_else(|| Error::InvalidDate {
+            input: format!("{year:04}{month:02}"),
+            reason: "no such month".into(),
+        })?;
+        let end = last_day_of_month(start);
+        Ok(DayRange { start, end })
+    }
+
+    /// Parses what users type: `YYYYMM` (a month), `YYYYMMDD` (a day) or two `YYYYMMDD`
+    /// (an inclusive range). ISO forms (`2024-05`, `2024-05-15`) are accepted too.
+    ///
+    /// ```
+    /// use hls_flow::period::DayRange;
+    /// let r = DayRange::parse(&["202402"]).unwrap();
+    /// assert_eq!(r.days().count(), 29);
+    /// assert!(DayRange::parse(&["20240230"]).is_err());
+    /// assert!(DayRange::parse(&["20240520", "20240510"]).is_err());
+    /// ```
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<DayRange> {
+        match args {
+            [one] => {
+                let s = one.as_ref().trim();
+                let digits: String = s.chars().filter(|c| *c != '-').collect();
+                if digits.len() == 6 {
+                    let (y, m) = parse_month(s)?;
+                    DayRange::month(y, m)
+                } else {
+                    let d = parse_day(s)?;
+                    Ok(DayRange { start: d, end: d })
+                }
+            }
+            [a, b] => DayRange::new(parse_day(a.as_ref())?, parse_day(b.as_ref())?),
+            _ => Err(Error::InvalidDate {
+                input: args
+                    .iter()
+                    .map(|a| a.as_ref())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                reason: "expected YYYYMM, YYYYMMDD, or two YYYYMMDD".into(),
+            }),
+        }
+    }
+
+    /// The days of the range, in order.
+    pub fn days(&self) -> impl Iterator<Item = NaiveDate> + use<> {
+        let end = self.end;
+        self.start.iter_days().take_while(move |d| *d <= end)
+    }
+
+    /// Number of days.
+    pub fn len(&self) -> usize {
+        (self.end - self.start).num_days() as usize + 1
+    }
+
+    /// Never empty; present for clippy's sake.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Parses `YYYYMMDD` (or `YYYY-MM-DD`).
+pub fn parse_day(s: &str) -> Result<NaiveDate> {
+    let s = s.trim();
+    let err = |reason: &str| Error::InvalidDate {
+        input: s.to_string(),
+        reason: reason.to_string(),
+    };
+    let digits: String = s.chars().filter(|c| *c != '-').collect();
+    if digits.len() != 8 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(err("expected YYYYMMDD"));
+    }
+    let y: i32 = digits[..4].parse().map_err(|_| err("bad year"))?;
+    let m: u32 = digits[4..6].parse().map_err(|_| err("bad month"))?;
+    let d: u32 = digits[6..].parse().map_err(|_| err("bad day"))?;
+    if !(1..=12).contains(&m) {
+        return Err(err("month must be 01 to 12"));
+    }
+    NaiveDate::from_ymd_opt(y, m, d).ok_or_else(|| err("no such day in that month"))
+}
+
+/// Parses `YYYYMM` (or `YYYY-MM`) into (year, month).
+pub fn parse_month(s: &str) -> Result<(i32, u32)> {
+    let s = s.trim();
+    let err = |reason: &str| Error::InvalidDate {
+        input: s.to_string(),
+        reason: reason.to_string(),
+    };
+    let digits: String = s.chars().filter(|c| *c != '-').collect();
+    if digits.len() != 6 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(err("expected YYYYMM"));
+    }
+    let y: i32 = digits[..4].parse().map_err(|_| err("bad year"))?;
+    let m: u32 = digits[4..].parse().map_err(|_| err("bad month"))?;
+    if !(1..=12).contains(&m) {
+        return Err(err("month must be 01 to 12"));
+    }
+    Ok((y, m))
+}
+
+/// The last day of the month `d` is in.
+pub fn last_day_of_month(d: NaiveDate) -> NaiveDate {
+    let (y, m) = if d.month() == 12 {
+        (d.year() + 1, 1)
+    } else {
+        (d.year(), d.month() + 1)
+    };
+    NaiveDate::from_ymd_opt(y, m, 1)
+        .and_then(|first| first.pred_opt())
+        .unwrap_or(d)
+}
+
+/// `[day 00:00:00Z, next day 00:00:00Z)`: the instants whose granules belong to `day`.
+pub fn day_window(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = Utc.from_utc_datetime(&day.and_time(chrono::NaiveTime::MIN));
+    (start, start + chrono::Duration::days(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, dd: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, dd).unwrap()
+    }
+
+    #[test]
+    fn months_days_and_ranges() {
+        assert_eq!(
+            DayRange::parse(&["202405"]).unwrap(),
+            DayRange {
+                start: d(2024, 5, 1),
+                end: d(2024, 5, 31)
+            }
+        );
+        assert_eq!(DayRange::parse(&["2023-02"]).unwrap().len(), 28);
+        assert_eq!(DayRange::parse(&["202412"]).unwrap().end, d(2024, 12, 31));
+        assert_eq!(DayRange::parse(&["20240515"]).unwrap().len(), 1);
+        assert_eq!(
+            DayRange::parse(&["20240510", "20240520"])
+                .unwrap()
+                .days()
+                .count(),
+            11
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        for bad in [
+            "20240230", "202413", "2024", "abcdefgh", "20241301", "", "2024051",
+        ] {
+            assert!(DayRange::parse(&[bad]).is_err(), "{bad}");
+        }
+        let e = DayRange::parse(&["20240520", "20240510"]).unwrap_err();
+        assert!(matches!(e, Error::ReversedRange { .. }));
+        assert!(e.is_usage());
+        assert!(DayRange::parse::<&str>(&[]).is_err());
+        assert!(DayRange::parse(&["202405", "202406"]).is_err());
+    }
+
+    #[test]
+    fn windows_cover_the_whole_day() {
+        let (s, e) = day_window(d(2024, 12, 31));
+        assert_eq!(s.to_rfc3339(), "2024-12-31T00:00:00+00:00");
+        assert_eq!(e.to_rfc3339(), "2025-01-01T00:00:00+00:00");
+    }
+}
