@@ -160,6 +160,38 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The state file cannot be used: not SQLite, another schema version, damaged.
+    #[error("state file {path}: {reason}")]
+    State {
+        /// The state file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another live process holds the state file.
+    #[error("state file {path} is in use by a live run{}; wait for it to end or use another --state", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked {
+        /// The state file.
+        path: String,
+        /// The process holding it, if known.
+        pid: Option<u32>,
+    },
+    /// A workflow file that cannot be used.
+    #[error("workflow {path}: {reason}")]
+    Workflow {
+        /// The workflow file.
+        path: String,
+        /// What is wrong, with the key and line.
+        reason: String,
+    },
+    /// A task that exceeded its time limit.
+    #[error("task {task} timed out after {seconds} s")]
+    TaskTimeout {
+        /// The task key.
+        task: String,
+        /// The limit.
+        seconds: u64,
+    },
     /// A background task ended abnormally.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -195,6 +227,8 @@ impl Error {
                 | Error::InvalidBbox { .. }
                 | Error::UnknownCollection(_)
                 | Error::InvalidOutput { .. }
+                | Error::State { .. }
+                | Error::Workflow { .. }
         )
     }
 

@@ -13,6 +13,7 @@ pub mod bbox;
 pub mod cli;
 pub mod cmr;
 pub mod collection;
+pub mod dag;
 pub mod error;
 pub mod geoparquet;
 pub mod harvest;
@@ -23,6 +24,9 @@ pub mod output;
 pub mod period;
 pub mod progress;
 pub mod retry;
+pub mod scheduler;
+pub mod state;
+pub mod workflow;
 
 pub use collection::Collection;
 pub use error::{Error, Result};
