@@ -22,10 +22,13 @@ pub mod http;
 pub mod items;
 pub mod output;
 pub mod period;
+pub mod pipeline;
 pub mod progress;
+pub mod repartition;
 pub mod retry;
 pub mod scheduler;
 pub mod state;
+pub mod status;
 pub mod workflow;
 
 pub use collection::Collection;

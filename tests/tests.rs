@@ -1,1 +1,4 @@
+//! The integration tests: one binary (see Cargo.toml), one module per area.
 
+mod cli_input;
+mod common;

@@ -2,10 +2,10 @@
 
 use super::ExitStatus;
 use crate::api::Endpoints;
-use crate::cmr::DEFAULT_CMR_URL;
 use crate::error::{Error, one_line};
 use crate::http::HttpSettings;
 use crate::retry::RetryPolicy;
+use crate::workflow::Workflow;
 use std::io::Write;
 use std::time::Duration;
 
@@ -52,61 +52,99 @@ impl From<Error> for CliError {
 /// Result of a subcommand.
 pub type CliResult = Result<ExitStatus, CliError>;
 
-/// Where CMR is and how to talk to it.
-#[derive(Debug, Clone, clap::Args)]
+/// Where CMR is and how to talk to it. Unset flags fall back to the workflow file, then
+/// to the built-in defaults (those of `workflows/default.toml`).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct EndpointArgs {
-    /// CMR base URL (an emulator's, for offline work).
-    #[arg(long, env = "HLS_FLOW_CMR_URL", default_value = DEFAULT_CMR_URL, value_name = "URL")]
-    pub cmr_url: String,
-    /// Client-Id header sent to CMR (say who you are: CMR is shared by everyone).
-    #[arg(
-        long,
-        env = "HLS_FLOW_CLIENT_ID",
-        default_value = "hls-flow",
-        value_name = "ID"
-    )]
-    pub client_id: String,
-    /// CMR requests at once.
-    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
-    pub max_cmr_requests: u32,
-    /// Attempts per request (the first included) before a granule or day fails.
-    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub max_attempts: u32,
-    /// Longest time one HTTP request may take, in seconds.
-    #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
-    pub request_timeout: f64,
+    /// CMR base URL (an emulator's, for offline work) [default: https://cmr.earthdata.nasa.gov]
+    #[arg(long, env = "HLS_FLOW_CMR_URL", value_name = "URL")]
+    pub cmr_url: Option<String>,
+    /// Client-Id header sent to CMR (say who you are: CMR is shared by everyone) [default: hls-flow]
+    #[arg(long, env = "HLS_FLOW_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+    /// CMR requests at once [default: 2]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub max_cmr_requests: Option<u32>,
+    /// Attempts per HTTP request (the first included) before a granule or day fails [default: 5]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: Option<u32>,
+    /// Longest time one HTTP request may take, in seconds [default: 120]
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<f64>,
+    /// First retry delay in milliseconds (doubles each attempt, with jitter) [default: 500]
+    #[arg(long, value_name = "MS")]
+    pub retry_min_delay_ms: Option<u64>,
+    /// Longest retry delay in milliseconds [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub retry_max_delay_ms: Option<u64>,
     /// CMR page size (CMR's maximum is 2000).
-    #[arg(long, default_value_t = 2000, value_name = "N", hide = true, value_parser = clap::value_parser!(u32).range(1..=2000))]
-    pub page_size: u32,
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    pub page_size: Option<u32>,
 }
 
 impl EndpointArgs {
-    /// Validated endpoints.
-    pub fn endpoints(&self) -> Result<Endpoints, CliError> {
-        let url = url::Url::parse(&self.cmr_url)
-            .map_err(|e| CliError::usage(format!("invalid --cmr-url {:?}: {e}", self.cmr_url)))?;
+    /// Validated endpoints: flags over the workflow over the defaults.
+    pub fn resolve(&self, wf: &Workflow) -> Result<Endpoints, CliError> {
+        let d = Endpoints::default();
+        let cmr_url = self
+            .cmr_url
+            .clone()
+            .or_else(|| wf.endpoints.cmr_url.clone())
+            .unwrap_or(d.cmr_url);
+        let url = url::Url::parse(&cmr_url)
+            .map_err(|e| CliError::usage(format!("invalid CMR URL {cmr_url:?}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(CliError::usage(format!(
-                "invalid --cmr-url {:?}: must be http or https",
-                self.cmr_url
+                "invalid CMR URL {cmr_url:?}: must be http or https"
             )));
         }
-        if !(self.request_timeout.is_finite() && self.request_timeout > 0.0) {
+        let timeout = self
+            .request_timeout
+            .or(wf.endpoints.request_timeout_s)
+            .unwrap_or(d.http.request_timeout.as_secs_f64());
+        if !(timeout.is_finite() && timeout > 0.0) {
             return Err(CliError::usage(
                 "--request-timeout must be a positive number of seconds",
             ));
         }
+        let min_delay = self
+            .retry_min_delay_ms
+            .or(wf.retry.min_delay_ms)
+            .map(Duration::from_millis)
+            .unwrap_or(d.retry.min_delay);
+        let max_delay = self
+            .retry_max_delay_ms
+            .or(wf.retry.max_delay_ms)
+            .map(Duration::from_millis)
+            .unwrap_or(d.retry.max_delay);
+        if min_delay > max_delay {
+            return Err(CliError::usage(
+                "the minimum retry delay exceeds the maximum",
+            ));
+        }
         Ok(Endpoints {
-            cmr_url: self.cmr_url.clone(),
+            cmr_url,
             http: HttpSettings {
-                client_id: self.client_id.clone(),
-                request_timeout: Duration::from_secs_f64(self.request_timeout),
+                client_id: self
+                    .client_id
+                    .clone()
+                    .or_else(|| wf.endpoints.client_id.clone())
+                    .unwrap_or(d.http.client_id),
+                request_timeout: Duration::from_secs_f64(timeout),
                 ..HttpSettings::default()
             },
-            page_size: self.page_size,
-            max_cmr_requests: self.max_cmr_requests as usize,
+            page_size: self.page_size.unwrap_or(d.page_size),
+            max_cmr_requests: self
+                .max_cmr_requests
+                .or(wf.concurrency.cmr_requests)
+                .map_or(d.max_cmr_requests, |n| n as usize),
             retry: RetryPolicy {
-                max_attempts: self.max_attempts,
+                max_attempts: self
+                    .max_attempts
+                    .or(wf.retry.request_attempts)
+                    .unwrap_or(d.retry.max_attempts),
+                min_delay,
+                max_delay,
                 ..RetryPolicy::default()
             },
         })

@@ -13,8 +13,6 @@ pub enum ExitStatus {
     Usage,
     /// 3: the command ran, but some days or tasks failed (listed on stderr).
     TasksFailed,
-    /// 4: another live run holds the state file.
-    Locked,
 }
 
 impl ExitStatus {
@@ -25,7 +23,6 @@ impl ExitStatus {
             ExitStatus::Runtime => 1,
             ExitStatus::Usage => 2,
             ExitStatus::TasksFailed => 3,
-            ExitStatus::Locked => 4,
         }
     }
 }

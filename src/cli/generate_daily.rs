@@ -51,7 +51,9 @@ pub async fn run(args: Args) -> CliResult {
     let range = DayRange::parse(dates)?;
     let collections = Collection::parse_list(&args.collections).map_err(crate::Error::from)?;
     let bbox = args.bbox.as_deref().map(str::parse::<Bbox>).transpose()?;
-    let endpoints = args.endpoints.endpoints()?;
+    let endpoints = args
+        .endpoints
+        .resolve(&crate::workflow::Workflow::default())?;
     let output = Output::parse(&out[0])?;
     let options = DailyOptions {
         collections,

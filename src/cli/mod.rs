@@ -3,6 +3,9 @@
 mod common;
 mod exit;
 mod generate_daily;
+mod retry_failed;
+mod run;
+mod status;
 
 pub use exit::ExitStatus;
 
@@ -25,6 +28,13 @@ enum Command {
     /// Harvest HLS days from CMR into daily stac-geoparquet files.
     #[command(name = "generate-daily")]
     GenerateDaily(generate_daily::Args),
+    /// Harvest and repartition a range as a checkpointed DAG (resumable).
+    Run(run::Args),
+    /// Show the state of runs: tasks by month, failures, progress and ETA.
+    Status(status::Args),
+    /// Run failed tasks again, with the repartitions waiting on them.
+    #[command(name = "retry-failed")]
+    RetryFailed(retry_failed::Args),
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -55,6 +65,9 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::GenerateDaily(args) => generate_daily::run(args).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Status(args) => status::run(args).await,
+            Command::RetryFailed(args) => retry_failed::run(args).await,
         }
     });
     match result {

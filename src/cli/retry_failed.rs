@@ -1,0 +1,48 @@
+//! `hls-flow retry-failed`: run failed tasks again, with the tasks that depend on them.
+
+use super::ExitStatus;
+use super::common::{CliResult, print_lines};
+use super::run::{RunOptions, interrupted, report};
+use crate::collection::Collection;
+use crate::period::{parse_day, parse_month};
+use crate::pipeline::RetryFilter;
+
+/// Re-queue failed tasks (all, or those of a collection, day or month) and run them, with
+/// the monthly repartitions waiting on them. Output and bbox are the state file's.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only tasks of this collection.
+    #[arg(long, value_name = "COLLECTION")]
+    collection: Option<String>,
+    /// Only the task of this day (YYYYMMDD).
+    #[arg(long, value_name = "YYYYMMDD")]
+    day: Option<String>,
+    /// Only tasks of this month (YYYYMM).
+    #[arg(long, value_name = "YYYYMM")]
+    month: Option<String>,
+    #[command(flatten)]
+    options: RunOptions,
+}
+
+/// Runs the command.
+pub async fn run(args: Args) -> CliResult {
+    let filter = RetryFilter {
+        collection: args
+            .collection
+            .as_deref()
+            .map(str::parse::<Collection>)
+            .transpose()
+            .map_err(crate::Error::from)?,
+        day: args.day.as_deref().map(parse_day).transpose()?,
+        month: args.month.as_deref().map(parse_month).transpose()?,
+    };
+    let wf = args.options.workflow()?;
+    let cfg = args.options.config(&wf)?;
+    match crate::pipeline::retry_failed(&filter, &cfg, interrupted()).await? {
+        None => {
+            print_lines(&["no failed task matches: nothing to retry".to_string()]);
+            Ok(ExitStatus::Ok)
+        }
+        Some(outcome) => Ok(report(&outcome)),
+    }
+}

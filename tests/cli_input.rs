@@ -1,0 +1,168 @@
+//! Bad input on the command line: one line on stderr, exit code 2 (usage) or 1 (runtime),
+//! nothing written, never a panic.
+
+use crate::common::{hls_flow, one_line_error};
+
+#[test]
+fn generate_daily_rejects_bad_dates_ranges_boxes_and_collections() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["20240230", out], "20240230"),
+        (&["202413", out], "202413"),
+        (&["20240520", "20240510", out], "after"),
+        (&["2024051", out], "2024051"),
+        (
+            &["20240515", out, "--bbox=10,0,5,1"],
+            "west is greater than east",
+        ),
+        (&["20240515", out, "--bbox=0,-91,1,1"], "latitudes"),
+        (&["20240515", out, "--bbox", "1,2,3"], "four numbers"),
+        (
+            &["20240515", out, "--collections", "HLSX30"],
+            "unknown collection",
+        ),
+        (&["20240515", out, "--cmr-url", "ftp://x"], "http"),
+    ];
+    for (args, needle) in cases {
+        let o = hls_flow()
+            .arg("generate-daily")
+            .args(*args)
+            .arg("--no-progress")
+            .output()
+            .unwrap();
+        one_line_error(&o, 2, needle);
+    }
+    assert!(!dir.path().join("out").join("HLSL30_2.0").exists());
+}
+
+#[test]
+fn generate_daily_rejects_an_unwritable_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let o = hls_flow()
+        .args([
+            "generate-daily",
+            "20240515",
+            file.to_str().unwrap(),
+            "--no-progress",
+        ])
+        .output()
+        .unwrap();
+    one_line_error(&o, 2, "not a folder");
+    let o = hls_flow()
+        .args([
+            "generate-daily",
+            "20240515",
+            "/proc/hls-flow-cannot-write-here",
+            "--no-progress",
+        ])
+        .output()
+        .unwrap();
+    one_line_error(&o, 2, "cannot be used");
+}
+
+#[test]
+fn clap_usage_errors_exit_2_and_help_exits_0() {
+    let o = hls_flow()
+        .args(["generate-daily", "20240515"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = hls_flow().args(["no-such-command"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    for cmd in ["generate-daily", "run", "status", "retry-failed"] {
+        let o = hls_flow().args([cmd, "--help"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{cmd} --help");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"));
+    }
+}
+
+#[test]
+fn run_rejects_damaged_foreign_and_missing_state_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let junk = dir.path().join("junk.sqlite");
+    std::fs::write(&junk, "definitely not sqlite, just text in a file").unwrap();
+    let o = hls_flow()
+        .args(["run", "20240515", "--no-progress", "--output"])
+        .arg(&out)
+        .arg("--state")
+        .arg(&junk)
+        .output()
+        .unwrap();
+    one_line_error(&o, 2, "not an SQLite database");
+    let o = hls_flow()
+        .args(["status", "--state"])
+        .arg(dir.path().join("none.sqlite"))
+        .output()
+        .unwrap();
+    one_line_error(&o, 2, "no such file");
+    let o = hls_flow()
+        .args(["status", "--state"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    one_line_error(&o, 2, "not an SQLite database");
+}
+
+#[test]
+fn run_rejects_bad_workflow_files_naming_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("wf.toml");
+    std::fs::write(
+        &wf,
+        "collections = [\"HLSL30\"]\n[concurrency]\ndays = 2\nfetches = 9\n",
+    )
+    .unwrap();
+    let o = hls_flow()
+        .args(["run", "20240515", "--no-progress", "--workflow"])
+        .arg(&wf)
+        .arg("--state")
+        .arg(dir.path().join("s.sqlite"))
+        .output()
+        .unwrap();
+    let line = one_line_error(&o, 2, "line 4");
+    assert!(line.contains("fetches"), "{line}");
+    std::fs::write(&wf, "[retry]\ntask_attempts = \"many\"\n").unwrap();
+    let o = hls_flow()
+        .args(["run", "20240515", "--no-progress", "--workflow"])
+        .arg(&wf)
+        .output()
+        .unwrap();
+    one_line_error(&o, 2, "line 2");
+    assert!(!dir.path().join("s.sqlite").exists(), "nothing was written");
+}
+
+#[test]
+fn an_unreachable_cmr_fails_the_day_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = hls_flow()
+        .args([
+            "generate-daily",
+            "20240515",
+            dir.path().join("out").to_str().unwrap(),
+            "--no-progress",
+            "--collections",
+            "HLSL30",
+            "--cmr-url",
+            "http://127.0.0.1:9",
+            "--max-attempts",
+            "2",
+            "--retry-min-delay-ms",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("failed: HLSL30 2024-05-15"), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:9"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("0 succeeded, 0 skipped, 1 failed"),
+        "{stdout}"
+    );
+}
