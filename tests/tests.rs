@@ -2,3 +2,4 @@
 
 mod cli_input;
 mod common;
+mod harvest;
