@@ -17,6 +17,7 @@ pub mod dag;
 pub mod error;
 pub mod geoparquet;
 pub mod harvest;
+pub mod echo10;
 pub mod hls;
 pub mod http;
 pub mod items;
