@@ -4,5 +4,6 @@
 
 pub mod collection;
 pub mod hls;
+pub mod hls_arrow;
 
 pub use collection::Collection;
