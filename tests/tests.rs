@@ -3,3 +3,4 @@
 mod cli_input;
 mod common;
 mod harvest;
+mod run;

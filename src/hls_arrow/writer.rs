@@ -1,0 +1,268 @@
+//! [`HlsGeoparquetWriter`]: HLS items in, a stac-geoparquet file out.
+
+use super::builder::HlsBatchBuilder;
+use super::error::{HlsArrowError, Result};
+use crate::Collection;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+
+/// Options of [`HlsGeoparquetWriter`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HlsWriterOptions {
+    /// Parquet compression codec (default ZSTD level 3).
+    pub compression: Compression,
+    /// Maximum number of rows in a row group (default 150,000, as the `stac` writer).
+    pub max_row_group_row_count: usize,
+    /// Rows buffered before they are encoded as one record batch (default 1,000): bounds the
+    /// memory held in builders.
+    pub batch_rows: usize,
+}
+
+impl Default for HlsWriterOptions {
+    fn default() -> Self {
+        HlsWriterOptions {
+            compression: Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
+            max_row_group_row_count: stac::geoparquet::DEFAULT_STAC_MAX_ROW_GROUP_ROW_COUNT,
+            batch_rows: 1_000,
+        }
+    }
+}
+
+impl HlsWriterOptions {
+    /// Sets the compression codec.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Sets the maximum number of rows in a row group.
+    pub fn with_max_row_group_row_count(mut self, rows: usize) -> Self {
+        self.max_row_group_row_count = rows.max(1);
+        self
+    }
+
+    /// Sets the number of rows buffered per record batch.
+    pub fn with_batch_rows(mut self, rows: usize) -> Self {
+        self.batch_rows = rows.max(1);
+        self
+    }
+
+    fn writer_properties(&self) -> WriterProperties {
+        WriterProperties::builder()
+            .set_compression(self.compression)
+            .set_max_row_group_row_count(Some(self.max_row_group_row_count))
+            .build()
+    }
+}
+
+/// What [`HlsGeoparquetWriter::finish`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteStats {
+    /// Items (rows) written.
+    pub items: u64,
+    /// Record batches encoded.
+    pub batches: u64,
+    /// Parquet row groups written.
+    pub row_groups: usize,
+    /// Bytes of the whole file.
+    pub bytes: u64,
+}
+
+/// Writes the items of one HLS collection as stac-geoparquet, with the fixed schema of
+/// [`hls_schema`](super::hls_schema) and the same file metadata (`geo`, `stac-geoparquet`)
+/// as the `stac` crate's writer.
+///
+/// An item outside the fixed shape is refused with an error that names what is wrong, and
+/// nothing of it is buffered; see [`HlsArrowError::is_shape_mismatch`].
+pub struct HlsGeoparquetWriter<W: Write + Send> {
+    writer: ArrowWriter<Counting<W>>,
+    builder: HlsBatchBuilder,
+    batch_rows: usize,
+    items: u64,
+    batches: u64,
+}
+
+impl<W: Write + Send> std::fmt::Debug for HlsGeoparquetWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HlsGeoparquetWriter")
+            .field("collection", &self.builder.collection_id())
+            .field("items", &self.items)
+            .field("batches", &self.batches)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write + Send> HlsGeoparquetWriter<W> {
+    /// A writer of `collection`'s items into `writer`.
+    pub fn new(writer: W, collection: Collection, options: HlsWriterOptions) -> Result<Self> {
+        let builder = HlsBatchBuilder::new(collection);
+        let writer = ArrowWriter::try_new(
+            Counting {
+                inner: writer,
+                bytes: 0,
+            },
+            builder.schema(),
+            Some(options.writer_properties()),
+        )?;
+        Ok(HlsGeoparquetWriter {
+            writer,
+            builder,
+            batch_rows: options.batch_rows.max(1),
+            items: 0,
+            batches: 0,
+        })
+    }
+
+    /// Adds one item from its JSON bytes (as fetched).
+    pub fn write_json(&mut self, json: &[u8]) -> Result<()> {
+        self.builder.append_json(json)?;
+        self.after_append()
+    }
+
+    /// Adds one `stac::Item`.
+    pub fn write_item(&mut self, item: &stac::Item) -> Result<()> {
+        self.builder.append_item(item)?;
+        self.after_append()
+    }
+
+    /// Items accepted so far.
+    pub fn items(&self) -> u64 {
+        self.items
+    }
+
+    fn after_append(&mut self) -> Result<()> {
+        self.items += 1;
+        if self.builder.len() >= self.batch_rows {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the buffered rows as a record batch into the current row group.
+    fn flush_batch(&mut self) -> Result<()> {
+        if self.builder.is_empty() {
+            return Ok(());
+        }
+        let batch = self.builder.finish()?;
+        self.writer.write(&batch)?;
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// Writes the buffered rows, the metadata and the footer; returns what was written.
+    pub fn finish(self) -> Result<WriteStats> {
+        self.finish_into_inner().map(|(_, stats)| stats)
+    }
+
+    /// Like [`finish`](Self::finish), and gives the underlying writer back.
+    pub fn finish_into_inner(mut self) -> Result<(W, WriteStats)> {
+        self.flush_batch()?;
+        self.writer.flush()?;
+        let row_groups = self.writer.flushed_row_groups().len();
+        let geo = geo_metadata(self.builder.bounds(), self.items > 0)?;
+        self.writer
+            .append_key_value_metadata(KeyValue::new("geo".to_string(), geo));
+        self.writer.append_key_value_metadata(KeyValue::new(
+            stac::geoparquet::METADATA_KEY.to_string(),
+            stac_geoparquet_metadata()?,
+        ));
+        let counting = self.writer.into_inner()?;
+        Ok((
+            counting.inner,
+            WriteStats {
+                items: self.items,
+                batches: self.batches,
+                row_groups,
+                bytes: counting.bytes,
+            },
+        ))
+    }
+}
+
+/// The GeoParquet `geo` metadata, as the `stac` writer's encoder writes it: WKB geometry,
+/// MultiPolygons, the total bounds and the covering by the `bbox` column.
+#[derive(Serialize)]
+struct GeoMetadata<'a> {
+    version: &'a str,
+    primary_column: &'a str,
+    columns: BTreeMap<&'a str, GeoColumn<'a>>,
+}
+
+#[derive(Serialize)]
+struct GeoColumn<'a> {
+    encoding: &'a str,
+    geometry_types: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bbox: Option<[f64; 4]>,
+    covering: Covering<'a>,
+}
+
+#[derive(Serialize)]
+struct Covering<'a> {
+    bbox: BboxCovering<'a>,
+}
+
+#[derive(Serialize)]
+struct BboxCovering<'a> {
+    xmin: [&'a str; 2],
+    ymin: [&'a str; 2],
+    xmax: [&'a str; 2],
+    ymax: [&'a str; 2],
+}
+
+fn geo_metadata(bounds: Option<[f64; 4]>, any_rows: bool) -> Result<String> {
+    let column = GeoColumn {
+        encoding: "WKB",
+        geometry_types: if any_rows {
+            vec!["MultiPolygon"]
+        } else {
+            Vec::new()
+        },
+        bbox: bounds,
+        covering: Covering {
+            bbox: BboxCovering {
+                xmin: ["bbox", "xmin"],
+                ymin: ["bbox", "ymin"],
+                xmax: ["bbox", "xmax"],
+                ymax: ["bbox", "ymax"],
+            },
+        },
+    };
+    let metadata = GeoMetadata {
+        version: "1.1.0",
+        primary_column: super::schema::GEOMETRY,
+        columns: BTreeMap::from([(super::schema::GEOMETRY, column)]),
+    };
+    serde_json::to_string(&metadata).map_err(|e| HlsArrowError::Metadata(e.to_string()))
+}
+
+fn stac_geoparquet_metadata() -> Result<String> {
+    serde_json::to_string(&stac::geoparquet::Metadata {
+        version: stac::geoparquet::VERSION.to_string(),
+        collections: Default::default(),
+    })
+    .map_err(|e| HlsArrowError::Metadata(e.to_string()))
+}
+
+/// Counts the bytes written through it.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
