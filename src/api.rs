@@ -6,7 +6,7 @@ use crate::cmr::{CmrClient, DEFAULT_CMR_URL, MAX_PAGE_SIZE};
 use crate::collection::Collection;
 use crate::error::{Error, Result, one_line};
 use crate::geoparquet::row_count;
-use crate::harvest::{HarvestSettings, Harvester, WindowReport};
+use crate::harvest::{HarvestSettings, Harvester, Source, WindowReport};
 use crate::http::HttpSettings;
 use crate::items::ItemFetcher;
 use crate::output::Output;
@@ -98,6 +98,8 @@ pub struct DailyOptions {
     pub tmp_dir: Option<PathBuf>,
     /// CMR and HTTP settings.
     pub endpoints: Endpoints,
+    /// Where items come from: published `_stac.json` files or CMR's ECHO10 records.
+    pub source: Source,
 }
 
 impl Default for DailyOptions {
@@ -113,6 +115,7 @@ impl Default for DailyOptions {
             daily_root: String::new(),
             tmp_dir: None,
             endpoints: Endpoints::default(),
+            source: Source::StacJson,
         }
     }
 }
@@ -239,6 +242,7 @@ pub async fn process_date_range(
         bbox: options.bbox,
         max_concurrent_fetches: options.max_concurrent_per_day.max(1),
         tmp_dir: options.tmp_dir.clone(),
+        source: options.source,
         ..HarvestSettings::default()
     })?;
     let units: Vec<(Collection, NaiveDate)> = options

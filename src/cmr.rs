@@ -79,6 +79,17 @@ pub struct CmrPage {
     pub search_after: Option<String>,
 }
 
+/// One page as fetched: its paging headers and its body, in any format.
+#[derive(Debug, Clone)]
+pub struct RawPage {
+    /// `CMR-Hits`.
+    pub hits: u64,
+    /// `CMR-Search-After`.
+    pub search_after: Option<String>,
+    /// The body.
+    pub body: bytes::Bytes,
+}
+
 /// What to search for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GranuleQuery {
@@ -131,9 +142,14 @@ impl CmrClient {
 
     /// The search URL of a query (without paging state).
     pub fn search_url(&self, q: &GranuleQuery) -> String {
+        self.search_url_as(q, "json")
+    }
+
+    /// The search URL of a query in a format: `json` or `echo10`.
+    pub fn search_url_as(&self, q: &GranuleQuery, format: &str) -> String {
         let fmt = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
         let mut url = format!(
-            "{}/search/granules.json?collection_concept_id[]={}&temporal[]={},{}",
+            "{}/search/granules.{format}?collection_concept_id[]={}&temporal[]={},{}",
             self.base,
             q.collection.concept_id(),
             fmt(&q.start),
@@ -148,6 +164,20 @@ impl CmrClient {
 
     /// Fetches one page (with retries), following `search_after` if given.
     pub async fn page(&self, url: &str, search_after: Option<&str>) -> Result<CmrPage> {
+        let raw = self.raw_page(url, search_after).await?;
+        let body: Body = serde_json::from_slice(&raw.body).map_err(|e| Error::CmrMalformed {
+            url: url.to_string(),
+            reason: format!("not a CMR granule feed: {e}"),
+        })?;
+        Ok(CmrPage {
+            hits: raw.hits,
+            entries: body.feed.entry,
+            search_after: raw.search_after,
+        })
+    }
+
+    /// Fetches one page's headers and body (with retries), in any format.
+    pub async fn raw_page(&self, url: &str, search_after: Option<&str>) -> Result<RawPage> {
         self.retry
             .run(url, || async {
                 let _permit = self
@@ -160,7 +190,7 @@ impl CmrClient {
             .await
     }
 
-    async fn page_once(&self, url: &str, search_after: Option<&str>) -> Result<CmrPage> {
+    async fn page_once(&self, url: &str, search_after: Option<&str>) -> Result<RawPage> {
         let mut req = self.http.get(url).header("Client-Id", &self.client_id);
         if let Some(sa) = search_after {
             req = req.header("CMR-Search-After", sa);
@@ -189,13 +219,11 @@ impl CmrClient {
             .parse::<u64>()
             .map_err(|e| malformed(format!("CMR-Hits is not a number: {e}")))?;
         let search_after = header("CMR-Search-After");
-        let bytes = resp.bytes().await.map_err(|e| transport_error(url, e))?;
-        let body: Body = serde_json::from_slice(&bytes)
-            .map_err(|e| malformed(format!("not a CMR granule feed: {e}")))?;
-        Ok(CmrPage {
+        let body = resp.bytes().await.map_err(|e| transport_error(url, e))?;
+        Ok(RawPage {
             hits,
-            entries: body.feed.entry,
             search_after,
+            body,
         })
     }
 
@@ -205,44 +233,132 @@ impl CmrClient {
     /// of `CMR-Hits` between pages is an error: the listing would be unreliable.
     pub fn pages(&self, q: &GranuleQuery) -> impl Stream<Item = Result<CmrPage>> + Send + 'static {
         let client = self.clone();
-        let url = self.search_url(q);
-        struct State {
+        self.paged(self.search_url(q), move |url, sa| {
+            let client = client.clone();
+            async move { client.page(&url, sa.as_deref()).await }
+        })
+    }
+
+    /// Every page of a search in ECHO10 (`/search/granules.echo10`), paged like
+    /// [`pages`](CmrClient::pages); each page's records are parsed as it arrives.
+    pub fn echo10_pages(
+        &self,
+        q: &GranuleQuery,
+    ) -> impl Stream<Item = Result<Echo10Page>> + Send + 'static {
+        let client = self.clone();
+        self.paged(self.search_url_as(q, "echo10"), move |url, sa| {
+            let client = client.clone();
+            async move {
+                let raw = client.raw_page(&url, sa.as_deref()).await?;
+                let malformed = |reason: String| Error::CmrMalformed {
+                    url: url.clone(),
+                    reason,
+                };
+                let reader = crate::echo10::PageReader::new(&raw.body[..])
+                    .map_err(|e| malformed(e.to_string()))?;
+                let records = reader
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| malformed(e.to_string()))?;
+                Ok(Echo10Page {
+                    hits: raw.hits,
+                    search_after: raw.search_after,
+                    records,
+                })
+            }
+        })
+    }
+
+    fn paged<P, F, Fut>(&self, url: String, fetch: F) -> impl Stream<Item = Result<P>> + Send + 'static
+    where
+        P: Paged + Send + 'static,
+        F: Fn(String, Option<String>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<P>> + Send,
+    {
+        struct State<F> {
+            fetch: F,
+            url: String,
             search_after: Option<String>,
             hits: Option<u64>,
             seen: u64,
             done: bool,
         }
         let init = State {
+            fetch,
+            url,
             search_after: None,
             hits: None,
             seen: 0,
             done: false,
         };
-        futures::stream::try_unfold(init, move |mut st| {
-            let client = client.clone();
-            let url = url.clone();
-            async move {
-                if st.done {
-                    return Ok(None);
-                }
-                let page = client.page(&url, st.search_after.as_deref()).await?;
-                if let Some(before) = st.hits
-                    && before != page.hits
-                {
-                    return Err(Error::HitsChanged {
-                        url,
-                        before,
-                        after: page.hits,
-                    });
-                }
-                st.hits = Some(page.hits);
-                st.seen += page.entries.len() as u64;
-                st.done =
-                    page.entries.is_empty() || page.search_after.is_none() || st.seen >= page.hits;
-                st.search_after = page.search_after.clone();
-                Ok(Some((page, st)))
+        futures::stream::try_unfold(init, |mut st| async move {
+            if st.done {
+                return Ok(None);
             }
+            let page = (st.fetch)(st.url.clone(), st.search_after.clone()).await?;
+            if let Some(before) = st.hits
+                && before != page.hits()
+            {
+                return Err(Error::HitsChanged {
+                    url: st.url.clone(),
+                    before,
+                    after: page.hits(),
+                });
+            }
+            st.hits = Some(page.hits());
+            st.seen += page.len() as u64;
+            st.done = page.len() == 0 || page.search_after().is_none() || st.seen >= page.hits();
+            st.search_after = page.search_after().map(str::to_string);
+            Ok(Some((page, st)))
         })
+    }
+}
+
+/// What paging needs to know of a page.
+pub trait Paged {
+    /// `CMR-Hits`.
+    fn hits(&self) -> u64;
+    /// Entries on the page.
+    fn len(&self) -> usize;
+    /// Whether the page is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// `CMR-Search-After`.
+    fn search_after(&self) -> Option<&str>;
+}
+
+impl Paged for CmrPage {
+    fn hits(&self) -> u64 {
+        self.hits
+    }
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+    fn search_after(&self) -> Option<&str> {
+        self.search_after.as_deref()
+    }
+}
+
+/// One page of ECHO10 records.
+#[derive(Debug)]
+pub struct Echo10Page {
+    /// `CMR-Hits`.
+    pub hits: u64,
+    /// `CMR-Search-After`.
+    pub search_after: Option<String>,
+    /// The records, each parsed or failed on its own.
+    pub records: Vec<crate::echo10::PageRecord>,
+}
+
+impl Paged for Echo10Page {
+    fn hits(&self) -> u64 {
+        self.hits
+    }
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+    fn search_after(&self) -> Option<&str> {
+        self.search_after.as_deref()
     }
 }
 

@@ -8,6 +8,7 @@ use crate::collection::Collection;
 use crate::error::{Error, Result, one_line};
 use crate::geoparquet::{BatchWriter, DEFAULT_BATCH_SIZE};
 use crate::items::ItemFetcher;
+use stac::Item;
 use crate::output::Output;
 use crate::progress::UnitBar;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -28,6 +29,8 @@ pub struct HarvestSettings {
     pub batch_size: usize,
     /// Where temporary files are written (the system's temporary folder if `None`).
     pub tmp_dir: Option<PathBuf>,
+    /// Where the items come from.
+    pub source: Source,
 }
 
 impl Default for HarvestSettings {
@@ -37,6 +40,7 @@ impl Default for HarvestSettings {
             max_concurrent_fetches: 50,
             batch_size: DEFAULT_BATCH_SIZE,
             tmp_dir: None,
+            source: Source::StacJson,
         }
     }
 }
@@ -58,6 +62,8 @@ pub struct WindowReport {
     pub bytes: u64,
     /// Whether a file was published (false when the window has no granule).
     pub published: bool,
+    /// Optional ECHO10 attributes that were missing (their item fields are left out).
+    pub missing_optional: u64,
 }
 
 /// Harvests windows of CMR granules into files.
@@ -68,10 +74,30 @@ pub struct Harvester {
     settings: HarvestSettings,
 }
 
-struct Job {
-    id: String,
-    url: String,
+/// Where the items come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Source {
+    /// Fetch each granule's published `_stac.json` (one request per granule).
+    #[default]
+    StacJson,
+    /// Build the items from CMR's ECHO10 records, 2,000 granules per request.
+    Echo10,
 }
+
+impl std::str::FromStr for Source {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Source, String> {
+        match s {
+            "stac-json" => Ok(Source::StacJson),
+            "echo10" => Ok(Source::Echo10),
+            other => Err(format!("unknown source {other:?}: expected stac-json or echo10")),
+        }
+    }
+}
+
+/// A granule's item, or why there is none.
+type Fetched = (String, Result<Item>);
 
 #[derive(Default)]
 struct Listing {
@@ -80,6 +106,175 @@ struct Listing {
     duplicates: u64,
     outside: u64,
     unfetchable: Vec<(String, String)>,
+    missing_optional: u64,
+}
+
+/// Keeps the granules that start in the window, once each.
+struct DayFilter {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    seen: HashSet<String>,
+}
+
+impl DayFilter {
+    fn keep(&mut self, listing: &mut Listing, id: &str, begin: DateTime<Utc>) -> bool {
+        if begin < self.start || begin >= self.end {
+            listing.outside += 1;
+            return false;
+        }
+        if !self.seen.insert(id.to_string()) {
+            listing.duplicates += 1;
+            return false;
+        }
+        listing.listed += 1;
+        true
+    }
+}
+
+/// `--source stac-json`: pages of CMR entries → `_stac.json` fetches, `concurrency` at
+/// once. Pages are listed while earlier granules are being fetched.
+async fn list_and_fetch(
+    cmr: CmrClient,
+    fetcher: ItemFetcher,
+    query: GranuleQuery,
+    concurrency: usize,
+    tx: mpsc::Sender<Fetched>,
+    bar: UnitBar,
+) -> Result<Listing> {
+    let collection = query.collection;
+    let (job_tx, job_rx) = mpsc::channel::<(String, String)>(2 * concurrency);
+    let lister = tokio::spawn(async move {
+        let mut listing = Listing::default();
+        let mut filter = DayFilter {
+            start: query.start,
+            end: query.end,
+            seen: HashSet::new(),
+        };
+        let pages = cmr.pages(&query);
+        futures::pin_mut!(pages);
+        while let Some(page) = pages.next().await {
+            let page = page?;
+            if listing.hits == 0 {
+                bar.set_total(page.hits);
+            }
+            listing.hits = page.hits;
+            for entry in page.entries {
+                if !filter.keep(&mut listing, &entry.title, entry.time_start) {
+                    continue;
+                }
+                match entry.stac_json_url() {
+                    Some(url) => {
+                        let job = (entry.title.clone(), url.to_string());
+                        if job_tx.send(job).await.is_err() {
+                            return Ok(listing);
+                        }
+                    }
+                    None => listing.unfetchable.push((
+                        entry.title,
+                        "CMR entry has no https _stac.json link".to_string(),
+                    )),
+                }
+            }
+        }
+        bar.set_total(listing.listed);
+        Ok::<Listing, Error>(listing)
+    });
+    let jobs = futures::stream::unfold(job_rx, |mut rx| async move {
+        rx.recv().await.map(|job| (job, rx))
+    });
+    let fetched = jobs
+        .map(|(id, url)| {
+            let fetcher = fetcher.clone();
+            async move {
+                let r = fetcher.fetch(&url, &id, collection).await;
+                (id, r)
+            }
+        })
+        .buffer_unordered(concurrency);
+    futures::pin_mut!(fetched);
+    while let Some(f) = fetched.next().await {
+        if tx.send(f).await.is_err() {
+            lister.abort();
+            break;
+        }
+    }
+    lister
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+}
+
+/// `--source echo10`: pages of ECHO10 records → items built from them.
+async fn list_echo10(
+    cmr: CmrClient,
+    query: GranuleQuery,
+    tx: mpsc::Sender<Fetched>,
+    bar: UnitBar,
+) -> Result<Listing> {
+    let mut listing = Listing::default();
+    let mut filter = DayFilter {
+        start: query.start,
+        end: query.end,
+        seen: HashSet::new(),
+    };
+    let collection = query.collection;
+    let pages = cmr.echo10_pages(&query);
+    futures::pin_mut!(pages);
+    while let Some(page) = pages.next().await {
+        let page = page?;
+        if listing.hits == 0 {
+            bar.set_total(page.hits);
+        }
+        listing.hits = page.hits;
+        for rec in page.records {
+            let fetched = match rec.record {
+                Ok((meta, missing)) => {
+                    if !filter.keep(&mut listing, &meta.granule_ur, meta.begin) {
+                        continue;
+                    }
+                    listing.missing_optional += missing.len() as u64;
+                    let id = meta.granule_ur.clone();
+                    let item = if meta.collection != collection {
+                        Err(Error::Granule {
+                            id: id.clone(),
+                            reason: format!("record of {} in a {collection} search", meta.collection),
+                        })
+                    } else {
+                        item_from_value(&id, crate::hls::to_stac_item(&meta), collection)
+                    };
+                    (id, item)
+                }
+                Err(e) => {
+                    // A record that cannot be read still names a granule CMR listed: it
+                    // fails the day rather than vanish.
+                    let id = e
+                        .granule()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| rec.concept_id.clone());
+                    if !filter.seen.insert(id.clone()) {
+                        listing.duplicates += 1;
+                        continue;
+                    }
+                    listing.listed += 1;
+                    let reason = e.to_string();
+                    (id.clone(), Err(Error::Granule { id, reason }))
+                }
+            };
+            if tx.send(fetched).await.is_err() {
+                return Ok(listing);
+            }
+        }
+    }
+    bar.set_total(listing.listed);
+    Ok(listing)
+}
+
+fn item_from_value(id: &str, value: serde_json::Value, collection: Collection) -> Result<Item> {
+    let mut item: Item = serde_json::from_value(value).map_err(|e| Error::Granule {
+        id: id.to_string(),
+        reason: format!("built item is not a STAC item: {e}"),
+    })?;
+    item.collection = Some(collection.stac_id().to_string());
+    Ok(item)
 }
 
 impl Harvester {
@@ -150,74 +345,26 @@ impl Harvester {
             end,
             bbox: self.settings.bbox,
         };
-        let (tx, rx) = mpsc::channel::<Job>(4 * self.settings.max_concurrent_fetches.max(1));
-        let pages = self.cmr.pages(&query);
-        let lister_bar = bar.clone();
-        let lister = tokio::spawn(async move {
-            let mut listing = Listing::default();
-            let mut seen: HashSet<String> = HashSet::new();
-            futures::pin_mut!(pages);
-            while let Some(page) = pages.next().await {
-                let page = page?;
-                if listing.hits == 0 {
-                    lister_bar.set_total(page.hits);
-                }
-                listing.hits = page.hits;
-                for entry in page.entries {
-                    if entry.time_start < start || entry.time_start >= end {
-                        listing.outside += 1;
-                        continue;
-                    }
-                    if !seen.insert(entry.title.clone()) {
-                        listing.duplicates += 1;
-                        continue;
-                    }
-                    listing.listed += 1;
-                    match entry.stac_json_url() {
-                        Some(url) => {
-                            let job = Job {
-                                url: url.to_string(),
-                                id: entry.title,
-                            };
-                            if tx.send(job).await.is_err() {
-                                // The fetching side stopped; its error is reported.
-                                return Ok(listing);
-                            }
-                        }
-                        None => listing.unfetchable.push((
-                            entry.title,
-                            "CMR entry has no https _stac.json link".to_string(),
-                        )),
-                    }
-                }
-            }
-            lister_bar.set_total(listing.listed);
-            Ok::<Listing, Error>(listing)
-        });
-
+        let (tx, mut rx) =
+            mpsc::channel::<Fetched>(2 * self.settings.max_concurrent_fetches.max(1));
+        let lister = match self.settings.source {
+            Source::StacJson => tokio::spawn(list_and_fetch(
+                self.cmr.clone(),
+                self.fetcher.clone(),
+                query,
+                self.settings.max_concurrent_fetches.max(1),
+                tx,
+                bar.clone(),
+            )),
+            Source::Echo10 => tokio::spawn(list_echo10(self.cmr.clone(), query, tx, bar.clone())),
+        };
         let label = output.show(dest);
         let mut writer = BatchWriter::start(label, self.settings.tmp_dir.clone());
-        let jobs =
-            futures::stream::unfold(
-                rx,
-                |mut rx| async move { rx.recv().await.map(|job| (job, rx)) },
-            );
-        let fetcher = self.fetcher.clone();
-        let fetches = jobs
-            .map(|job| {
-                let fetcher = fetcher.clone();
-                async move {
-                    let r = fetcher.fetch(&job.url, &job.id, collection).await;
-                    (job.id, r)
-                }
-            })
-            .buffer_unordered(self.settings.max_concurrent_fetches.max(1));
-        let mut fetches = std::pin::pin!(fetches);
         let mut failures: Vec<(String, String)> = Vec::new();
         let mut batch = Vec::with_capacity(self.settings.batch_size);
         let mut written = 0u64;
         let mut write_error = None;
-        while let Some((id, result)) = fetches.next().await {
+        while let Some((id, result)) = rx.recv().await {
             match result {
                 Ok(item) => {
                     batch.push(item);
@@ -233,7 +380,7 @@ impl Harvester {
                 Err(e) => failures.push((id, one_line(&e))),
             }
         }
-        drop(fetches);
+        drop(rx);
         if let Some(e) = write_error {
             lister.abort();
             return Err(e);
@@ -266,6 +413,7 @@ impl Harvester {
             });
         }
         let mut report = WindowReport {
+            missing_optional: listing.missing_optional,
             cmr_hits: listing.hits,
             listed: listing.listed,
             written,

@@ -7,7 +7,7 @@ use crate::collection::Collection;
 use crate::dag::Dag;
 use crate::error::{Error, Result};
 use crate::geoparquet::row_count;
-use crate::harvest::{HarvestSettings, Harvester};
+use crate::harvest::{HarvestSettings, Harvester, Source};
 use crate::output::Output;
 use crate::period::DayRange;
 use crate::progress::{Progress, UnitBar};
@@ -46,6 +46,8 @@ pub struct RunConfig {
     pub show_progress: bool,
     /// Where temporary files go.
     pub tmp_dir: Option<PathBuf>,
+    /// Where items come from.
+    pub source: Source,
 }
 
 impl Default for RunConfig {
@@ -61,6 +63,7 @@ impl Default for RunConfig {
             state: PathBuf::from(DEFAULT_STATE),
             show_progress: false,
             tmp_dir: None,
+            source: Source::StacJson,
         }
     }
 }
@@ -81,6 +84,7 @@ impl Pipeline {
             bbox: cfg.bbox,
             max_concurrent_fetches: cfg.fetches_per_day.max(1),
             tmp_dir: cfg.tmp_dir.clone(),
+            source: cfg.source,
             ..HarvestSettings::default()
         })?;
         Ok(Pipeline {

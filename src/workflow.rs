@@ -3,6 +3,7 @@
 
 use crate::collection::Collection;
 use crate::error::{Error, Result};
+use crate::harvest::Source;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -12,6 +13,8 @@ use std::path::Path;
 pub struct Workflow {
     /// Collections to harvest.
     pub collections: Option<Vec<String>>,
+    /// Where items come from: `stac-json` or `echo10`.
+    pub source: Option<String>,
     /// Output layout.
     #[serde(default)]
     pub output: OutputSection,
@@ -104,6 +107,7 @@ impl Workflow {
         })?;
         wf.collections()
             .map_err(|e| err(format!("collections: {e}")))?;
+        wf.source().map_err(|e| err(format!("source: {e}")))?;
         let positive = [
             ("concurrency.days", wf.concurrency.days.map(u64::from)),
             (
@@ -134,6 +138,11 @@ impl Workflow {
             ));
         }
         Ok(wf)
+    }
+
+    /// The source named, if any.
+    pub fn source(&self) -> std::result::Result<Option<Source>, String> {
+        self.source.as_deref().map(str::parse).transpose()
     }
 
     /// The collections named, if any.

@@ -5,6 +5,7 @@ use super::common::{CliResult, EndpointArgs, print_lines};
 use crate::api::{DailyOptions, DayStatus, get_summary_stats, process_date_range};
 use crate::bbox::Bbox;
 use crate::collection::Collection;
+use crate::harvest::Source;
 use crate::output::Output;
 use crate::period::DayRange;
 
@@ -41,6 +42,10 @@ pub struct Args {
     /// Only granules intersecting W,S,E,N (degrees), e.g. --bbox=-93,46,-92,47.
     #[arg(long, value_name = "W,S,E,N", allow_hyphen_values = true)]
     bbox: Option<String>,
+    /// Where items come from: `stac-json` (fetch each published item) or `echo10` (build
+    /// them from CMR's ECHO10 records, 2,000 granules per request).
+    #[arg(long, value_name = "SOURCE", default_value = "stac-json")]
+    source: Source,
     #[command(flatten)]
     endpoints: EndpointArgs,
 }
@@ -64,6 +69,7 @@ pub async fn run(args: Args) -> CliResult {
         skip_existing: !args.no_skip_existing,
         show_progress: !args.no_progress,
         endpoints,
+        source: args.source,
         ..DailyOptions::default()
     };
     let summary = process_date_range(range, &output, &options).await?;

@@ -4,6 +4,7 @@ use super::ExitStatus;
 use super::common::{CliError, CliResult, EndpointArgs, print_lines};
 use crate::bbox::Bbox;
 use crate::collection::Collection;
+use crate::harvest::Source;
 use crate::output::Output;
 use crate::period::DayRange;
 use crate::pipeline::{DEFAULT_STATE, RunConfig, RunOutcome};
@@ -33,6 +34,10 @@ pub struct RunOptions {
     /// Time limit of one task attempt, in seconds [default: 3600]
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub task_timeout: Option<u64>,
+    /// Where items come from: `stac-json` (each published item) or `echo10` (CMR's ECHO10
+    /// records, 2,000 granules per request) [default: stac-json]
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<Source>,
     /// No progress bars.
     #[arg(long)]
     pub no_progress: bool,
@@ -84,6 +89,10 @@ impl RunOptions {
             state: self.state.clone(),
             show_progress: !self.no_progress,
             tmp_dir: None,
+            source: match self.source {
+                Some(s) => s,
+                None => wf.source().map_err(CliError::usage)?.unwrap_or(d.source),
+            },
         })
     }
 }
