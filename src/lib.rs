@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod collection;
+pub mod emulator;
 pub mod hls;
 
 pub use collection::Collection;
