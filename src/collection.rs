@@ -116,7 +116,9 @@ impl fmt::Display for Collection {
 
 /// A collection name that is neither HLSL30 nor HLSS30.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown collection {0:?}: expected HLSL30 or HLSS30 (HLSL30_2.0, HLSS30_2.0, L30 and S30 are accepted too)")]
+#[error(
+    "unknown collection {0:?}: expected HLSL30 or HLSS30 (HLSL30_2.0, HLSS30_2.0, L30 and S30 are accepted too)"
+)]
 pub struct UnknownCollection(pub String);
 
 impl FromStr for Collection {
@@ -138,7 +140,10 @@ mod tests {
     #[test]
     fn parses_names_and_lists() {
         assert_eq!("hlsl30".parse::<Collection>().unwrap(), Collection::Hlsl30);
-        assert_eq!("HLSS30_2.0".parse::<Collection>().unwrap(), Collection::Hlss30);
+        assert_eq!(
+            "HLSS30_2.0".parse::<Collection>().unwrap(),
+            Collection::Hlss30
+        );
         assert_eq!(
             Collection::parse_list("HLSS30, HLSL30,HLSS30").unwrap(),
             vec![Collection::Hlss30, Collection::Hlsl30]

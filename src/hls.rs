@@ -12,8 +12,7 @@ use serde_json::{Map, Value, json};
 /// Host and path prefix of LP DAAC's public files (`_stac.json`, browse `.jpg`).
 pub const LPDAAC_PUBLIC: &str = "https://data.lpdaac.earthdatacloud.nasa.gov/lp-prod-public";
 /// Host and path prefix of LP DAAC's protected files (the COGs).
-pub const LPDAAC_PROTECTED: &str =
-    "https://data.lpdaac.earthdatacloud.nasa.gov/lp-prod-protected";
+pub const LPDAAC_PROTECTED: &str = "https://data.lpdaac.earthdatacloud.nasa.gov/lp-prod-protected";
 
 /// The `stac_extensions` of every HLS item, in the published order.
 pub const STAC_EXTENSIONS: [&str; 4] = [
@@ -291,7 +290,11 @@ pub fn to_stac_item(meta: &GranuleMeta) -> Value {
         }),
     );
 
-    let rings: Vec<Value> = meta.closed_rings().into_iter().map(|r| json!([r])).collect();
+    let rings: Vec<Value> = meta
+        .closed_rings()
+        .into_iter()
+        .map(|r| json!([r]))
+        .collect();
     let mut item = Map::new();
     item.insert("type".into(), json!("Feature"));
     item.insert("stac_version".into(), json!("1.0.0"));
