@@ -168,9 +168,17 @@ async fn emulator_replays_every_recorded_request() {
                 .get(n)
                 .map(|v| v.to_str().unwrap().to_string())
         };
-        assert_eq!(u64::from(resp.status().as_u16()), rec["status"]["code"], "{name}");
+        assert_eq!(
+            u64::from(resp.status().as_u16()),
+            rec["status"]["code"],
+            "{name}"
+        );
         assert_eq!(header("cmr-hits"), rec_header("CMR-Hits"), "{name}");
-        assert_eq!(header("cmr-search-after"), rec_header("CMR-Search-After"), "{name}");
+        assert_eq!(
+            header("cmr-search-after"),
+            rec_header("CMR-Search-After"),
+            "{name}"
+        );
         assert_eq!(header("content-type"), rec_header("Content-Type"), "{name}");
         assert!(header("cmr-took").is_some() && header("cmr-request-id").is_some());
         let body: Value = resp.json().await.unwrap();
@@ -216,7 +224,12 @@ async fn emulator_serves_replayed_items() {
     .unwrap();
     let page = get_page(
         &client,
-        &search_url(&emu, &format!("collection_concept_id[]={S30}&temporal[]=2024-06-01T00:00:00Z,2024-06-01T23:59:59Z")),
+        &search_url(
+            &emu,
+            &format!(
+                "collection_concept_id[]={S30}&temporal[]=2024-06-01T00:00:00Z,2024-06-01T23:59:59Z"
+            ),
+        ),
         None,
     )
     .await;
@@ -225,7 +238,14 @@ async fn emulator_serves_replayed_items() {
     assert_eq!(page.entries()[0]["links"].as_array().unwrap().len(), 54);
     let link = https_stac_link(&page.entries()[0]);
     assert!(link.starts_with(&emu.base_url()));
-    let served = client.get(&link).send().await.unwrap().text().await.unwrap();
+    let served = client
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(served, real);
     // A replayed Landsat item is the mapping of its values.
     let metas = emu.granules(Collection::Hlsl30, day("2025-10-02"));
@@ -246,26 +266,48 @@ async fn emulator_serves_replayed_items() {
 async fn emulator_page_size_limits_and_default() {
     let emu = synthetic(200, 1).await;
     let client = reqwest::Client::new();
-    let q = format!("collection_concept_id[]={S30}&temporal[]=2024-05-02T00:00:00Z,2024-05-02T23:59:59.999Z");
+    let q = format!(
+        "collection_concept_id[]={S30}&temporal[]=2024-05-02T00:00:00Z,2024-05-02T23:59:59.999Z"
+    );
     for bad in ["2001", "ten", "-1"] {
-        let p = get_page(&client, &search_url(&emu, &format!("{q}&page_size={bad}")), None).await;
+        let p = get_page(
+            &client,
+            &search_url(&emu, &format!("{q}&page_size={bad}")),
+            None,
+        )
+        .await;
         assert_eq!(p.status, 400, "{bad}");
         assert!(p.body["errors"][0].as_str().unwrap().contains("page_size"));
         assert_eq!(p.hits, None);
     }
-    let p = get_page(&client, &search_url(&emu, &format!("{q}&page_size=2000")), None).await;
+    let p = get_page(
+        &client,
+        &search_url(&emu, &format!("{q}&page_size=2000")),
+        None,
+    )
+    .await;
     assert_eq!(p.status, 200);
     let p = get_page(&client, &search_url(&emu, &q), None).await;
     assert_eq!(p.entries().len(), 10);
     assert!(p.hits.unwrap() > 10);
     assert!(p.after.is_some());
-    let p = get_page(&client, &search_url(&emu, &format!("{q}&page_size=0")), None).await;
+    let p = get_page(
+        &client,
+        &search_url(&emu, &format!("{q}&page_size=0")),
+        None,
+    )
+    .await;
     assert!(p.entries().is_empty() && p.after.is_none() && p.hits.unwrap() > 10);
     // A malformed search-after header is a 400 too.
     let p = get_page(&client, &search_url(&emu, &q), Some("[\"lpcloud\",\"x\"]")).await;
     assert_eq!(p.status, 400);
     assert!(p.body["errors"].is_array());
-    let p = get_page(&client, &search_url(&emu, &format!("{q}&bounding_box=1,2,3")), None).await;
+    let p = get_page(
+        &client,
+        &search_url(&emu, &format!("{q}&bounding_box=1,2,3")),
+        None,
+    )
+    .await;
     assert_eq!(p.status, 400);
     emu.shutdown().await;
 }
@@ -280,9 +322,18 @@ async fn emulator_pages_a_day_exactly_once_in_order() {
         &format!("collection_concept_id%5B%5D={S30}&temporal%5B%5D={s},{t}&page_size=100"),
     );
     let pages = all_pages(&client, &url).await;
-    let want = expected(&emu, Collection::Hlss30, &["2024-05-02", "2024-05-03"], s, t);
+    let want = expected(
+        &emu,
+        Collection::Hlss30,
+        &["2024-05-02", "2024-05-03"],
+        s,
+        t,
+    );
     // The day's own granules plus the previous day's one that ends after midnight.
-    assert_eq!(want.len(), emu.granules(Collection::Hlss30, day("2024-05-03")).len() + 1);
+    assert_eq!(
+        want.len(),
+        emu.granules(Collection::Hlss30, day("2024-05-03")).len() + 1
+    );
     let got: Vec<String> = pages.iter().flat_map(|p| p.ids()).collect();
     let want_ids: Vec<String> = want.iter().map(|g| g.granule_ur.clone()).collect();
     assert_eq!(got, want_ids);
@@ -330,7 +381,13 @@ async fn emulator_temporal_ends_are_inclusive() {
             &format!("collection_concept_id[]={L30}&temporal[]={temporal}&page_size=2000"),
         );
         let client = client.clone();
-        async move { all_pages(&client, &url).await.iter().flat_map(|p| p.ids()).collect::<Vec<_>>() }
+        async move {
+            all_pages(&client, &url)
+                .await
+                .iter()
+                .flat_map(|p| p.ids())
+                .collect::<Vec<_>>()
+        }
     };
     let got = search("2024-05-03T00:00:00Z,2024-05-04T00:00:00Z".into()).await;
     assert!(got.contains(&midnight) && got.contains(&last) && got.contains(&late));
@@ -341,7 +398,17 @@ async fn emulator_temporal_ends_are_inclusive() {
     // Starting at midnight still finds the granule that began before and ends after it.
     let got = search("2024-05-04T00:00:00Z,".into()).await;
     assert!(got.contains(&late) && got.contains(&midnight) && !got.contains(&last));
-    assert_eq!(got.len(), expected(&emu, Collection::Hlsl30, &["2024-05-03", "2024-05-04", "2024-05-05"], "2024-05-04T00:00:00Z", "2100-01-01T00:00:00Z").len());
+    assert_eq!(
+        got.len(),
+        expected(
+            &emu,
+            Collection::Hlsl30,
+            &["2024-05-03", "2024-05-04", "2024-05-05"],
+            "2024-05-04T00:00:00Z",
+            "2100-01-01T00:00:00Z"
+        )
+        .len()
+    );
     // Several ranges are OR-ed.
     let got = search("2024-05-01T00:00:00Z,2024-05-01T00:00:00Z&temporal[]=2024-05-04T00:00:00Z,2024-05-04T00:00:00Z".into()).await;
     assert!(got.contains(&midnight));
@@ -361,11 +428,18 @@ async fn emulator_filters_by_bounding_box() {
     let q = |bbox: &str| {
         search_url(
             &emu,
-            &format!("collection_concept_id[]={S30}&temporal[]={d}T00:00:00Z,{d}T23:59:59.999Z&bounding_box={bbox}&page_size=2000"),
+            &format!(
+                "collection_concept_id[]={S30}&temporal[]={d}T00:00:00Z,{d}T23:59:59.999Z&bounding_box={bbox}&page_size=2000"
+            ),
         )
     };
     let box_ = [cx - 0.01, cy - 0.01, cx + 0.01, cy + 0.01];
-    let p = get_page(&client, &q(&format!("{},{},{},{}", box_[0], box_[1], box_[2], box_[3])), None).await;
+    let p = get_page(
+        &client,
+        &q(&format!("{},{},{},{}", box_[0], box_[1], box_[2], box_[3])),
+        None,
+    )
+    .await;
     assert!(p.ids().contains(&target.granule_ur));
     let (s0, t0) = (format!("{d}T00:00:00Z"), format!("{d}T23:59:59.999Z"));
     let candidates = expected(&emu, Collection::Hlss30, &["2024-05-01", d], &s0, &t0);
@@ -376,7 +450,12 @@ async fn emulator_filters_by_bounding_box() {
             b[0] <= box_[2] && b[2] >= box_[0] && b[1] <= box_[3] && b[3] >= box_[1]
         })
         .collect();
-    assert_eq!(p.ids(), want.iter().map(|g| g.granule_ur.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        p.ids(),
+        want.iter()
+            .map(|g| g.granule_ur.clone())
+            .collect::<Vec<_>>()
+    );
     assert!(p.hits.unwrap() < metas.len() as u64);
     // Open ocean: nothing.
     let p = get_page(&client, &q("-150,-40,-140,-30"), None).await;
@@ -408,17 +487,32 @@ async fn emulator_searches_two_collections_at_once() {
     let (s, t) = ("2024-05-02T06:00:00Z", "2024-05-02T18:00:00Z");
     let url = search_url(
         &emu,
-        &format!("collection_concept_id[]={L30}&collection_concept_id[]={S30}&temporal[]={s},{t}&page_size=7"),
+        &format!(
+            "collection_concept_id[]={L30}&collection_concept_id[]={S30}&temporal[]={s},{t}&page_size=7"
+        ),
     );
     let pages = all_pages(&client, &url).await;
     let mut want: Vec<GranuleMeta> = Collection::ALL
         .iter()
         .flat_map(|&c| expected(&emu, c, &["2024-05-01", "2024-05-02"], s, t))
         .collect();
-    want.sort_by_key(|g| (g.begin.timestamp_millis(), g.concept_id[1..11].parse::<u64>().unwrap()));
+    want.sort_by_key(|g| {
+        (
+            g.begin.timestamp_millis(),
+            g.concept_id[1..11].parse::<u64>().unwrap(),
+        )
+    });
     let got: Vec<String> = pages.iter().flat_map(|p| p.ids()).collect();
-    assert_eq!(got, want.iter().map(|g| g.granule_ur.clone()).collect::<Vec<_>>());
-    assert!(got.iter().any(|id| id.starts_with("HLS.L30")) && got.iter().any(|id| id.starts_with("HLS.S30")));
+    assert_eq!(
+        got,
+        want.iter()
+            .map(|g| g.granule_ur.clone())
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        got.iter().any(|id| id.starts_with("HLS.L30"))
+            && got.iter().any(|id| id.starts_with("HLS.S30"))
+    );
     assert_eq!(pages[0].hits, Some(want.len() as u64));
     emu.shutdown().await;
 }
@@ -428,7 +522,10 @@ async fn emulator_items_equal_the_mapping_and_the_real_shape() {
     let emu = synthetic(100, 6).await;
     let client = reqwest::Client::new();
     let real: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("stac/HLS.S30.T01WEV.2024153T000609.v2.0_stac.json")).unwrap(),
+        &std::fs::read_to_string(
+            fixtures().join("stac/HLS.S30.T01WEV.2024153T000609.v2.0_stac.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
@@ -448,7 +545,14 @@ async fn emulator_items_equal_the_mapping_and_the_real_shape() {
             .chain(emu.granules(c, day("2024-05-04")))
             .find(|m| m.granule_ur == id)
             .unwrap();
-        let item: Value = client.get(https_stac_link(e)).send().await.unwrap().json().await.unwrap();
+        let item: Value = client
+            .get(https_stac_link(e))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(item, to_stac_item(&meta));
         assert_eq!(keys(&item), keys(&real));
         assert_eq!(keys(&item["properties"]), keys(&real["properties"]));
@@ -477,12 +581,21 @@ async fn emulator_counts_requests() {
     let emu = synthetic(50, 7).await;
     let client = reqwest::Client::new();
     assert_eq!(emu.counts(), RequestCounts::default());
-    let q = search_url(&emu, &format!("collection_concept_id[]={L30}&temporal[]=2024-05-01T00:00:00Z,2024-05-01T23:59:59Z"));
+    let q = search_url(
+        &emu,
+        &format!(
+            "collection_concept_id[]={L30}&temporal[]=2024-05-01T00:00:00Z,2024-05-01T23:59:59Z"
+        ),
+    );
     let p = get_page(&client, &q, None).await;
     let link = https_stac_link(&p.entries()[0]);
     client.get(&link).send().await.unwrap();
     client.get(&link).send().await.unwrap();
-    client.get(format!("{}/nope", emu.base_url())).send().await.unwrap();
+    client
+        .get(format!("{}/nope", emu.base_url()))
+        .send()
+        .await
+        .unwrap();
     get_page(&client, &format!("{q}&page_size=5000"), None).await;
     let c = emu.counts();
     assert_eq!(
@@ -565,7 +678,11 @@ fn emulator_binary_rejects_bad_arguments() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8(out.stdout).unwrap().contains("--granules-per-day"));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("--granules-per-day")
+    );
 }
 
 #[test]
@@ -580,11 +697,22 @@ fn emulator_binary_prints_its_address_and_serves() {
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
     assert!(base.starts_with("http://127.0.0.1:"), "{line}");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let hits = rt.block_on(async {
-        let r = reqwest::get(format!("{base}/search/granules.json?collection_concept_id[]={L30}")).await.unwrap();
+        let r = reqwest::get(format!(
+            "{base}/search/granules.json?collection_concept_id[]={L30}"
+        ))
+        .await
+        .unwrap();
         r.headers()["cmr-hits"].to_str().unwrap().to_string()
     });
     child.kill().unwrap();

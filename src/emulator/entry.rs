@@ -69,10 +69,18 @@ fn inherited_links(out: &mut String, c: Collection) {
     inherited(
         out,
         "data#",
-        &format!("https://search.earthdata.nasa.gov/search?q={}", c.concept_id()),
+        &format!(
+            "https://search.earthdata.nasa.gov/search?q={}",
+            c.concept_id()
+        ),
         Some("20MB"),
     );
-    inherited(out, "metadata#", &format!("https://doi.org/{}", c.doi()), None);
+    inherited(
+        out,
+        "metadata#",
+        &format!("https://doi.org/{}", c.doi()),
+        None,
+    );
     inherited(
         out,
         "metadata#",
@@ -90,7 +98,12 @@ fn inherited_links(out: &mut String, c: Collection) {
     ] {
         inherited(out, "documentation#", doc, None);
     }
-    inherited(out, "data#", "https://appeears.earthdatacloud.nasa.gov/", None);
+    inherited(
+        out,
+        "data#",
+        "https://appeears.earthdatacloud.nasa.gov/",
+        None,
+    );
 }
 
 /// A polygon ring as CMR writes it: "lat lon" pairs, counter-clockwise (the reverse of
@@ -151,7 +164,11 @@ pub(crate) fn render(out: &mut String, meta: &GranuleMeta, base: &str) {
     let id = meta.granule_ur.as_str();
     let folder = c.bucket_folder();
     out.push('{');
-    field(out, "producer_granule_id", id.strip_suffix(".v2.0").unwrap_or(id));
+    field(
+        out,
+        "producer_granule_id",
+        id.strip_suffix(".v2.0").unwrap_or(id),
+    );
     field(out, "time_start", &format_ms(&meta.begin));
     if let Some(cc) = meta.cloud_cover {
         field(out, "cloud_cover", &cloud_string(cc));
@@ -179,8 +196,10 @@ pub(crate) fn render(out: &mut String, meta: &GranuleMeta, base: &str) {
     out.push_str("\"online_access_flag\":true,\"links\":[");
 
     let mut order: Vec<&str> = bands(c).iter().map(|b| b.name).collect();
-    Rng::from_parts(&[id.bytes().fold(0u64, |h, b| h.wrapping_mul(131) ^ u64::from(b))])
-        .shuffle(&mut order);
+    Rng::from_parts(&[id
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(131) ^ u64::from(b))])
+    .shuffle(&mut order);
     let protected = format!("lp-prod-protected/{folder}/{id}/{id}");
     let public = format!("lp-prod-public/{folder}/{id}/{id}");
     for band in &order {
@@ -192,7 +211,12 @@ pub(crate) fn render(out: &mut String, meta: &GranuleMeta, base: &str) {
         );
     }
     for band in &order {
-        link(out, "s3#", S3_TITLE, &format!("s3://{protected}.{band}.tif"));
+        link(
+            out,
+            "s3#",
+            S3_TITLE,
+            &format!("s3://{protected}.{band}.tif"),
+        );
     }
     let meta_title = format!("{S3_TITLE} (EXTENDED METADATA)");
     link(
@@ -207,8 +231,18 @@ pub(crate) fn render(out: &mut String, meta: &GranuleMeta, base: &str) {
         &format!("Download {id}.cmr.xml (EXTENDED METADATA)"),
         &format!("{HOST}/{protected}.cmr.xml"),
     );
-    link(out, "metadata#", &meta_title, &format!("s3://{public}_stac.json"));
-    link(out, "metadata#", &meta_title, &format!("s3://{protected}.cmr.xml"));
+    link(
+        out,
+        "metadata#",
+        &meta_title,
+        &format!("s3://{public}_stac.json"),
+    );
+    link(
+        out,
+        "metadata#",
+        &meta_title,
+        &format!("s3://{protected}.cmr.xml"),
+    );
     link(
         out,
         "metadata#",
@@ -272,14 +306,21 @@ mod tests {
     #[test]
     fn rewrites_only_https_stac_links() {
         let base = "http://127.0.0.1:9";
-        let h = "https://data.lpdaac.earthdatacloud.nasa.gov/lp-prod-public/HLSL30.020/X/X_stac.json";
+        let h =
+            "https://data.lpdaac.earthdatacloud.nasa.gov/lp-prod-public/HLSL30.020/X/X_stac.json";
         assert_eq!(
             rewrite_stac_href(h, base).as_deref(),
             Some("http://127.0.0.1:9/lp-prod-public/HLSL30.020/X/X_stac.json")
         );
-        assert_eq!(rewrite_stac_href("s3://lp-prod-public/HLSL30.020/X/X_stac.json", base), None);
         assert_eq!(
-            rewrite_stac_href("https://data.lpdaac.earthdatacloud.nasa.gov/lp-prod-public/HLSL30.020/X/X.jpg", base),
+            rewrite_stac_href("s3://lp-prod-public/HLSL30.020/X/X_stac.json", base),
+            None
+        );
+        assert_eq!(
+            rewrite_stac_href(
+                "https://data.lpdaac.earthdatacloud.nasa.gov/lp-prod-public/HLSL30.020/X/X.jpg",
+                base
+            ),
             None
         );
     }

@@ -92,7 +92,11 @@ pub(crate) async fn search(
     };
     let after = match headers.get("cmr-search-after") {
         None => None,
-        Some(v) => match v.to_str().map_err(|_| BadRequest("The search-after value is not ASCII.".into())).and_then(parse_search_after) {
+        Some(v) => match v
+            .to_str()
+            .map_err(|_| BadRequest("The search-after value is not ASCII.".into()))
+            .and_then(parse_search_after)
+        {
             Ok(k) => Some(k),
             Err(e) => return bad_request(&state, &e),
         },

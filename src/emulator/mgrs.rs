@@ -93,11 +93,13 @@ pub(crate) fn from_utm(x: f64, y: f64, zone: u8) -> (f64, f64) {
                     * d.powi(6)
                     / 720.0);
     let lambda = (d - (1.0 + 2.0 * t1 + cc1) * d.powi(3) / 6.0
-        + (5.0 - 2.0 * cc1 + 28.0 * t1 - 3.0 * cc1 * cc1 + 8.0 * ep2 + 24.0 * t1 * t1)
-            * d.powi(5)
+        + (5.0 - 2.0 * cc1 + 28.0 * t1 - 3.0 * cc1 * cc1 + 8.0 * ep2 + 24.0 * t1 * t1) * d.powi(5)
             / 120.0)
         / c1;
-    (phi.to_degrees(), central_meridian(zone) + lambda.to_degrees())
+    (
+        phi.to_degrees(),
+        central_meridian(zone) + lambda.to_degrees(),
+    )
 }
 
 /// One HLS tile: its MGRS id and the upper-left corner of its 109.8 km grid.
@@ -183,7 +185,10 @@ mod tests {
             let z = zone_of(lon);
             let (x, y) = to_utm(lat, lon, z);
             let (la, lo) = from_utm(x, y, z);
-            assert!((la - lat).abs() < 1e-7 && (lo - lon).abs() < 1e-7, "{lat},{lon}");
+            assert!(
+                (la - lat).abs() < 1e-7 && (lo - lon).abs() < 1e-7,
+                "{lat},{lon}"
+            );
         }
         // Central meridian of zone 31 at the equator is the false easting.
         let (x, y) = to_utm(0.0, 3.0, 31);

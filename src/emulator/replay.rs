@@ -72,8 +72,9 @@ fn time(v: &Value, key: &str, name: &str) -> Result<DateTime<Utc>, ReplayError> 
 
 /// A stable hash of a string (for the values a recording does not carry).
 fn hash(s: &str) -> u64 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Derives the values of a recorded CMR entry; what the entry does not say (platform,
@@ -157,7 +158,11 @@ pub(crate) fn meta_from_item(item: &Value, concept_id: &str) -> Result<GranuleMe
         other => return Err(fail(name, format!("unknown platform {other:?}"))),
     };
     let mut polygons = Vec::new();
-    for poly in item["geometry"]["coordinates"].as_array().into_iter().flatten() {
+    for poly in item["geometry"]["coordinates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let mut ring: Vec<(f64, f64)> = poly[0]
             .as_array()
             .into_iter()
@@ -186,7 +191,11 @@ pub(crate) fn meta_from_item(item: &Value, concept_id: &str) -> Result<GranuleMe
         .to_string(),
         polygons,
         cloud_cover: p["eo:cloud_cover"].as_f64(),
-        mgrs_tile: id.split('.').nth(2).and_then(|t| t.strip_prefix('T')).map(str::to_string),
+        mgrs_tile: id
+            .split('.')
+            .nth(2)
+            .and_then(|t| t.strip_prefix('T'))
+            .map(str::to_string),
         ulx: transform[2].as_f64(),
         uly: transform[5].as_f64(),
         nrows: u32_of(&shape[0]),
@@ -267,7 +276,10 @@ mod tests {
         let day = &days[&(Collection::Hlsl30, "2025-10-02".parse().unwrap())];
         let g = day.get("HLS.L30.T15TVM.2025275T170439.v2.0").unwrap();
         assert_eq!(g.key(), (1_759_424_679_336, 3_790_086_838));
-        assert_eq!((g.meta.ulx, g.meta.uly), (Some(399_960.0), Some(5_200_020.0)));
+        assert_eq!(
+            (g.meta.ulx, g.meta.uly),
+            (Some(399_960.0), Some(5_200_020.0))
+        );
         let entry: Value = serde_json::from_str(g.entry.as_deref().unwrap()).unwrap();
         let https_stac: Vec<&str> = entry["links"]
             .as_array()
@@ -278,7 +290,10 @@ mod tests {
             .collect();
         assert_eq!(
             https_stac,
-            vec![format!("{BASE}/lp-prod-public/HLSL30.020/{0}/{0}_stac.json", g.meta.granule_ur)]
+            vec![format!(
+                "{BASE}/lp-prod-public/HLSL30.020/{0}/{0}_stac.json",
+                g.meta.granule_ur
+            )]
         );
     }
 
@@ -303,7 +318,8 @@ mod tests {
                     .iter()
                     .map(|l| {
                         let mut l = l.clone();
-                        if let Some(h) = l["href"].as_str().and_then(|h| rewrite_stac_href(h, BASE)) {
+                        if let Some(h) = l["href"].as_str().and_then(|h| rewrite_stac_href(h, BASE))
+                        {
                             l["href"] = Value::String(h);
                         }
                         l.to_string()

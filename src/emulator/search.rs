@@ -64,7 +64,11 @@ fn parse_time(s: &str, which: &str) -> Result<i64, BadRequest> {
         return Ok(t.and_utc().timestamp_millis());
     }
     if let Ok(d) = NaiveDate::parse_from_str(naive, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).ok_or_else(err)?.and_utc().timestamp_millis());
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .ok_or_else(err)?
+            .and_utc()
+            .timestamp_millis());
     }
     Err(err())
 }
@@ -303,9 +307,17 @@ mod tests {
         assert!(err("collection_concept_id[]=A&bounding_box=0,10,1,5").contains("north"));
         assert!(err("collection_concept_id[]=A&bounding_box=0,0,181,5").contains("bounding_box"));
         assert!(err("collection_concept_id[]=A&temporal[]=yesterday,").contains("start"));
-        assert!(err("collection_concept_id[]=A&temporal[]=2025-10-02T00:00:00Z,2025-10-01T00:00:00Z").contains("before"));
-        assert!(err("collection_concept_id[]=A&temporal[]=2025-10-01,2025-10-02,1,2").contains("periodic"));
-        assert!(err("collection_concept_id[]=A&sort_key=x").contains("[sort_key] was not recognized"));
+        assert!(
+            err("collection_concept_id[]=A&temporal[]=2025-10-02T00:00:00Z,2025-10-01T00:00:00Z")
+                .contains("before")
+        );
+        assert!(
+            err("collection_concept_id[]=A&temporal[]=2025-10-01,2025-10-02,1,2")
+                .contains("periodic")
+        );
+        assert!(
+            err("collection_concept_id[]=A&sort_key=x").contains("[sort_key] was not recognized")
+        );
         assert!(err("page_size=10").contains("collection_concept_id"));
     }
 
@@ -315,7 +327,14 @@ mod tests {
         let v = search_after_value(key);
         assert_eq!(v, r#"["lpcloud",1759424679336,3790086838]"#);
         assert_eq!(parse_search_after(&v), Ok(key));
-        for bad in ["", "[]", "[1,2,3]", r#"["lpcloud",1]"#, r#"["lpcloud","x",1]"#, "nope"] {
+        for bad in [
+            "",
+            "[]",
+            "[1,2,3]",
+            r#"["lpcloud",1]"#,
+            r#"["lpcloud","x",1]"#,
+            "nope",
+        ] {
             assert!(parse_search_after(bad).is_err(), "{bad}");
         }
     }

@@ -315,7 +315,11 @@ fn concept_block(c: Collection, day: NaiveDate) -> u64 {
 }
 
 /// Every granule of `c` beginning on `day` (unsorted).
-pub(crate) fn generate_day(config: &SyntheticConfig, c: Collection, day: NaiveDate) -> Vec<Granule> {
+pub(crate) fn generate_day(
+    config: &SyntheticConfig,
+    c: Collection,
+    day: NaiveDate,
+) -> Vec<Granule> {
     let n = per_collection(config.granules_per_day, c) as usize;
     let mut rng = Rng::from_parts(&[
         config.seed,
@@ -336,7 +340,12 @@ pub(crate) fn generate_day(config: &SyntheticConfig, c: Collection, day: NaiveDa
     for (begin, end) in edges(day) {
         for _ in 0..50 {
             let (lat, lon) = land_point(&mut rng);
-            let spec = Spec { begin, end, lat, lon };
+            let spec = Spec {
+                begin,
+                end,
+                lat,
+                lon,
+            };
             if push(granule(&mut rng, c, day, &spec), &mut metas) {
                 break;
             }
@@ -408,7 +417,10 @@ mod tests {
     }
 
     fn metas(cfg: &SyntheticConfig, c: Collection, d: NaiveDate) -> Vec<GranuleMeta> {
-        generate_day(cfg, c, d).into_iter().map(|g| g.meta).collect()
+        generate_day(cfg, c, d)
+            .into_iter()
+            .map(|g| g.meta)
+            .collect()
     }
 
     #[test]
@@ -487,7 +499,10 @@ mod tests {
                     assert!(digits.bytes().all(|b| b.is_ascii_digit()));
                     let parts: Vec<&str> = m.granule_ur.split('.').collect();
                     assert_eq!(parts.len(), 6, "{}", m.granule_ur);
-                    assert_eq!((parts[0], parts[1], parts[4], parts[5]), ("HLS", c.product(), "v2", "0"));
+                    assert_eq!(
+                        (parts[0], parts[1], parts[4], parts[5]),
+                        ("HLS", c.product(), "v2", "0")
+                    );
                     assert_eq!(parts[2], format!("T{}", m.mgrs_tile.as_deref().unwrap()));
                     let stamp = chrono::NaiveDateTime::parse_from_str(parts[3], "%Y%jT%H%M%S")
                         .unwrap()
@@ -500,7 +515,10 @@ mod tests {
                             assert_eq!(m.instrument, "OLI");
                         }
                         Collection::Hlss30 => {
-                            assert!(lag >= Duration::zero() && lag <= Duration::minutes(12), "{lag}");
+                            assert!(
+                                lag >= Duration::zero() && lag <= Duration::minutes(12),
+                                "{lag}"
+                            );
                             if stamp.date_naive() < d {
                                 s30_previous_day += 1;
                             }
@@ -524,7 +542,9 @@ mod tests {
     #[test]
     fn tiles_footprints_and_grid_agree() {
         let cfg = config(400, 5);
-        let ulxs = [99_960.0, 199_980.0, 300_000.0, 399_960.0, 499_980.0, 600_000.0, 699_960.0, 799_980.0];
+        let ulxs = [
+            99_960.0, 199_980.0, 300_000.0, 399_960.0, 499_980.0, 600_000.0, 699_960.0, 799_980.0,
+        ];
         for c in Collection::ALL {
             for m in metas(&cfg, c, day(2024, 5, 20)) {
                 let tile = m.mgrs_tile.clone().unwrap();
@@ -544,7 +564,10 @@ mod tests {
                     assert!(y < uly + 2.0 && y > uly - TILE_SIZE - 2.0, "{tile} y {y}");
                 }
                 // The corner stated by the id is the one computed from the footprint.
-                assert_eq!(mgrs::tile_corner(&tile, ring[0].1, ring[0].0), Some((ulx, uly)));
+                assert_eq!(
+                    mgrs::tile_corner(&tile, ring[0].1, ring[0].0),
+                    Some((ulx, uly))
+                );
                 // Clockwise, as ECHO10 writes it.
                 let area: f64 = (0..ring.len())
                     .map(|i| {
@@ -602,12 +625,18 @@ mod tests {
             end: day(2024, 5, 1),
             ..ok.clone()
         };
-        assert!(matches!(backwards.validate(), Err(ConfigError::EndBeforeStart { .. })));
+        assert!(matches!(
+            backwards.validate(),
+            Err(ConfigError::EndBeforeStart { .. })
+        ));
         let early = SyntheticConfig {
             start: day(2000, 1, 1),
             ..ok.clone()
         };
-        assert!(matches!(early.validate(), Err(ConfigError::OutOfRange { .. })));
+        assert!(matches!(
+            early.validate(),
+            Err(ConfigError::OutOfRange { .. })
+        ));
         let big = SyntheticConfig {
             granules_per_day: 2_000_000,
             ..ok
