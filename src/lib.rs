@@ -15,6 +15,7 @@ pub mod cmr;
 pub mod collection;
 pub mod dag;
 pub mod echo10;
+pub mod emulator;
 pub mod error;
 pub mod geoparquet;
 pub mod harvest;

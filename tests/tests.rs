@@ -2,5 +2,8 @@
 
 mod cli_input;
 mod common;
+mod emulator;
 mod harvest;
 mod run;
+//! The single integration-test binary.
+

@@ -1,1 +1,142 @@
-fn main() {}
+//! `hls-flow-emulator`: runs the CMR + LP DAAC emulator until Ctrl-C or SIGTERM.
+//!
+//! Prints exactly one line to stdout, `listening on http://127.0.0.1:PORT`; logs go to
+//! stderr (`RUST_LOG` filters them). Exit codes: 0 after a clean stop, 1 when the server
+//! cannot start, 2 for bad arguments.
+
+use chrono::NaiveDate;
+use clap::Parser;
+use hls_flow::emulator::{DataSource, Emulator, EmulatorConfig, Faults, SyntheticConfig};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+/// Serve NASA CMR's granule search and LP DAAC's HLS `_stac.json` items on a local port,
+/// from the real recordings (--replay) or from deterministically generated granules.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hls-flow-emulator",
+    version,
+    after_help = "Examples:\n  hls-flow-emulator --replay\n  hls-flow-emulator --start 2024-05-01 --end 2024-05-31 --granules-per-day 2000 --seed 7\n\nThen search http://127.0.0.1:PORT/search/granules.json?collection_concept_id[]=C2021957657-LPCLOUD&temporal[]=2024-05-01T00:00:00Z,2024-05-01T23:59:59.999Z&page_size=2000"
+)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    bind: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Serve the real recordings (HLSL30 2025-10-02..04, one HLSS30 item of 2024-06-01).
+    #[arg(long, conflicts_with_all = ["start", "end", "granules_per_day", "seed"])]
+    replay: bool,
+    /// First day of synthetic granules (YYYY-MM-DD).
+    #[arg(long, required_unless_present = "replay", requires = "end")]
+    start: Option<NaiveDate>,
+    /// Last day of synthetic granules, inclusive (YYYY-MM-DD).
+    #[arg(long, required_unless_present = "replay", requires = "start")]
+    end: Option<NaiveDate>,
+    /// Granules a day, HLSL30 and HLSS30 together (~35 % / 65 %).
+    #[arg(long, default_value_t = 1000)]
+    granules_per_day: u32,
+    /// Seed of the generator: the same seed serves the same granules.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Prints a clap error as one line (help and version print as usual).
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = err.to_string();
+    let line = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!("{line}");
+    ExitCode::from(2)
+}
+
+fn config(cli: &Cli) -> Result<EmulatorConfig, String> {
+    let source = match (cli.replay, cli.start, cli.end) {
+        (true, _, _) => DataSource::Replay,
+        (false, Some(start), Some(end)) => {
+            let s = SyntheticConfig {
+                start,
+                end,
+                granules_per_day: cli.granules_per_day,
+                seed: cli.seed,
+            };
+            s.validate().map_err(|e| format!("error: {e}"))?;
+            DataSource::Synthetic(s)
+        }
+        _ => return Err("error: give --replay, or --start and --end".to_string()),
+    };
+    Ok(EmulatorConfig {
+        source,
+        faults: Faults::default(),
+    })
+}
+
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let config = match config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let addr = SocketAddr::new(cli.bind, cli.port);
+    let emulator = match Emulator::start(config, addr).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot serve on {addr}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!("listening on {}", emulator.base_url());
+    stopped().await;
+    emulator.shutdown().await;
+    ExitCode::SUCCESS
+}

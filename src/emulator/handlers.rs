@@ -1,0 +1,212 @@
+//! The HTTP handlers: CMR granule search, LP DAAC items, counters, 404s.
+
+use super::counts::bump;
+use super::entry;
+use super::search::{self, BadRequest, page_bounds, parse_query, parse_search_after};
+use super::store::Granule;
+use super::{AppState, rng::Rng};
+use crate::collection::Collection;
+use crate::hls::to_stac_item;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+const JSON_UTF8: &str = "application/json;charset=utf-8";
+
+fn json_response(status: StatusCode, headers: HeaderMap, body: String) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().extend(headers);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+    resp
+}
+
+fn errors_body(msg: &str) -> String {
+    serde_json::json!({ "errors": [msg] }).to_string()
+}
+
+fn request_id(state: &AppState) -> String {
+    let seq = state.request_seq.fetch_add(1, Ordering::Relaxed);
+    let mut rng = Rng::from_parts(&[seq, state.started_ns]);
+    let (a, b) = (rng.next_u64(), rng.next_u64());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn header_value(s: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(s).ok()
+}
+
+fn bad_request(state: &AppState, e: &BadRequest) -> Response {
+    bump(&state.counters.bad_requests);
+    tracing::debug!(error = %e.0, "400");
+    let mut h = HeaderMap::new();
+    if let Some(v) = header_value(&request_id(state)) {
+        h.insert(HeaderName::from_static("cmr-request-id"), v);
+    }
+    json_response(StatusCode::BAD_REQUEST, h, errors_body(&e.0))
+}
+
+fn not_found_response(state: &AppState, what: &str) -> Response {
+    bump(&state.counters.not_found);
+    json_response(StatusCode::NOT_FOUND, HeaderMap::new(), errors_body(what))
+}
+
+fn injected(state: &AppState) -> Response {
+    bump(&state.counters.faults_injected);
+    let status =
+        StatusCode::from_u16(state.faults.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    json_response(status, HeaderMap::new(), errors_body("injected fault"))
+}
+
+fn day_of_ms(ms: i64) -> Option<chrono::NaiveDate> {
+    DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.date_naive())
+}
+
+/// `GET /search/granules.json`.
+pub(crate) async fn search(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    bump(&state.counters.total);
+    let n = bump(&state.counters.search_requests);
+    if state.faults.search_fails(n) {
+        return injected(&state);
+    }
+    let raw = raw.unwrap_or_default();
+    let query = match parse_query(&raw) {
+        Ok(q) => q,
+        Err(e) => return bad_request(&state, &e),
+    };
+    let after = match headers.get("cmr-search-after") {
+        None => None,
+        Some(v) => match v
+            .to_str()
+            .map_err(|_| BadRequest("The search-after value is not ASCII.".into()))
+            .and_then(parse_search_after)
+        {
+            Ok(k) => Some(k),
+            Err(e) => return bad_request(&state, &e),
+        },
+    };
+
+    // Granules can end up to a minute after they begin: look one day back.
+    let (lo, hi) = query.time_span();
+    let from = lo.and_then(day_of_ms).map(|d| d - Duration::days(1));
+    let to = hi.and_then(day_of_ms);
+    let days: Vec<_> = query
+        .collections
+        .iter()
+        .filter_map(|id| Collection::from_concept_id(id))
+        .flat_map(|c| state.store.days(c, from, to))
+        .collect();
+    let mut hits: Vec<&Granule> = if query.other_provider {
+        Vec::new()
+    } else {
+        days.iter()
+            .flat_map(|d| d.granules.iter())
+            .filter(|g| query.matches(g))
+            .collect()
+    };
+    hits.sort_by_key(|g| g.key());
+    let page = &hits[page_bounds(&hits, after, query.page_size)];
+
+    let mut body = String::with_capacity(256 + page.len() * 14_000);
+    body.push_str("{\"feed\":{\"updated\":");
+    entry::push_json_str(&mut body, &entry::format_ms(&Utc::now()));
+    body.push_str(",\"id\":");
+    let feed_id = if raw.is_empty() {
+        format!("{}/search/granules.json", state.base)
+    } else {
+        format!("{}/search/granules.json?{raw}", state.base)
+    };
+    entry::push_json_str(&mut body, &feed_id);
+    body.push_str(",\"title\":\"ECHO granule metadata\",\"entry\":[");
+    for (i, g) in page.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        match &g.entry {
+            Some(recorded) => body.push_str(recorded),
+            None => entry::render(&mut body, &g.meta, &state.base),
+        }
+    }
+    body.push_str("]}}");
+
+    let mut h = HeaderMap::new();
+    let mut put = |name: &'static str, value: &str| {
+        if let Some(v) = header_value(value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    put("cmr-hits", &hits.len().to_string());
+    put("cmr-took", &started.elapsed().as_millis().to_string());
+    put("cmr-request-id", &request_id(&state));
+    if let Some(last) = page.last() {
+        put("cmr-search-after", &search::search_after_value(last.key()));
+    }
+    bump(&state.counters.search_pages);
+    json_response(StatusCode::OK, h, body)
+}
+
+/// `GET /lp-prod-public/{folder}/{id}/{file}`: a granule's `_stac.json`.
+pub(crate) async fn item(
+    State(state): State<Arc<AppState>>,
+    Path((folder, id, file)): Path<(String, String, String)>,
+) -> Response {
+    bump(&state.counters.total);
+    let n = bump(&state.counters.item_requests);
+    if state.faults.item_fails(n) {
+        return injected(&state);
+    }
+    if file.strip_suffix("_stac.json") != Some(id.as_str()) {
+        return not_found_response(&state, "The specified key does not exist.");
+    }
+    let Some((day, i)) = state.store.find(&id) else {
+        return not_found_response(&state, "The specified key does not exist.");
+    };
+    let g = &day.granules[i];
+    if g.meta.collection.bucket_folder() != folder {
+        return not_found_response(&state, "The specified key does not exist.");
+    }
+    let body = match &g.item {
+        Some(recorded) => recorded.clone(),
+        None => to_stac_item(&g.meta).to_string(),
+    };
+    bump(&state.counters.item_fetches);
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// `GET /_emulator/counts` (not counted itself).
+pub(crate) async fn counts(State(state): State<Arc<AppState>>) -> Response {
+    let body = serde_json::to_string(&state.counters.snapshot()).unwrap_or_default();
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Anything else: 404.
+pub(crate) async fn fallback(State(state): State<Arc<AppState>>) -> Response {
+    bump(&state.counters.total);
+    not_found_response(&state, "Not found")
+}
