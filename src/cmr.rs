@@ -268,7 +268,11 @@ impl CmrClient {
         })
     }
 
-    fn paged<P, F, Fut>(&self, url: String, fetch: F) -> impl Stream<Item = Result<P>> + Send + 'static
+    fn paged<P, F, Fut>(
+        &self,
+        url: String,
+        fetch: F,
+    ) -> impl Stream<Item = Result<P>> + Send + 'static
     where
         P: Paged + Send + 'static,
         F: Fn(String, Option<String>) -> Fut + Send + Sync + 'static,

@@ -8,12 +8,12 @@ use crate::collection::Collection;
 use crate::error::{Error, Result, one_line};
 use crate::geoparquet::{BatchWriter, DEFAULT_BATCH_SIZE};
 use crate::items::ItemFetcher;
-use stac::Item;
 use crate::output::Output;
 use crate::progress::UnitBar;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use object_store::path::Path;
+use stac::Item;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use tokio::sync::mpsc;
@@ -91,7 +91,9 @@ impl std::str::FromStr for Source {
         match s {
             "stac-json" => Ok(Source::StacJson),
             "echo10" => Ok(Source::Echo10),
-            other => Err(format!("unknown source {other:?}: expected stac-json or echo10")),
+            other => Err(format!(
+                "unknown source {other:?}: expected stac-json or echo10"
+            )),
         }
     }
 }
@@ -198,9 +200,7 @@ async fn list_and_fetch(
             break;
         }
     }
-    lister
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
+    lister.await.map_err(|e| Error::Task(e.to_string()))?
 }
 
 /// `--source echo10`: pages of ECHO10 records → items built from them.
@@ -236,7 +236,10 @@ async fn list_echo10(
                     let item = if meta.collection != collection {
                         Err(Error::Granule {
                             id: id.clone(),
-                            reason: format!("record of {} in a {collection} search", meta.collection),
+                            reason: format!(
+                                "record of {} in a {collection} search",
+                                meta.collection
+                            ),
                         })
                     } else {
                         item_from_value(&id, crate::hls::to_stac_item(&meta), collection)

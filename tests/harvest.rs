@@ -49,7 +49,9 @@ pub fn read_all(dir: &Path) -> HashMap<String, (String, Value)> {
     let mut out = HashMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries {
             let p = e.unwrap().path();
             if p.is_dir() {
@@ -107,7 +109,11 @@ pub fn assert_same_item(read: &Value, served: &Value, collection: Collection) {
         }
     }
     let mut ext: Vec<&Value> = read["stac_extensions"].as_array().unwrap().iter().collect();
-    let mut sext: Vec<&Value> = served["stac_extensions"].as_array().unwrap().iter().collect();
+    let mut sext: Vec<&Value> = served["stac_extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
     ext.sort_by_key(|v| v.to_string());
     sext.sort_by_key(|v| v.to_string());
     assert_eq!(ext, sext, "{id}");
@@ -140,10 +146,20 @@ async fn replays_the_recorded_pages_end_to_end() {
         bbox: Some("-93,46,-92,47".parse().unwrap()),
         ..options(&emu)
     };
-    let summary = process_date_range(DayRange::parse(&["20251001", "20251010"]).unwrap(), &out, &opts)
-        .await
-        .unwrap();
-    assert!(summary.outcomes.iter().all(|o| o.status == DayStatus::Succeeded), "{summary:?}");
+    let summary = process_date_range(
+        DayRange::parse(&["20251001", "20251010"]).unwrap(),
+        &out,
+        &opts,
+    )
+    .await
+    .unwrap();
+    assert!(
+        summary
+            .outcomes
+            .iter()
+            .all(|o| o.status == DayStatus::Succeeded),
+        "{summary:?}"
+    );
 
     // The recorded 10-day search lists 12 entries: exactly those are written, each in the
     // file of its start day.
@@ -165,8 +181,15 @@ async fn replays_the_recorded_pages_end_to_end() {
         recorded.keys().collect::<BTreeSet<_>>()
     );
     for (id, (file, item)) in &written {
-        assert!(file.ends_with(&format!("HLSL30_2.0-{}.parquet", recorded[id])), "{id} in {file}");
-        assert_same_item(item, &served_item(&emu, Collection::Hlsl30, id).await, Collection::Hlsl30);
+        assert!(
+            file.ends_with(&format!("HLSL30_2.0-{}.parquet", recorded[id])),
+            "{id} in {file}"
+        );
+        assert_same_item(
+            item,
+            &served_item(&emu, Collection::Hlsl30, id).await,
+            Collection::Hlsl30,
+        );
     }
     let days_with_items: usize = summary.outcomes.iter().filter(|o| o.items > 0).count();
     assert_eq!(days_with_items, 3);
@@ -183,7 +206,13 @@ async fn every_granule_once_across_days_including_the_edges_of_days() {
     opts.parallel = true;
     let range = DayRange::parse(&["20240531", "20240601"]).unwrap();
     let summary = process_date_range(range, &out, &opts).await.unwrap();
-    assert!(summary.outcomes.iter().all(|o| o.status == DayStatus::Succeeded), "{summary:?}");
+    assert!(
+        summary
+            .outcomes
+            .iter()
+            .all(|o| o.status == DayStatus::Succeeded),
+        "{summary:?}"
+    );
 
     let written = read_all(dir.path());
     let mut expected = 0;
@@ -203,9 +232,16 @@ async fn every_granule_once_across_days_including_the_edges_of_days() {
                 .iter()
                 .map(|g| g.begin.to_rfc3339_opts(SecondsFormat::Millis, true))
                 .collect();
-            assert!(times.contains(&format!("{d}T23:59:59.950Z")), "{c} {d}: {times:?}");
+            assert!(
+                times.contains(&format!("{d}T23:59:59.950Z")),
+                "{c} {d}: {times:?}"
+            );
             assert!(times.contains(&format!("{d}T00:00:00.000Z")), "{c} {d}");
-            let o = summary.outcomes.iter().find(|o| o.collection == c && o.day == d).unwrap();
+            let o = summary
+                .outcomes
+                .iter()
+                .find(|o| o.collection == c && o.day == d)
+                .unwrap();
             assert_eq!(o.items as usize, granules.len());
         }
     }
@@ -228,7 +264,12 @@ async fn complete_days_are_skipped_without_a_request() {
     process_date_range(range, &out, &opts).await.unwrap();
     let before = emu.counts();
     let again = process_date_range(range, &out, &opts).await.unwrap();
-    assert!(again.outcomes.iter().all(|o| o.status == DayStatus::Skipped));
+    assert!(
+        again
+            .outcomes
+            .iter()
+            .all(|o| o.status == DayStatus::Skipped)
+    );
     assert_eq!(emu.counts(), before, "no request at all");
     let forced = process_date_range(
         range,
@@ -240,7 +281,12 @@ async fn complete_days_are_skipped_without_a_request() {
     )
     .await
     .unwrap();
-    assert!(forced.outcomes.iter().all(|o| o.status == DayStatus::Succeeded));
+    assert!(
+        forced
+            .outcomes
+            .iter()
+            .all(|o| o.status == DayStatus::Succeeded)
+    );
     assert!(emu.counts().item_fetches > before.item_fetches);
 }
 
@@ -248,7 +294,13 @@ fn run_cli(emu: &Emulator, args: &[&str]) -> std::process::Output {
     hls_flow()
         .arg("generate-daily")
         .args(args)
-        .args(["--no-progress", "--cmr-url", &emu.base_url(), "--retry-min-delay-ms", "5"])
+        .args([
+            "--no-progress",
+            "--cmr-url",
+            &emu.base_url(),
+            "--retry-min-delay-ms",
+            "5",
+        ])
         .output()
         .unwrap()
 }
@@ -256,7 +308,13 @@ fn run_cli(emu: &Emulator, args: &[&str]) -> std::process::Output {
 fn files_below(dir: &Path) -> BTreeSet<String> {
     read_all(dir)
         .values()
-        .map(|(f, _)| Path::new(f).file_name().unwrap().to_string_lossy().to_string())
+        .map(|(f, _)| {
+            Path::new(f)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_string()
+        })
         .collect()
 }
 
@@ -267,10 +325,27 @@ async fn every_generate_daily_form_and_option() {
 
     // A month, both collections, in parallel.
     let month = dir.path().join("month");
-    let o = run_cli(&emu, &["202402", month.to_str().unwrap(), "--parallel", "--max-concurrent-days", "4"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run_cli(
+        &emu,
+        &[
+            "202402",
+            month.to_str().unwrap(),
+            "--parallel",
+            "--max-concurrent-days",
+            "4",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("58 succeeded, 0 skipped, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("58 succeeded, 0 skipped, 0 failed"),
+        "{stdout}"
+    );
     assert!(stdout.contains("success rate: 100.0%"), "{stdout}");
     assert_eq!(files_below(&month).len(), 58);
     // Again: everything skipped.
@@ -281,7 +356,14 @@ async fn every_generate_daily_form_and_option() {
     let one = dir.path().join("one");
     let o = run_cli(
         &emu,
-        &["20240229", one.to_str().unwrap(), "--collections", "HLSS30", "--max-concurrent-per-day", "2"],
+        &[
+            "20240229",
+            one.to_str().unwrap(),
+            "--collections",
+            "HLSS30",
+            "--max-concurrent-per-day",
+            "2",
+        ],
     );
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(
@@ -289,13 +371,37 @@ async fn every_generate_daily_form_and_option() {
         BTreeSet::from(["HLSS30_2.0-2024-02-29.parquet".to_string()])
     );
     // Same day again with --no-skip-existing: written again, not skipped.
-    let o = run_cli(&emu, &["20240229", one.to_str().unwrap(), "--collections", "HLSS30", "--no-skip-existing"]);
+    let o = run_cli(
+        &emu,
+        &[
+            "20240229",
+            one.to_str().unwrap(),
+            "--collections",
+            "HLSS30",
+            "--no-skip-existing",
+        ],
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("1 succeeded, 0 skipped"));
 
     // An inclusive range across a month boundary, within a box.
     let range = dir.path().join("range");
-    let o = run_cli(&emu, &["20240228", "20240301", range.to_str().unwrap(), "--collections", "HLSL30", "--bbox=-180,-90,0,90"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run_cli(
+        &emu,
+        &[
+            "20240228",
+            "20240301",
+            range.to_str().unwrap(),
+            "--collections",
+            "HLSL30",
+            "--bbox=-180,-90,0,90",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let written = read_all(&range);
     let mut west = 0;
     for d in [day(2024, 2, 28), day(2024, 2, 29), day(2024, 3, 1)] {
@@ -306,7 +412,11 @@ async fn every_generate_daily_form_and_option() {
             .count();
     }
     assert_eq!(written.len(), west);
-    assert!(written.values().all(|(_, v)| v["bbox"][0].as_f64().unwrap() <= 0.0));
+    assert!(
+        written
+            .values()
+            .all(|(_, v)| v["bbox"][0].as_f64().unwrap() <= 0.0)
+    );
 }
 
 #[tokio::test]

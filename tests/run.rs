@@ -56,7 +56,11 @@ fn ids_in(dir: &Path) -> BTreeSet<String> {
     read_all(dir).into_keys().collect()
 }
 
-fn emulator_ids(emu: &Emulator, c: Collection, days: impl Iterator<Item = chrono::NaiveDate>) -> BTreeSet<String> {
+fn emulator_ids(
+    emu: &Emulator,
+    c: Collection,
+    days: impl Iterator<Item = chrono::NaiveDate>,
+) -> BTreeSet<String> {
     days.flat_map(|d| emu.granules(c, d))
         .map(|g| g.granule_ur)
         .collect()
@@ -75,14 +79,14 @@ async fn a_month_ends_in_hive_partitions_and_a_second_run_does_nothing() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let feb = hls_flow::period::DayRange::parse(&["202502"]).unwrap();
     for c in Collection::ALL {
-        let part = p
-            .out
-            .join(c.stac_id())
-            .join("year=2025")
-            .join("month=02");
+        let part = p.out.join(c.stac_id()).join("year=2025").join("month=02");
         let expected = emulator_ids(&emu, c, feb.days());
         let read = read_all(&part);
-        assert_eq!(read.keys().cloned().collect::<BTreeSet<_>>(), expected, "{c}");
+        assert_eq!(
+            read.keys().cloned().collect::<BTreeSet<_>>(),
+            expected,
+            "{c}"
+        );
         assert!(read.values().all(|(_, v)| v["collection"] == c.stac_id()));
         // The daily files hold the same granules.
         assert_eq!(ids_in(&p.out.join("daily").join(c.stac_id())), expected);
@@ -125,7 +129,11 @@ async fn a_month_ends_in_hive_partitions_and_a_second_run_does_nothing() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("2 done now"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("2 done now"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     assert!(victim.exists());
 }
 
@@ -135,7 +143,13 @@ async fn a_run_killed_with_sigkill_completes_when_started_again() {
     let p = paths();
     let args = |c: &mut std::process::Command| {
         c.arg("run")
-            .args(["20240901", "20240912", "--no-progress", "--max-concurrent-days", "1"])
+            .args([
+                "20240901",
+                "20240912",
+                "--no-progress",
+                "--max-concurrent-days",
+                "1",
+            ])
             .arg("--output")
             .arg(&p.out)
             .arg("--state")
@@ -168,7 +182,10 @@ async fn a_run_killed_with_sigkill_completes_when_started_again() {
             break done;
         }
         assert!(Instant::now() < deadline, "the first run made no progress");
-        assert!(child.try_wait().unwrap().is_none(), "the first run ended too early");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the first run ended too early"
+        );
     };
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -178,7 +195,9 @@ async fn a_run_killed_with_sigkill_completes_when_started_again() {
     let tasks = state.tasks().unwrap();
     drop(state);
     assert!(
-        tasks.iter().any(|t| t.state != hls_flow::state::TaskState::Succeeded),
+        tasks
+            .iter()
+            .any(|t| t.state != hls_flow::state::TaskState::Succeeded),
         "killed before the end"
     );
     let done: BTreeSet<String> = tasks
@@ -231,13 +250,24 @@ async fn an_outage_fails_tasks_and_retry_failed_completes_the_run() {
         status: 503,
     });
     let o = cmd(&emu, &p, "run")
-        .args(["20240429", "20240430", "--max-attempts", "2", "--task-attempts", "2"])
+        .args([
+            "20240429",
+            "20240430",
+            "--max-attempts",
+            "2",
+            "--task-attempts",
+            "2",
+        ])
         .arg("--output")
         .arg(&p.out)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("failed: harvest/HLSL30/2024-04-29"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("failed: harvest/HLSL30/2024-04-29"),
+        "{}",
+        stderr(&o)
+    );
 
     let s = status_json(&p);
     assert_eq!(s["totals"]["failed"], 4);
@@ -252,7 +282,10 @@ async fn an_outage_fails_tasks_and_retry_failed_completes_the_run() {
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("failed tasks (4)"), "{text}");
-    assert!(text.contains("harvest/HLSS30/2024-04-30 (2 attempts)"), "{text}");
+    assert!(
+        text.contains("harvest/HLSS30/2024-04-30 (2 attempts)"),
+        "{text}"
+    );
 
     // CMR recovers.
     emu.set_faults(Faults::default());
@@ -265,14 +298,24 @@ async fn an_outage_fails_tasks_and_retry_failed_completes_the_run() {
     let o = cmd(&emu, &p, "retry-failed").output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let s = status_json(&p);
-    assert_eq!((s["totals"]["failed"].clone(), s["totals"]["succeeded"].clone()), (0.into(), 4.into()));
+    assert_eq!(
+        (
+            s["totals"]["failed"].clone(),
+            s["totals"]["succeeded"].clone()
+        ),
+        (0.into(), 4.into())
+    );
     let o = cmd(&emu, &p, "retry-failed").output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to retry"));
-    let all = emulator_ids(&emu, Collection::Hlsl30, [day(2024, 4, 29), day(2024, 4, 30)].into_iter());
+    let all = emulator_ids(
+        &emu,
+        Collection::Hlsl30,
+        [day(2024, 4, 29), day(2024, 4, 30)].into_iter(),
+    );
     assert_eq!(ids_in(&p.out.join("daily").join("HLSL30_2.0")), all);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_on_a_live_state_file_is_refused() {
     let emu = synthetic(day(2024, 5, 1), day(2024, 5, 1), 4).await;
     let p = paths();
@@ -285,10 +328,17 @@ async fn a_second_run_on_a_live_state_file_is_refused() {
         .output()
         .unwrap();
     let line = one_line_error(&o, 1, "in use by a live run");
-    assert!(line.contains(&format!("pid {}", std::process::id())), "{line}");
+    assert!(
+        line.contains(&format!("pid {}", std::process::id())),
+        "{line}"
+    );
     assert_eq!(emu.counts().total, 0);
     // Readers are welcome.
-    let o = hls_flow().args(["status", "--state"]).arg(&p.state).output().unwrap();
+    let o = hls_flow()
+        .args(["status", "--state"])
+        .arg(&p.state)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0));
     drop(live);
     let o = cmd(&emu, &p, "run")

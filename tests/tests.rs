@@ -5,5 +5,3 @@ mod common;
 mod emulator;
 mod harvest;
 mod run;
-//! The single integration-test binary.
-

@@ -65,7 +65,7 @@ fn not_found_response(state: &AppState, what: &str) -> Response {
 fn injected(state: &AppState) -> Response {
     bump(&state.counters.faults_injected);
     let status =
-        StatusCode::from_u16(state.faults.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        StatusCode::from_u16(state.faults().status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     json_response(status, HeaderMap::new(), errors_body("injected fault"))
 }
 
@@ -82,7 +82,7 @@ pub(crate) async fn search(
     let started = Instant::now();
     bump(&state.counters.total);
     let n = bump(&state.counters.search_requests);
-    if state.faults.search_fails(n) {
+    if state.faults().search_fails(n) {
         return injected(&state);
     }
     let raw = raw.unwrap_or_default();
@@ -168,7 +168,7 @@ pub(crate) async fn item(
 ) -> Response {
     bump(&state.counters.total);
     let n = bump(&state.counters.item_requests);
-    if state.faults.item_fails(n) {
+    if state.faults().item_fails(n) {
         return injected(&state);
     }
     if file.strip_suffix("_stac.json") != Some(id.as_str()) {

@@ -73,7 +73,7 @@ pub enum DataSource {
 pub(crate) struct AppState {
     store: Store,
     base: String,
-    faults: Faults,
+    faults: std::sync::RwLock<Faults>,
     counters: Counters,
     request_seq: AtomicU64,
     started_ns: u64,
@@ -105,6 +105,16 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+impl AppState {
+    /// The faults in force.
+    pub(crate) fn faults(&self) -> Faults {
+        match self.faults.read() {
+            Ok(f) => f.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
 impl Emulator {
     /// Binds `addr` (`127.0.0.1:0` picks a free port) and serves until shut down.
     /// Fails with `InvalidInput` for a synthetic configuration that cannot be served.
@@ -132,7 +142,7 @@ impl Emulator {
         let state = Arc::new(AppState {
             store,
             base: base_url.clone(),
-            faults: config.faults,
+            faults: std::sync::RwLock::new(config.faults),
             counters: Counters::default(),
             request_seq: AtomicU64::new(0),
             started_ns,
@@ -159,6 +169,14 @@ impl Emulator {
     /// `http://127.0.0.1:PORT`: the CMR base and the LP DAAC base at once.
     pub fn base_url(&self) -> String {
         self.base_url.clone()
+    }
+
+    /// Changes the faults injected from now on (e.g. an outage, then recovery).
+    pub fn set_faults(&self, faults: Faults) {
+        match self.state.faults.write() {
+            Ok(mut f) => *f = faults,
+            Err(poisoned) => *poisoned.into_inner() = faults,
+        }
     }
 
     /// What has been answered so far.
