@@ -79,6 +79,25 @@ pub(crate) async fn search(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    search_as(state, raw, headers, Format::Json)
+}
+
+/// `GET /search/granules.echo10`: the same search, as CMR's ECHO10 results document.
+pub(crate) async fn search_echo10(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    search_as(state, raw, headers, Format::Echo10)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Json,
+    Echo10,
+}
+
+fn search_as(state: Arc<AppState>, raw: Option<String>, headers: HeaderMap, format: Format) -> Response {
     let started = Instant::now();
     bump(&state.counters.total);
     let n = bump(&state.counters.search_requests);
@@ -123,6 +142,39 @@ pub(crate) async fn search(
     hits.sort_by_key(|g| g.key());
     let page = &hits[page_bounds(&hits, after, query.page_size)];
 
+    let (body, content_type) = match format {
+        Format::Json => (json_page(&state, &raw, page), JSON_UTF8),
+        Format::Echo10 => {
+            let metas: Vec<crate::hls::GranuleMeta> = page.iter().map(|g| g.meta.clone()).collect();
+            (
+                crate::echo10::render_page(hits.len() as u64, started.elapsed().as_millis() as u64, &metas),
+                "application/echo10+xml;charset=utf-8",
+            )
+        }
+    };
+    let mut h = HeaderMap::new();
+    let mut put = |name: &'static str, value: &str| {
+        if let Some(v) = header_value(value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    put("cmr-hits", &hits.len().to_string());
+    put("cmr-took", &started.elapsed().as_millis().to_string());
+    put("cmr-request-id", &request_id(&state));
+    if let Some(last) = page.last() {
+        put("cmr-search-after", &search::search_after_value(last.key()));
+    }
+    match format {
+        Format::Json => bump(&state.counters.search_pages),
+        Format::Echo10 => bump(&state.counters.echo10_pages),
+    };
+    let mut resp = json_response(StatusCode::OK, h, body);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn json_page(state: &AppState, raw: &str, page: &[&Granule]) -> String {
     let mut body = String::with_capacity(256 + page.len() * 14_000);
     body.push_str("{\"feed\":{\"updated\":");
     entry::push_json_str(&mut body, &entry::format_ms(&Utc::now()));
@@ -144,21 +196,7 @@ pub(crate) async fn search(
         }
     }
     body.push_str("]}}");
-
-    let mut h = HeaderMap::new();
-    let mut put = |name: &'static str, value: &str| {
-        if let Some(v) = header_value(value) {
-            h.insert(HeaderName::from_static(name), v);
-        }
-    };
-    put("cmr-hits", &hits.len().to_string());
-    put("cmr-took", &started.elapsed().as_millis().to_string());
-    put("cmr-request-id", &request_id(&state));
-    if let Some(last) = page.last() {
-        put("cmr-search-after", &search::search_after_value(last.key()));
-    }
-    bump(&state.counters.search_pages);
-    json_response(StatusCode::OK, h, body)
+    body
 }
 
 /// `GET /lp-prod-public/{folder}/{id}/{file}`: a granule's `_stac.json`.

@@ -99,6 +99,7 @@ impl std::fmt::Debug for Emulator {
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/search/granules.json", get(handlers::search))
+        .route("/search/granules.echo10", get(handlers::search_echo10))
         .route("/lp-prod-public/{folder}/{id}/{file}", get(handlers::item))
         .route("/_emulator/counts", get(handlers::counts))
         .fallback(handlers::fallback)
