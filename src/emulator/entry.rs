@@ -132,7 +132,7 @@ pub(crate) fn parse_ring(s: &str) -> Option<Vec<(f64, f64)>> {
         .map(str::parse)
         .collect::<Result<_, _>>()
         .ok()?;
-    if nums.len() < 8 || nums.len() % 2 != 0 {
+    if nums.len() < 8 || !nums.len().is_multiple_of(2) {
         return None;
     }
     let mut pts: Vec<(f64, f64)> = nums.chunks(2).map(|p| (p[1], p[0])).collect();
