@@ -719,3 +719,55 @@ fn emulator_binary_prints_its_address_and_serves() {
     child.wait().unwrap();
     assert_eq!(hits, "12");
 }
+
+/// Rough throughput of item fetches and 2000-entry pages (run with `--ignored --nocapture`;
+/// numbers depend on the profile and the machine, so nothing is asserted about them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn emulator_throughput() {
+    let emu = synthetic(20_000, 8).await;
+    let client = reqwest::Client::new();
+    let url = search_url(
+        &emu,
+        &format!(
+            "collection_concept_id[]={S30}&temporal[]=2024-05-02T00:00:00Z,2024-05-02T23:59:59.999Z&page_size=2000"
+        ),
+    );
+    get_page(&client, &url, None).await; // generates the day
+    let t = std::time::Instant::now();
+    let pages = all_pages(&client, &url).await;
+    let n: usize = pages.iter().map(|p| p.entries().len()).sum();
+    println!(
+        "{n} entries in {} pages: {:.0} entries/s",
+        pages.len(),
+        n as f64 / t.elapsed().as_secs_f64()
+    );
+    let links: Vec<String> = pages
+        .iter()
+        .flat_map(|p| p.entries().iter().map(https_stac_link))
+        .take(8000)
+        .collect();
+    let t = std::time::Instant::now();
+    let chunks: Vec<Vec<String>> = links.chunks(500).map(<[String]>::to_vec).collect();
+    let tasks: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for l in chunk {
+                    let body = client.get(&l).send().await.unwrap().bytes().await.unwrap();
+                    assert!(body.len() > 1000);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    println!(
+        "{} items: {:.0} items/s",
+        links.len(),
+        links.len() as f64 / t.elapsed().as_secs_f64()
+    );
+    emu.shutdown().await;
+}

@@ -6,6 +6,7 @@ use crate::collection::Collection;
 use crate::hls::{GranuleMeta, LPDAAC_PUBLIC, bands};
 use chrono::{DateTime, Utc};
 use std::fmt::Write;
+use std::sync::OnceLock;
 
 const FEDSEARCH: &str = "http://esipfed.org/ns/fedsearch/1.1/";
 const HOST: &str = "https://data.lpdaac.earthdatacloud.nasa.gov";
@@ -16,9 +17,12 @@ pub(crate) fn format_ms(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-/// Appends `s` as a JSON string.
-pub(crate) fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
+/// Appends `s` as the inside of a JSON string (escaped).
+fn push_escaped(out: &mut String, s: &str) {
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        return;
+    }
     for ch in s.chars() {
         match ch {
             '"' => out.push_str("\\\""),
@@ -32,6 +36,19 @@ pub(crate) fn push_json_str(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
+}
+
+/// Appends `s` as a JSON string.
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
+    push_parts(out, &[s]);
+}
+
+/// Appends the concatenation of `parts` as one JSON string.
+fn push_parts(out: &mut String, parts: &[&str]) {
+    out.push('"');
+    for p in parts {
+        push_escaped(out, p);
+    }
     out.push('"');
 }
 
@@ -42,13 +59,15 @@ fn field(out: &mut String, key: &str, value: &str) {
     out.push(',');
 }
 
-fn link(out: &mut String, rel: &str, title: &str, href: &str) {
-    out.push_str("{\"rel\":");
-    push_json_str(out, &format!("{FEDSEARCH}{rel}"));
-    out.push_str(",\"title\":");
-    push_json_str(out, title);
+/// A granule link; `title` and `href` are given in pieces (no intermediate strings).
+fn link(out: &mut String, rel: &str, title: &[&str], href: &[&str]) {
+    out.push_str("{\"rel\":\"");
+    out.push_str(FEDSEARCH);
+    out.push_str(rel);
+    out.push_str("\",\"title\":");
+    push_parts(out, title);
     out.push_str(",\"hreflang\":\"en-US\",\"href\":");
-    push_json_str(out, href);
+    push_parts(out, href);
     out.push_str("},");
 }
 
@@ -58,10 +77,26 @@ fn inherited(out: &mut String, rel: &str, href: &str, length: Option<&str>) {
         field(out, "length", l);
     }
     out.push_str("\"rel\":");
-    push_json_str(out, &format!("{FEDSEARCH}{rel}"));
+    push_parts(out, &[FEDSEARCH, rel]);
     out.push_str(",\"hreflang\":\"en-US\",\"href\":");
     push_json_str(out, href);
     out.push_str("},");
+}
+
+/// The inherited links of a collection, rendered once.
+fn inherited_block(c: Collection) -> &'static str {
+    static BLOCKS: OnceLock<[String; 2]> = OnceLock::new();
+    let blocks = BLOCKS.get_or_init(|| {
+        Collection::ALL.map(|c| {
+            let mut s = String::new();
+            inherited_links(&mut s, c);
+            s
+        })
+    });
+    match c {
+        Collection::Hlsl30 => &blocks[0],
+        Collection::Hlss30 => &blocks[1],
+    }
 }
 
 /// The collection-level links CMR appends to every entry (`"inherited": true`).
@@ -132,7 +167,7 @@ pub(crate) fn parse_ring(s: &str) -> Option<Vec<(f64, f64)>> {
         .map(str::parse)
         .collect::<Result<_, _>>()
         .ok()?;
-    if nums.len() < 8 || nums.len() % 2 != 0 {
+    if nums.len() < 8 || !nums.len().is_multiple_of(2) {
         return None;
     }
     let mut pts: Vec<(f64, f64)> = nums.chunks(2).map(|p| (p[1], p[0])).collect();
@@ -200,63 +235,72 @@ pub(crate) fn render(out: &mut String, meta: &GranuleMeta, base: &str) {
         .bytes()
         .fold(0u64, |h, b| h.wrapping_mul(131) ^ u64::from(b))])
     .shuffle(&mut order);
-    let protected = format!("lp-prod-protected/{folder}/{id}/{id}");
-    let public = format!("lp-prod-public/{folder}/{id}/{id}");
+    let protected: [&str; 5] = ["lp-prod-protected/", folder, "/", id, "/"];
+    let public: [&str; 5] = ["lp-prod-public/", folder, "/", id, "/"];
+    let [p0, p1, p2, p3, p4] = protected;
+    let [q0, q1, q2, q3, q4] = public;
     for band in &order {
         link(
             out,
             "data#",
-            &format!("Download {id}.{band}.tif"),
-            &format!("{HOST}/{protected}.{band}.tif"),
+            &["Download ", id, ".", band, ".tif"],
+            &[HOST, "/", p0, p1, p2, p3, p4, id, ".", band, ".tif"],
         );
     }
     for band in &order {
         link(
             out,
             "s3#",
-            S3_TITLE,
-            &format!("s3://{protected}.{band}.tif"),
+            &[S3_TITLE],
+            &["s3://", p0, p1, p2, p3, p4, id, ".", band, ".tif"],
         );
     }
-    let meta_title = format!("{S3_TITLE} (EXTENDED METADATA)");
+    let meta_title = [S3_TITLE, " (EXTENDED METADATA)"];
     link(
         out,
         "metadata#",
-        &format!("Download {id}_stac.json (EXTENDED METADATA)"),
-        &format!("{base}/{public}_stac.json"),
+        &["Download ", id, "_stac.json (EXTENDED METADATA)"],
+        &[base, "/", q0, q1, q2, q3, q4, id, "_stac.json"],
     );
     link(
         out,
         "metadata#",
-        &format!("Download {id}.cmr.xml (EXTENDED METADATA)"),
-        &format!("{HOST}/{protected}.cmr.xml"),
-    );
-    link(
-        out,
-        "metadata#",
-        &meta_title,
-        &format!("s3://{public}_stac.json"),
+        &["Download ", id, ".cmr.xml (EXTENDED METADATA)"],
+        &[HOST, "/", p0, p1, p2, p3, p4, id, ".cmr.xml"],
     );
     link(
         out,
         "metadata#",
         &meta_title,
-        &format!("s3://{protected}.cmr.xml"),
+        &["s3://", q0, q1, q2, q3, q4, id, "_stac.json"],
     );
     link(
         out,
         "metadata#",
-        "api endpoint to retrieve temporary credentials valid for same-region direct s3 access (VIEW RELATED INFORMATION)",
-        &format!("{HOST}/s3credentials"),
+        &meta_title,
+        &["s3://", p0, p1, p2, p3, p4, id, ".cmr.xml"],
+    );
+    link(
+        out,
+        "metadata#",
+        &[
+            "api endpoint to retrieve temporary credentials valid for same-region direct s3 access (VIEW RELATED INFORMATION)",
+        ],
+        &[HOST, "/s3credentials"],
     );
     link(
         out,
         "browse#",
-        &format!("Download {id}.jpg"),
-        &format!("{HOST}/{public}.jpg"),
+        &["Download ", id, ".jpg"],
+        &[HOST, "/", q0, q1, q2, q3, q4, id, ".jpg"],
     );
-    link(out, "browse#", S3_TITLE, &format!("s3://{public}.jpg"));
-    inherited_links(out, c);
+    link(
+        out,
+        "browse#",
+        &[S3_TITLE],
+        &["s3://", q0, q1, q2, q3, q4, id, ".jpg"],
+    );
+    out.push_str(inherited_block(c));
     if out.ends_with(',') {
         out.pop();
     }

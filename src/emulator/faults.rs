@@ -28,13 +28,13 @@ impl Faults {
     /// Whether the `n`-th (1-based) search request fails.
     pub fn search_fails(&self, n: u64) -> bool {
         self.fail_every_nth_search
-            .is_some_and(|every| n % every.get() == 0)
+            .is_some_and(|every| n.is_multiple_of(every.get()))
     }
 
     /// Whether the `n`-th (1-based) item request fails.
     pub fn item_fails(&self, n: u64) -> bool {
         self.fail_every_nth_item
-            .is_some_and(|every| n % every.get() == 0)
+            .is_some_and(|every| n.is_multiple_of(every.get()))
     }
 }
 

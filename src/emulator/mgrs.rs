@@ -120,7 +120,7 @@ fn col_letters(zone: u8) -> &'static [u8; 8] {
 }
 
 fn row_letter(zone: u8, row: i64) -> u8 {
-    let shift = if zone % 2 == 0 { 5 } else { 0 };
+    let shift = if zone.is_multiple_of(2) { 5 } else { 0 };
     ROW_LETTERS[(row + shift).rem_euclid(20) as usize]
 }
 

@@ -80,6 +80,7 @@ impl Day {
     }
 
     /// The granule with this id.
+    #[cfg(test)]
     pub(crate) fn get(&self, id: &str) -> Option<&Granule> {
         self.index.get(id).map(|&i| &self.granules[i])
     }
