@@ -1,5 +1,6 @@
 //! The integration tests: one binary (see Cargo.toml), one module per area.
 
+mod bulk;
 mod cli_input;
 mod common;
 mod emulator;

@@ -97,7 +97,12 @@ enum Format {
     Echo10,
 }
 
-fn search_as(state: Arc<AppState>, raw: Option<String>, headers: HeaderMap, format: Format) -> Response {
+fn search_as(
+    state: Arc<AppState>,
+    raw: Option<String>,
+    headers: HeaderMap,
+    format: Format,
+) -> Response {
     let started = Instant::now();
     bump(&state.counters.total);
     let n = bump(&state.counters.search_requests);
@@ -147,7 +152,11 @@ fn search_as(state: Arc<AppState>, raw: Option<String>, headers: HeaderMap, form
         Format::Echo10 => {
             let metas: Vec<crate::hls::GranuleMeta> = page.iter().map(|g| g.meta.clone()).collect();
             (
-                crate::echo10::render_page(hits.len() as u64, started.elapsed().as_millis() as u64, &metas),
+                crate::echo10::render_page(
+                    hits.len() as u64,
+                    started.elapsed().as_millis() as u64,
+                    &metas,
+                ),
                 "application/echo10+xml;charset=utf-8",
             )
         }
