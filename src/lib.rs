@@ -22,6 +22,7 @@ pub mod items;
 pub mod output;
 pub mod period;
 pub mod progress;
+pub mod repartition;
 pub mod retry;
 
 pub use collection::Collection;

@@ -3,6 +3,7 @@
 mod common;
 mod exit;
 mod generate_daily;
+mod repartition;
 
 pub use exit::ExitStatus;
 
@@ -25,6 +26,8 @@ enum Command {
     /// Harvest HLS days from CMR into daily stac-geoparquet files.
     #[command(name = "generate-daily")]
     GenerateDaily(generate_daily::Args),
+    /// Repartition daily files into monthly, spatially sorted hive partitions.
+    Repartition(repartition::Args),
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::GenerateDaily(args) => generate_daily::run(args).await,
+            Command::Repartition(args) => repartition::run(args).await,
         }
     });
     match result {
