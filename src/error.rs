@@ -192,6 +192,40 @@ pub enum Error {
         /// The limit.
         seconds: u64,
     },
+    /// A monthly partition that exists already (repartitioning without overwrite).
+    #[error("{path} exists already (use --overwrite to replace it)")]
+    PartitionExists {
+        /// The partition file.
+        path: String,
+    },
+    /// The same item id in two daily files (or twice in one) of a month.
+    #[error("item {id} is in the month's daily files twice: in {first} and in {second}")]
+    DuplicateItem {
+        /// The item id.
+        id: String,
+        /// The file it was first seen in.
+        first: String,
+        /// The file it was seen in again.
+        second: String,
+    },
+    /// A daily file whose schema cannot be merged with the others of its month.
+    #[error("{path}: column {column:?} cannot be merged with the other daily files: {reason}")]
+    SchemaConflict {
+        /// The daily file.
+        path: String,
+        /// The column (`assets.B01.href`), empty if not about one column.
+        column: String,
+        /// What differs.
+        reason: String,
+    },
+    /// Repartitioning a month failed for another reason.
+    #[error("repartitioning into {partition}: {reason}")]
+    Repartition {
+        /// The partition being written.
+        partition: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A background task ended abnormally.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -229,6 +263,7 @@ impl Error {
                 | Error::InvalidOutput { .. }
                 | Error::State { .. }
                 | Error::Workflow { .. }
+                | Error::PartitionExists { .. }
         )
     }
 

@@ -180,6 +180,17 @@ pub async fn read_items(output: &Output, path: &Path) -> Result<Vec<Item>> {
 /// Number of rows of a parquet object, from its footer (two range reads); `None` if the
 /// object is missing, an error if it is not a readable parquet file.
 pub async fn row_count(output: &Output, path: &Path) -> Result<Option<u64>> {
+    Ok(read_metadata(output, path)
+        .await?
+        .map(|meta| meta.file_metadata().num_rows().max(0) as u64))
+}
+
+/// The footer (parquet metadata) of a parquet object, in two range reads; `None` if the
+/// object is missing, an error if it is not a readable parquet file.
+pub async fn read_metadata(
+    output: &Output,
+    path: &Path,
+) -> Result<Option<parquet::file::metadata::ParquetMetaData>> {
     let Some(size) = output.size_of(path).await? else {
         return Ok(None);
     };
@@ -208,5 +219,5 @@ pub async fn row_count(output: &Output, path: &Path) -> Result<Option<u64>> {
         .map_err(|e| Error::store(path, e))?;
     let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer)
         .map_err(|e| bad(e.to_string()))?;
-    Ok(Some(meta.file_metadata().num_rows().max(0) as u64))
+    Ok(Some(meta))
 }

@@ -114,12 +114,16 @@ impl Pipeline {
         })
     }
 
-    async fn repartition(&self, task: &TaskRow, inputs: &[TaskRow]) -> Result<TaskOutput> {
+    async fn repartition(&self, task: &TaskRow, inputs: &[TaskRow], bar: &UnitBar) -> Result<TaskOutput> {
         let paths: Vec<ObjPath> = inputs
             .iter()
             .filter_map(|t| t.output_path.as_deref())
             .map(ObjPath::from)
             .collect();
+        if paths.is_empty() {
+            // Every day of the month was empty (a small bounding box, say).
+            return Ok(TaskOutput::default());
+        }
         let report = crate::repartition::repartition_month(
             &self.output,
             &paths,
@@ -128,7 +132,10 @@ impl Pipeline {
             task.spec.year,
             task.spec.month,
             &crate::repartition::RepartitionOptions {
+                // A task that runs again rebuilds its partition from the same inputs.
+                overwrite: true,
                 tmp_dir: self.tmp_dir.clone(),
+                progress: bar.clone(),
                 ..Default::default()
             },
         )
@@ -136,7 +143,7 @@ impl Pipeline {
         Ok(TaskOutput {
             cmr_hits: None,
             items_written: report.rows,
-            output_path: report.path.map(|p| p.to_string()),
+            output_path: Some(report.path.to_string()),
             output_size: report.bytes,
         })
     }
@@ -146,7 +153,7 @@ impl Executor for Pipeline {
     async fn run(&self, task: &TaskRow, inputs: &[TaskRow], bar: &UnitBar) -> Result<TaskOutput> {
         match (task.spec.kind, task.spec.day) {
             (TaskKind::Harvest, Some(day)) => self.harvest(task.spec.collection, day, bar).await,
-            (TaskKind::Repartition, _) => self.repartition(task, inputs).await,
+            (TaskKind::Repartition, _) => self.repartition(task, inputs, bar).await,
             (TaskKind::Harvest, None) => {
                 Err(Error::Task(format!("{}: harvest without a day", task.key)))
             }

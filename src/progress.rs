@@ -97,6 +97,14 @@ impl UnitBar {
         self.0.inc(n);
     }
 
+    /// Sets the expected number of items and starts counting again from zero, with a
+    /// message saying what is being counted now (e.g. `writing`).
+    pub fn restart(&self, n: u64, msg: &str) {
+        self.0.set_length(n);
+        self.0.set_position(0);
+        self.0.set_message(msg.to_string());
+    }
+
     /// Removes the bar.
     pub fn done(&self) {
         self.0.finish_and_clear();

@@ -5,4 +5,5 @@ mod cli_input;
 mod common;
 mod emulator;
 mod harvest;
+mod repartition;
 mod run;

@@ -6,6 +6,7 @@ mod generate_daily;
 mod retry_failed;
 mod run;
 mod status;
+mod repartition;
 
 pub use exit::ExitStatus;
 
@@ -35,6 +36,8 @@ enum Command {
     /// Run failed tasks again, with the repartitions waiting on them.
     #[command(name = "retry-failed")]
     RetryFailed(retry_failed::Args),
+    /// Repartition daily files into monthly, spatially sorted hive partitions.
+    Repartition(repartition::Args),
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::RetryFailed(args) => retry_failed::run(args).await,
+            Command::Repartition(args) => repartition::run(args).await,
         }
     });
     match result {

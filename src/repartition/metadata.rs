@@ -1,0 +1,244 @@
+//! The file-level metadata of the merged file: GeoParquet's `geo` and `stac-geoparquet`,
+//! combined from those of the daily files.
+
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+
+/// The GeoParquet metadata key.
+pub const GEO_KEY: &str = "geo";
+/// The stac-geoparquet metadata key.
+pub const STAC_KEY: &str = "stac-geoparquet";
+
+/// File metadata gathered from inputs, one at a time.
+#[derive(Debug, Default, Clone)]
+pub struct FileMetadata {
+    geo: Option<Map<String, Value>>,
+    stac: Option<Map<String, Value>>,
+}
+
+impl FileMetadata {
+    /// Adds one input's `geo` and `stac-geoparquet` values (JSON text, if present).
+    /// Errors (as a reason) when the `geo` metadata of two inputs disagree on something a
+    /// merged file cannot hold: primary column, geometry column encoding or CRS.
+    pub fn add(&mut self, geo: Option<&str>, stac: Option<&str>) -> Result<(), String> {
+        let parse = |key: &str, s: &str| -> Result<Map<String, Value>, String> {
+            match serde_json::from_str::<Value>(s) {
+                Ok(Value::Object(m)) => Ok(m),
+                Ok(_) => Err(format!("{key} metadata is not a JSON object")),
+                Err(e) => Err(format!("{key} metadata is not valid JSON: {e}")),
+            }
+        };
+        let Some(geo) = geo else {
+            return Err("no GeoParquet (geo) metadata: not a stac-geoparquet file".into());
+        };
+        let geo = parse(GEO_KEY, geo)?;
+        match &mut self.geo {
+            None => self.geo = Some(geo),
+            Some(have) => merge_geo(have, &geo)?,
+        }
+        if let Some(stac) = stac {
+            let stac = parse(STAC_KEY, stac)?;
+            match &mut self.stac {
+                None => self.stac = Some(stac),
+                Some(have) => merge_stac(have, &stac),
+            }
+        }
+        Ok(())
+    }
+
+    /// The merged `(key, JSON)` pairs to write, `geo` first.
+    pub fn key_values(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(geo) = &self.geo {
+            out.push((GEO_KEY.to_string(), Value::Object(geo.clone()).to_string()));
+        }
+        let stac = self.stac.clone().unwrap_or_else(|| {
+            let mut m = Map::new();
+            m.insert("version".into(), Value::from(stac::geoparquet::VERSION));
+            m
+        });
+        out.push((STAC_KEY.to_string(), Value::Object(stac).to_string()));
+        out
+    }
+
+    /// The merged `bbox` of the primary geometry column, if every input had one.
+    pub fn bbox(&self) -> Option<Vec<f64>> {
+        let geo = self.geo.as_ref()?;
+        let primary = geo.get("primary_column")?.as_str()?;
+        let bbox = geo.get("columns")?.get(primary)?.get("bbox")?.as_array()?;
+        bbox.iter().map(Value::as_f64).collect()
+    }
+}
+
+fn merge_geo(have: &mut Map<String, Value>, other: &Map<String, Value>) -> Result<(), String> {
+    if have.get("primary_column") != other.get("primary_column") {
+        return Err(format!(
+            "geo metadata: primary column {} here, {} in an earlier file",
+            show(other.get("primary_column")),
+            show(have.get("primary_column")),
+        ));
+    }
+    let empty = Map::new();
+    let other_columns = other
+        .get("columns")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let Some(Value::Object(columns)) = have.get_mut("columns") else {
+        return Err("geo metadata has no columns".into());
+    };
+    for (name, col) in other_columns {
+        let Value::Object(col) = col else {
+            continue;
+        };
+        let Some(Value::Object(mine)) = columns.get_mut(name) else {
+            columns.insert(name.clone(), Value::Object(col.clone()));
+            continue;
+        };
+        for key in ["encoding", "crs", "edges", "orientation", "epoch"] {
+            if mine.get(key) != col.get(key) {
+                return Err(format!(
+                    "geo metadata: column {name:?} has {key} {} here, {} in an earlier file",
+                    show(col.get(key)),
+                    show(mine.get(key)),
+                ));
+            }
+        }
+        // Geometry types: the union (an empty list means "any", and stays so).
+        let types = |v: Option<&Value>| -> Option<BTreeSet<String>> {
+            v.and_then(Value::as_array).map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+        };
+        if let (Some(a), Some(b)) = (
+            types(mine.get("geometry_types")),
+            types(col.get("geometry_types")),
+        ) {
+            let union: Vec<Value> = if a.is_empty() || b.is_empty() {
+                Vec::new()
+            } else {
+                a.union(&b).cloned().map(Value::from).collect()
+            };
+            mine.insert("geometry_types".into(), Value::Array(union));
+        }
+        // Bounding box: the union of both; dropped if either lacks one (it would be wrong).
+        let merged = match (bbox_of(mine.get("bbox")), bbox_of(col.get("bbox"))) {
+            (Some(a), Some(b)) if a.len() == b.len() && a.len() % 2 == 0 => {
+                let half = a.len() / 2;
+                Some(
+                    a.iter()
+                        .zip(&b)
+                        .enumerate()
+                        .map(|(i, (x, y))| if i < half { x.min(*y) } else { x.max(*y) })
+                        .collect::<Vec<f64>>(),
+                )
+            }
+            _ => None,
+        };
+        match merged {
+            Some(b) => {
+                mine.insert("bbox".into(), Value::from(b));
+            }
+            None => {
+                mine.remove("bbox");
+            }
+        }
+        // A covering is kept only if both files state the same one.
+        if mine.get("covering") != col.get("covering") {
+            mine.remove("covering");
+        }
+    }
+    Ok(())
+}
+
+fn bbox_of(v: Option<&Value>) -> Option<Vec<f64>> {
+    v?.as_array()?.iter().map(Value::as_f64).collect()
+}
+
+fn merge_stac(have: &mut Map<String, Value>, other: &Map<String, Value>) {
+    if let Some(Value::Object(theirs)) = other.get("collections") {
+        let entry = have
+            .entry("collections")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(mine) = entry {
+            for (k, v) in theirs {
+                mine.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+}
+
+fn show(v: Option<&Value>) -> String {
+    v.map_or_else(|| "none".to_string(), Value::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn geo(bbox: Option<[f64; 4]>, types: &[&str]) -> String {
+        let mut col = json!({
+            "encoding": "WKB",
+            "geometry_types": types,
+            "covering": {"bbox": {"xmin": ["bbox", "xmin"], "ymin": ["bbox", "ymin"],
+                                  "xmax": ["bbox", "xmax"], "ymax": ["bbox", "ymax"]}},
+        });
+        if let Some(b) = bbox {
+            col["bbox"] = json!(b);
+        }
+        json!({"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": col}})
+            .to_string()
+    }
+
+    #[test]
+    fn unions_bboxes_and_geometry_types() {
+        let mut m = FileMetadata::default();
+        m.add(
+            Some(&geo(Some([0.0, 1.0, 2.0, 3.0]), &["MultiPolygon"])),
+            Some(r#"{"version":"1.0.0"}"#),
+        )
+        .unwrap();
+        m.add(Some(&geo(Some([-5.0, 2.0, 1.0, 9.0]), &["Polygon"])), None)
+            .unwrap();
+        assert_eq!(m.bbox(), Some(vec![-5.0, 1.0, 2.0, 9.0]));
+        let kv = m.key_values();
+        assert_eq!(kv[0].0, "geo");
+        let g: Value = serde_json::from_str(&kv[0].1).unwrap();
+        assert_eq!(
+            g["columns"]["geometry"]["geometry_types"],
+            json!(["MultiPolygon", "Polygon"])
+        );
+        assert_eq!(
+            g["columns"]["geometry"]["covering"]["bbox"]["xmin"],
+            json!(["bbox", "xmin"])
+        );
+        assert_eq!(
+            kv[1],
+            ("stac-geoparquet".into(), r#"{"version":"1.0.0"}"#.into())
+        );
+    }
+
+    #[test]
+    fn drops_a_bbox_that_one_input_lacks() {
+        let mut m = FileMetadata::default();
+        m.add(Some(&geo(Some([0.0, 1.0, 2.0, 3.0]), &[])), None)
+            .unwrap();
+        m.add(Some(&geo(None, &[])), None).unwrap();
+        assert_eq!(m.bbox(), None);
+        // Without stac-geoparquet metadata in any input, the current version is written.
+        assert!(m.key_values()[1].1.contains("\"version\""));
+    }
+
+    #[test]
+    fn refuses_incompatible_geo_metadata() {
+        let mut m = FileMetadata::default();
+        m.add(Some(&geo(None, &[])), None).unwrap();
+        let other = geo(None, &[]).replace("WKB", "point");
+        let e = m.add(Some(&other), None).unwrap_err();
+        assert!(e.contains("encoding"), "{e}");
+        assert!(m.add(None, None).unwrap_err().contains("geo"));
+        assert!(m.add(Some("[1]"), None).is_err());
+    }
+}

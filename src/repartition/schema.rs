@@ -1,0 +1,423 @@
+//! Merging the Arrow schemas of a month's daily files, and bringing every batch to the
+//! merged schema.
+//!
+//! Daily files of one collection may differ a little: a property present on some days only,
+//! a property that was null all day (Arrow `Null`), a number that was an integer all day and
+//! a float on another. Merging takes the union of the columns (recursively inside structs),
+//! makes a column nullable wherever some file lacks it, and widens `Null` to anything,
+//! integers to `Int64`, integers and floats to `Float64`, and dictionaries to their values.
+//! Anything else that differs cannot be merged.
+
+use arrow_array::{
+    Array, ArrayRef, LargeListArray, ListArray, RecordBatch, RecordBatchOptions, StructArray,
+    new_null_array,
+};
+use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Why two column types cannot be merged: the column's dotted path and the two types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The column (`assets.B01.href`).
+    pub column: String,
+    /// What could not be merged.
+    pub reason: String,
+}
+
+/// Merges schemas into one that every one of them can be brought to with [`conform`].
+/// Column order is that of the first schema, then new columns in order of appearance.
+/// Schema-level metadata is dropped (file metadata is handled separately); field metadata
+/// of the first schema that has a field is kept.
+pub fn merge_schemas<'a>(
+    schemas: impl IntoIterator<Item = &'a Schema>,
+) -> Result<Schema, Conflict> {
+    let mut fields: Option<Vec<Field>> = None;
+    for schema in schemas {
+        let other: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields = Some(match fields {
+            None => other,
+            Some(have) => merge_field_lists(&have, &other, "")?,
+        });
+    }
+    Ok(Schema::new(fields.unwrap_or_default()))
+}
+
+fn merge_field_lists(a: &[Field], b: &[Field], parent: &str) -> Result<Vec<Field>, Conflict> {
+    let by_name: HashMap<&str, &Field> = b.iter().map(|f| (f.name().as_str(), f)).collect();
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    for fa in a {
+        match by_name.get(fa.name().as_str()) {
+            Some(fb) => out.push(merge_field(fa, fb, parent)?),
+            None => out.push(fa.clone().with_nullable(true)),
+        }
+    }
+    for fb in b {
+        if !a.iter().any(|fa| fa.name() == fb.name()) {
+            out.push(fb.clone().with_nullable(true));
+        }
+    }
+    Ok(out)
+}
+
+fn path(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+fn merge_field(a: &Field, b: &Field, parent: &str) -> Result<Field, Conflict> {
+    let column = path(parent, a.name());
+    let data_type = merge_types(a.data_type(), b.data_type(), &column)?;
+    let nullable = a.is_nullable()
+        || b.is_nullable()
+        || *a.data_type() == DataType::Null
+        || *b.data_type() == DataType::Null;
+    let metadata = if a.metadata().is_empty() {
+        b.metadata().clone()
+    } else {
+        a.metadata().clone()
+    };
+    Ok(Field::new(a.name(), data_type, nullable).with_metadata(metadata))
+}
+
+fn is_int(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+    )
+}
+
+fn is_float(t: &DataType) -> bool {
+    matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64)
+}
+
+fn merge_types(a: &DataType, b: &DataType, column: &str) -> Result<DataType, Conflict> {
+    if a == b {
+        return Ok(a.clone());
+    }
+    let conflict = || Conflict {
+        column: column.to_string(),
+        reason: format!("{a} in one file, {b} in another"),
+    };
+    Ok(match (a, b) {
+        (DataType::Null, t) | (t, DataType::Null) => t.clone(),
+        (DataType::Dictionary(_, va), DataType::Dictionary(_, vb)) if va == vb => {
+            // Different key types: the widest fits both.
+            DataType::Dictionary(Box::new(DataType::Int64), va.clone())
+        }
+        (DataType::Dictionary(_, v), t) | (t, DataType::Dictionary(_, v)) => {
+            merge_types(v, t, column)?
+        }
+        (x, y) if is_int(x) && is_int(y) => DataType::Int64,
+        (x, y) if (is_int(x) || is_float(x)) && (is_int(y) || is_float(y)) => DataType::Float64,
+        (DataType::Utf8, DataType::LargeUtf8) | (DataType::LargeUtf8, DataType::Utf8) => {
+            DataType::LargeUtf8
+        }
+        (DataType::Binary, DataType::LargeBinary) | (DataType::LargeBinary, DataType::Binary) => {
+            DataType::LargeBinary
+        }
+        (DataType::Struct(fa), DataType::Struct(fb)) => {
+            let a: Vec<Field> = fa.iter().map(|f| f.as_ref().clone()).collect();
+            let b: Vec<Field> = fb.iter().map(|f| f.as_ref().clone()).collect();
+            DataType::Struct(Fields::from(merge_field_lists(&a, &b, column)?))
+        }
+        (DataType::List(ea), DataType::List(eb)) => {
+            DataType::List(Arc::new(merge_field(ea, eb, column)?))
+        }
+        (DataType::LargeList(ea), DataType::LargeList(eb))
+        | (DataType::List(ea), DataType::LargeList(eb))
+        | (DataType::LargeList(ea), DataType::List(eb)) => {
+            DataType::LargeList(Arc::new(merge_field(ea, eb, column)?))
+        }
+        _ => return Err(conflict()),
+    })
+}
+
+/// Brings a batch to `target`, a schema [`merge_schemas`] made from (among others) the
+/// batch's schema: missing columns become nulls, types are widened, columns reordered.
+pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, Conflict> {
+    if batch.schema().fields() == target.fields() {
+        return RecordBatch::try_new_with_options(
+            target.clone(),
+            batch.columns().to_vec(),
+            &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )
+        .map_err(|e| Conflict {
+            column: String::new(),
+            reason: e.to_string(),
+        });
+    }
+    let rows = batch.num_rows();
+    let columns = target
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(col) => conform_array(col, field, field.name()),
+            None => Ok(new_null_array(field.data_type(), rows)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new_with_options(
+        target.clone(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .map_err(|e| Conflict {
+        column: String::new(),
+        reason: e.to_string(),
+    })
+}
+
+fn conform_array(array: &ArrayRef, field: &FieldRef, column: &str) -> Result<ArrayRef, Conflict> {
+    let target = field.data_type();
+    if array.data_type() == target {
+        return Ok(array.clone());
+    }
+    let err = |reason: String| Conflict {
+        column: column.to_string(),
+        reason,
+    };
+    match target {
+        DataType::Struct(fields) => {
+            let Some(s) = array.as_any().downcast_ref::<StructArray>() else {
+                return Err(err(format!("{} cannot become a struct", array.data_type())));
+            };
+            let children = fields
+                .iter()
+                .map(|f| match s.column_by_name(f.name()) {
+                    Some(c) => conform_array(c, f, &path(column, f.name())),
+                    None => Ok(new_null_array(f.data_type(), s.len())),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            StructArray::try_new(fields.clone(), children, s.nulls().cloned())
+                .map(|a| Arc::new(a) as ArrayRef)
+                .map_err(|e| err(e.to_string()))
+        }
+        DataType::List(inner) => {
+            if let Some(l) = array.as_any().downcast_ref::<ListArray>() {
+                let values = conform_array(l.values(), inner, column)?;
+                ListArray::try_new(
+                    inner.clone(),
+                    l.offsets().clone(),
+                    values,
+                    l.nulls().cloned(),
+                )
+                .map(|a| Arc::new(a) as ArrayRef)
+                .map_err(|e| err(e.to_string()))
+            } else {
+                cast(array, target, column)
+            }
+        }
+        DataType::LargeList(inner) => {
+            if let Some(l) = array.as_any().downcast_ref::<LargeListArray>() {
+                let values = conform_array(l.values(), inner, column)?;
+                LargeListArray::try_new(
+                    inner.clone(),
+                    l.offsets().clone(),
+                    values,
+                    l.nulls().cloned(),
+                )
+                .map(|a| Arc::new(a) as ArrayRef)
+                .map_err(|e| err(e.to_string()))
+            } else if let Some(l) = array.as_any().downcast_ref::<ListArray>() {
+                // Conform the values first, then let the cast widen the offsets.
+                let inner_small = Arc::new(inner.as_ref().clone());
+                let values = conform_array(l.values(), &inner_small, column)?;
+                let list = ListArray::try_new(
+                    inner_small,
+                    l.offsets().clone(),
+                    values,
+                    l.nulls().cloned(),
+                )
+                .map_err(|e| err(e.to_string()))?;
+                cast(&(Arc::new(list) as ArrayRef), target, column)
+            } else {
+                cast(array, target, column)
+            }
+        }
+        _ => cast(array, target, column),
+    }
+}
+
+fn cast(array: &ArrayRef, target: &DataType, column: &str) -> Result<ArrayRef, Conflict> {
+    arrow_cast::cast(array, target).map_err(|e| Conflict {
+        column: column.to_string(),
+        reason: format!("{} to {target}: {e}", array.data_type()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int32Type};
+    use arrow_array::{DictionaryArray, Float64Array, Int64Array, StringArray};
+
+    fn field(name: &str, t: DataType, nullable: bool) -> Field {
+        Field::new(name, t, nullable)
+    }
+
+    fn asset(children: Vec<Field>) -> DataType {
+        DataType::Struct(Fields::from(children))
+    }
+
+    #[test]
+    fn merges_columns_present_in_some_files_only() {
+        let a = Schema::new(vec![
+            field("id", DataType::Utf8, false),
+            field("eo:cloud_cover", DataType::Int64, true),
+            field(
+                "assets",
+                asset(vec![field("B01", DataType::Utf8, false)]),
+                false,
+            ),
+        ]);
+        let b = Schema::new(vec![
+            field("id", DataType::Utf8, false),
+            field("view:azimuth", DataType::Null, true),
+            field("eo:cloud_cover", DataType::Float64, true),
+            field(
+                "assets",
+                asset(vec![
+                    field("B01", DataType::Utf8, false),
+                    field("B02", DataType::Utf8, false),
+                ]),
+                false,
+            ),
+            field("sci:doi", DataType::Utf8, false),
+        ]);
+        let merged = merge_schemas([&a, &b]).unwrap();
+        let names: Vec<&str> = merged.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(
+            names,
+            ["id", "eo:cloud_cover", "assets", "view:azimuth", "sci:doi"]
+        );
+        let f = |n: &str| merged.field_with_name(n).unwrap().clone();
+        assert!(!f("id").is_nullable());
+        assert_eq!(f("eo:cloud_cover").data_type(), &DataType::Float64);
+        assert_eq!(f("view:azimuth").data_type(), &DataType::Null);
+        // Present in b only: nullable although b says it is not.
+        assert!(f("sci:doi").is_nullable());
+        let DataType::Struct(assets) = f("assets").data_type().clone() else {
+            panic!("assets is not a struct");
+        };
+        assert_eq!(assets.len(), 2);
+        assert!(!assets[0].is_nullable());
+        assert!(assets[1].is_nullable());
+    }
+
+    #[test]
+    fn widens_nulls_and_dictionaries() {
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let a = Schema::new(vec![
+            field("x", DataType::Null, true),
+            field("c", dict.clone(), false),
+        ]);
+        let b = Schema::new(vec![
+            field("x", DataType::Float64, false),
+            field("c", dict.clone(), false),
+        ]);
+        let merged = merge_schemas([&a, &b]).unwrap();
+        assert_eq!(merged.field(0).data_type(), &DataType::Float64);
+        assert!(merged.field(0).is_nullable());
+        assert_eq!(merged.field(1).data_type(), &dict);
+        let c = Schema::new(vec![field("c", DataType::Utf8, false)]);
+        let merged = merge_schemas([&a, &c]).unwrap();
+        assert_eq!(merged.field(1).data_type(), &DataType::Utf8);
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_merged() {
+        let a = Schema::new(vec![field(
+            "assets",
+            asset(vec![field("href", DataType::Utf8, true)]),
+            true,
+        )]);
+        let b = Schema::new(vec![field(
+            "assets",
+            asset(vec![field("href", DataType::Int64, true)]),
+            true,
+        )]);
+        let e = merge_schemas([&a, &b]).unwrap_err();
+        assert_eq!(e.column, "assets.href");
+        assert!(
+            e.reason.contains("Utf8") && e.reason.contains("Int64"),
+            "{e:?}"
+        );
+        let c = Schema::new(vec![field("assets", DataType::Utf8, true)]);
+        assert_eq!(merge_schemas([&a, &c]).unwrap_err().column, "assets");
+    }
+
+    #[test]
+    fn conforms_batches_to_the_merged_schema() {
+        let a = Arc::new(Schema::new(vec![
+            field("id", DataType::Utf8, false),
+            field("n", DataType::Int64, true),
+            field(
+                "assets",
+                asset(vec![field("B01", DataType::Utf8, true)]),
+                true,
+            ),
+            field(
+                "collection",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
+        ]));
+        let b = Schema::new(vec![
+            field("id", DataType::Utf8, false),
+            field("n", DataType::Float64, true),
+            field(
+                "assets",
+                asset(vec![
+                    field("B01", DataType::Utf8, true),
+                    field("B02", DataType::Utf8, true),
+                ]),
+                true,
+            ),
+            field("extra", DataType::Utf8, true),
+            field("collection", DataType::Utf8, true),
+        ]);
+        let target = Arc::new(merge_schemas([a.as_ref(), &b]).unwrap());
+        let assets = StructArray::try_new(
+            Fields::from(vec![field("B01", DataType::Utf8, true)]),
+            vec![Arc::new(StringArray::from(vec!["h1", "h2"])) as ArrayRef],
+            None,
+        )
+        .unwrap();
+        let coll: DictionaryArray<Int32Type> =
+            vec!["HLSS30_2.0", "HLSS30_2.0"].into_iter().collect();
+        let batch = RecordBatch::try_new(
+            a.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(Int64Array::from(vec![Some(3), None])),
+                Arc::new(assets),
+                Arc::new(coll),
+            ],
+        )
+        .unwrap();
+        let out = conform(&batch, &target).unwrap();
+        assert_eq!(out.schema(), target);
+        assert_eq!(out.num_rows(), 2);
+        let n = out
+            .column_by_name("n")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert_eq!(n, &Float64Array::from(vec![Some(3.0), None]));
+        assert_eq!(out.column_by_name("extra").unwrap().null_count(), 2);
+        let assets = out.column_by_name("assets").unwrap().as_struct();
+        assert_eq!(assets.column_by_name("B01").unwrap().null_count(), 0);
+        assert_eq!(assets.column_by_name("B02").unwrap().null_count(), 2);
+        let coll = out.column_by_name("collection").unwrap().as_string::<i32>();
+        assert_eq!(coll.value(1), "HLSS30_2.0");
+    }
+}

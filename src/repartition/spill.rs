@@ -1,0 +1,360 @@
+//! Spilling rows to bucket files (Arrow IPC streams) by the top bits of their Hilbert key,
+//! and reading buckets back sorted.
+
+use super::hilbert::{NO_KEY, bbox_key};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_array::{Array, ArrayRef, RecordBatch, StructArray, UInt32Array};
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::{DataType, SchemaRef};
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+/// Buckets per spill: one byte of the key.
+pub const FANOUT: usize = 256;
+
+/// The Hilbert keys of a batch's rows, from its `bbox` struct column (`xmin`, `ymin`, `xmax`,
+/// `ymax`). Rows with a null or incomplete bbox get [`NO_KEY`].
+pub fn batch_keys(batch: &RecordBatch) -> Result<Vec<u32>, String> {
+    let bbox = batch
+        .column_by_name("bbox")
+        .ok_or("no bbox column: rows cannot be sorted spatially")?;
+    let Some(bbox) = bbox.as_any().downcast_ref::<StructArray>() else {
+        return Err(format!(
+            "bbox column is {}, not a struct of xmin, ymin, xmax, ymax",
+            bbox.data_type()
+        ));
+    };
+    let part = |name: &str| -> Result<ArrayRef, String> {
+        let col = bbox
+            .column_by_name(name)
+            .ok_or_else(|| format!("bbox column has no {name}"))?;
+        arrow_cast::cast(col, &DataType::Float64).map_err(|e| format!("bbox.{name}: {e}"))
+    };
+    let (xmin, ymin, xmax, ymax) = (part("xmin")?, part("ymin")?, part("xmax")?, part("ymax")?);
+    let (xmin, ymin, xmax, ymax) = (
+        xmin.as_primitive::<Float64Type>(),
+        ymin.as_primitive::<Float64Type>(),
+        xmax.as_primitive::<Float64Type>(),
+        ymax.as_primitive::<Float64Type>(),
+    );
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            if bbox.is_null(i)
+                || xmin.is_null(i)
+                || ymin.is_null(i)
+                || xmax.is_null(i)
+                || ymax.is_null(i)
+            {
+                NO_KEY
+            } else {
+                bbox_key(xmin.value(i), ymin.value(i), xmax.value(i), ymax.value(i))
+            }
+        })
+        .collect())
+}
+
+/// The item ids of a batch (its `id` column), as strings; a null id is an error.
+pub fn batch_ids(batch: &RecordBatch) -> Result<Vec<&str>, String> {
+    let col = batch.column_by_name("id").ok_or("no id column")?;
+    let ids: Vec<Option<&str>> = match col.data_type() {
+        DataType::Utf8 => col.as_string::<i32>().iter().collect(),
+        DataType::LargeUtf8 => col.as_string::<i64>().iter().collect(),
+        DataType::Utf8View => col.as_string_view().iter().collect(),
+        t => return Err(format!("id column is {t}, not a string")),
+    };
+    ids.into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| "an item has a null id".to_string())
+}
+
+/// One bucket's spilled rows.
+#[derive(Debug)]
+pub struct Bucket {
+    /// The IPC stream file.
+    pub path: PathBuf,
+    /// Rows in it.
+    pub rows: u64,
+    /// Size in bytes of the Arrow data (about the memory it takes back).
+    pub bytes: u64,
+}
+
+impl Bucket {
+    /// A reader of the bucket's batches.
+    pub fn reader(&self) -> Result<StreamReader<BufReader<File>>, String> {
+        let file = File::open(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        StreamReader::try_new(BufReader::with_capacity(1 << 20, file), None)
+            .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    /// Reads every batch of the bucket.
+    pub fn read(&self) -> Result<Vec<RecordBatch>, String> {
+        self.reader()?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    /// Deletes the bucket file.
+    pub fn remove(self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::debug!("removing {}: {e}", self.path.display());
+        }
+    }
+}
+
+struct Slot {
+    path: PathBuf,
+    writer: Option<StreamWriter<BufWriter<File>>>,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    rows: u64,
+    bytes: u64,
+}
+
+/// Distributes rows over [`FANOUT`] bucket files by `(key >> shift) & 0xff`, buffering a
+/// little in memory so that each IPC message holds a useful number of rows.
+pub struct Spiller {
+    schema: SchemaRef,
+    shift: u32,
+    slots: Vec<Slot>,
+    pending_bytes: usize,
+    budget: usize,
+}
+
+impl std::fmt::Debug for Spiller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spiller")
+            .field("shift", &self.shift)
+            .field("pending_bytes", &self.pending_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Rows a bucket buffers before it is written out.
+const FLUSH_ROWS: usize = 4096;
+
+impl Spiller {
+    /// A spiller writing `{dir}/{name}-XX.arrows` files, buffering up to `budget` bytes.
+    pub fn new(dir: &Path, name: &str, schema: SchemaRef, shift: u32, budget: usize) -> Spiller {
+        let slots = (0..FANOUT)
+            .map(|i| Slot {
+                path: dir.join(format!("{name}-{i:02x}.arrows")),
+                writer: None,
+                pending: Vec::new(),
+                pending_rows: 0,
+                rows: 0,
+                bytes: 0,
+            })
+            .collect();
+        Spiller {
+            schema,
+            shift,
+            slots,
+            pending_bytes: 0,
+            budget,
+        }
+    }
+
+    /// The bucket of a key.
+    pub fn bucket_of(&self, key: u32) -> usize {
+        ((key >> self.shift) & 0xff) as usize
+    }
+
+    /// Adds a batch (of the spiller's schema) whose rows have `keys`.
+    pub fn push(&mut self, batch: &RecordBatch, keys: &[u32]) -> Result<(), String> {
+        let mut groups: Vec<Vec<u32>> = vec![Vec::new(); FANOUT];
+        for (row, &key) in keys.iter().enumerate() {
+            groups[self.bucket_of(key)].push(row as u32);
+        }
+        for (b, rows) in groups.into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let part = if rows.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))
+                    .map_err(|e| format!("splitting a batch: {e}"))?
+            };
+            let size = part.get_array_memory_size();
+            let slot = &mut self.slots[b];
+            slot.pending_rows += part.num_rows();
+            slot.pending.push(part);
+            self.pending_bytes += size;
+            if slot.pending_rows >= FLUSH_ROWS {
+                self.flush(b)?;
+            }
+        }
+        if self.pending_bytes > self.budget {
+            for b in 0..FANOUT {
+                self.flush(b)?;
+            }
+            self.pending_bytes = 0;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, b: usize) -> Result<(), String> {
+        let slot = &mut self.slots[b];
+        if slot.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = arrow_select::concat::concat_batches(&self.schema, &slot.pending)
+            .map_err(|e| format!("joining rows of bucket {b}: {e}"))?;
+        let freed: usize = slot.pending.iter().map(|p| p.get_array_memory_size()).sum();
+        slot.pending.clear();
+        slot.pending_rows = 0;
+        self.pending_bytes = self.pending_bytes.saturating_sub(freed);
+        let writer = match &mut slot.writer {
+            Some(w) => w,
+            None => {
+                let file = File::create(&slot.path)
+                    .map_err(|e| format!("{}: {e}", slot.path.display()))?;
+                let w =
+                    StreamWriter::try_new(BufWriter::with_capacity(64 * 1024, file), &self.schema)
+                        .map_err(|e| format!("{}: {e}", slot.path.display()))?;
+                slot.writer.insert(w)
+            }
+        };
+        writer
+            .write(&batch)
+            .map_err(|e| format!("{}: {e}", slot.path.display()))?;
+        slot.rows += batch.num_rows() as u64;
+        slot.bytes += batch.get_array_memory_size() as u64;
+        Ok(())
+    }
+
+    /// Writes out what is buffered and closes every file; returns the non-empty buckets in
+    /// key order.
+    pub fn finish(mut self) -> Result<Vec<Bucket>, String> {
+        for b in 0..FANOUT {
+            self.flush(b)?;
+        }
+        let mut out = Vec::new();
+        for slot in self.slots {
+            if let Some(mut w) = slot.writer {
+                w.finish()
+                    .map_err(|e| format!("{}: {e}", slot.path.display()))?;
+                out.push(Bucket {
+                    path: slot.path,
+                    rows: slot.rows,
+                    bytes: slot.bytes,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The order in which to write a bucket's rows: `(batch, row)` pairs sorted by Hilbert key,
+/// then by id (so that the output does not depend on the order of the inputs).
+pub fn sorted_order(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>, String> {
+    let mut keyed: Vec<(u32, usize, usize)> = Vec::new();
+    let mut ids: Vec<Vec<&str>> = Vec::with_capacity(batches.len());
+    for (b, batch) in batches.iter().enumerate() {
+        let keys = batch_keys(batch)?;
+        keyed.extend(keys.into_iter().enumerate().map(|(r, k)| (k, b, r)));
+        ids.push(batch_ids(batch)?);
+    }
+    keyed.sort_unstable_by(|x, y| x.0.cmp(&y.0).then_with(|| ids[x.1][x.2].cmp(ids[y.1][y.2])));
+    Ok(keyed.into_iter().map(|(_, b, r)| (b, r)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Float64Array, StringArray};
+    use arrow_schema::{Field, Fields, Schema};
+    use std::sync::Arc;
+
+    fn batch(rows: &[(&str, f64, f64)]) -> RecordBatch {
+        let f = |n: &str| Field::new(n, DataType::Float64, false);
+        let fields = Fields::from(vec![f("xmin"), f("ymin"), f("xmax"), f("ymax")]);
+        let x: Float64Array = rows.iter().map(|r| r.1).collect();
+        let y: Float64Array = rows.iter().map(|r| r.2).collect();
+        let bbox = StructArray::try_new(
+            fields.clone(),
+            vec![
+                Arc::new(x.clone()) as ArrayRef,
+                Arc::new(y.clone()),
+                Arc::new(x),
+                Arc::new(y),
+            ],
+            None,
+        )
+        .unwrap();
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("bbox", DataType::Struct(fields), true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(bbox),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn buckets_come_back_in_key_order_with_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        // A grid of points over the world, in scrambled order.
+        let mut rows = Vec::new();
+        for i in 0..2000u32 {
+            let j = (i * 7919) % 2000;
+            let lon = -179.0 + f64::from(j % 50) * 7.1;
+            let lat = -89.0 + f64::from(j / 50) * 4.4;
+            rows.push((format!("id{j:04}"), lon, lat));
+        }
+        let refs: Vec<(&str, f64, f64)> = rows.iter().map(|r| (r.0.as_str(), r.1, r.2)).collect();
+        let mut spiller = Spiller::new(dir.path(), "t", batch(&refs[..1]).schema(), 24, 1 << 20);
+        for chunk in refs.chunks(300) {
+            let b = batch(chunk);
+            let keys = batch_keys(&b).unwrap();
+            spiller.push(&b, &keys).unwrap();
+        }
+        let buckets = spiller.finish().unwrap();
+        assert!(buckets.len() > 50, "{} buckets", buckets.len());
+        let mut all_keys = Vec::new();
+        let mut ids = Vec::new();
+        let mut last_bucket = None;
+        for bucket in buckets {
+            let batches = bucket.read().unwrap();
+            assert_eq!(
+                batches.iter().map(|b| b.num_rows() as u64).sum::<u64>(),
+                bucket.rows
+            );
+            let order = sorted_order(&batches).unwrap();
+            let mut keys = Vec::new();
+            for &(b, r) in &order {
+                keys.push(batch_keys(&batches[b]).unwrap()[r]);
+                ids.push(batch_ids(&batches[b]).unwrap()[r].to_string());
+            }
+            // One bucket holds one top byte, later buckets higher ones.
+            let top = keys[0] >> 24;
+            assert!(keys.iter().all(|k| k >> 24 == top));
+            assert!(last_bucket.is_none_or(|l| l < top));
+            last_bucket = Some(top);
+            all_keys.extend(keys);
+            bucket.remove();
+        }
+        assert!(all_keys.is_sorted());
+        ids.sort();
+        let mut expected: Vec<String> = rows.into_iter().map(|r| r.0).collect();
+        expected.sort();
+        assert_eq!(ids, expected);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn ties_are_ordered_by_id() {
+        let b1 = batch(&[("c", 1.0, 1.0), ("a", 1.0, 1.0)]);
+        let b2 = batch(&[("b", 1.0, 1.0), ("z", -100.0, -80.0)]);
+        let order = sorted_order(&[b1, b2]).unwrap();
+        assert_eq!(order, vec![(1, 1), (0, 1), (1, 0), (0, 0)]);
+    }
+}
