@@ -78,31 +78,27 @@ fn stac_path(items: &[(Collection, Vec<Vec<u8>>)], options: WriterOptions) -> us
     let mut size = 0;
     for (collection, jsons) in items {
         let mut buf = Vec::new();
-        let mut writer = None;
-        for chunk in jsons.chunks(BATCH) {
-            let batch: Vec<stac::Item> = chunk
+        let mut batches = jsons.chunks(BATCH).map(|chunk| {
+            chunk
                 .iter()
                 .map(|json| {
                     let mut item: stac::Item = serde_json::from_slice(json).unwrap();
                     item.collection = Some(collection.stac_id().to_string());
                     item
                 })
-                .collect();
-            match writer.as_mut() {
-                None => {
-                    writer = Some(
-                        WriterBuilder::new(&mut buf)
-                            .writer_options(options)
-                            .build(batch)
-                            .unwrap(),
-                    )
-                }
-                Some(w) => w.write(batch).unwrap(),
-            }
+                .collect::<Vec<_>>()
+        });
+        let Some(first) = batches.next() else {
+            continue;
+        };
+        let mut writer = WriterBuilder::new(&mut buf)
+            .writer_options(options)
+            .build(first)
+            .unwrap();
+        for batch in batches {
+            writer.write(batch).unwrap();
         }
-        if let Some(w) = writer {
-            w.finish().unwrap();
-        }
+        writer.finish().unwrap();
         size += buf.len();
     }
     size
