@@ -114,7 +114,12 @@ impl Pipeline {
         })
     }
 
-    async fn repartition(&self, task: &TaskRow, inputs: &[TaskRow], bar: &UnitBar) -> Result<TaskOutput> {
+    async fn repartition(
+        &self,
+        task: &TaskRow,
+        inputs: &[TaskRow],
+        bar: &UnitBar,
+    ) -> Result<TaskOutput> {
         let paths: Vec<ObjPath> = inputs
             .iter()
             .filter_map(|t| t.output_path.as_deref())

@@ -3,10 +3,10 @@
 mod common;
 mod exit;
 mod generate_daily;
+mod repartition;
 mod retry_failed;
 mod run;
 mod status;
-mod repartition;
 
 pub use exit::ExitStatus;
 

@@ -176,7 +176,7 @@ pub fn report(outcome: &RunOutcome) -> ExitStatus {
         }
     }
     print_lines(&[format!(
-        "run {}: {} tasks: {} done now, {} done before, {} failed, {} waiting on failures; {} items written",
+        "run {}: {} tasks: {} done now, {} done before, {} failed, {} waiting on failures; {} items harvested",
         outcome.run_id,
         outcome.tasks,
         r.succeeded,
