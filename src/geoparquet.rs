@@ -1,7 +1,9 @@
 //! Writing stac-geoparquet files in batches on a blocking thread, to a temporary file that
 //! is published only once complete, and reading them back.
 
+use crate::collection::Collection;
 use crate::error::{Error, Result};
+use crate::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions};
 use crate::output::Output;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -35,6 +37,15 @@ pub struct FinishedFile {
     pub rows: u64,
 }
 
+/// Which writer turns items into stac-geoparquet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterKind {
+    /// The fixed-schema HLS writer ([`crate::hls_arrow`]): same file, several times faster.
+    Fast(Collection),
+    /// The `stac` crate's generic writer (any item shape).
+    Stac,
+}
+
 /// Streams batches of items into a stac-geoparquet file on a blocking thread. Dropping it
 /// without [`finish`](BatchWriter::finish) discards everything written.
 #[derive(Debug)]
@@ -46,64 +57,15 @@ pub struct BatchWriter {
 impl BatchWriter {
     /// Starts a writer whose temporary file lives in `tmp_dir` (the system's if `None`).
     /// `label` names the file in errors.
-    pub fn start(label: String, tmp_dir: Option<std::path::PathBuf>) -> BatchWriter {
-        let (tx, mut rx) = mpsc::channel::<Vec<Item>>(2);
-        let handle = tokio::task::spawn_blocking(move || -> Result<Option<FinishedFile>> {
-            let werr = |reason: String| Error::Write {
-                path: label.clone(),
-                reason,
-            };
-            let mut writer = None;
-            let mut file = None;
-            let mut rows = 0u64;
-            let mut columns: BTreeSet<String> = BTreeSet::new();
-            while let Some(batch) = rx.blocking_recv() {
-                if batch.is_empty() {
-                    continue;
-                }
-                rows += batch.len() as u64;
-                match writer.as_mut() {
-                    None => {
-                        for item in &batch {
-                            columns.extend(field_names(item));
-                        }
-                        let tmp = match &tmp_dir {
-                            Some(d) => NamedTempFile::new_in(d),
-                            None => NamedTempFile::new(),
-                        }
-                        .map_err(|e| werr(format!("temporary file: {e}")))?;
-                        let out = tmp
-                            .reopen()
-                            .map_err(|e| werr(format!("temporary file: {e}")))?;
-                        let w = WriterBuilder::new(BufWriter::with_capacity(1 << 20, out))
-                            .writer_options(writer_options())
-                            .build(batch)
-                            .map_err(|e| werr(e.to_string()))?;
-                        writer = Some(w);
-                        file = Some(tmp);
-                    }
-                    Some(w) => {
-                        // The stac writer keeps the schema of the first batch and would
-                        // silently drop a field that only later items have: refuse instead.
-                        for item in &batch {
-                            if let Some(new) = field_names(item).find(|f| !columns.contains(f)) {
-                                return Err(werr(format!(
-                                    "item {} has field {new:?} that earlier items of the file lack",
-                                    item.id
-                                )));
-                            }
-                        }
-                        w.write(batch).map_err(|e| werr(e.to_string()))?;
-                    }
-                }
-            }
-            match (writer, file) {
-                (Some(w), Some(file)) => {
-                    w.finish().map_err(|e| werr(e.to_string()))?;
-                    Ok(Some(FinishedFile { file, rows }))
-                }
-                _ => Ok(None),
-            }
+    pub fn start(
+        label: String,
+        tmp_dir: Option<std::path::PathBuf>,
+        kind: WriterKind,
+    ) -> BatchWriter {
+        let (tx, rx) = mpsc::channel::<Vec<Item>>(2);
+        let handle = tokio::task::spawn_blocking(move || match kind {
+            WriterKind::Stac => write_stac(label, tmp_dir, rx),
+            WriterKind::Fast(c) => write_fast(label, tmp_dir, rx, c),
         });
         BatchWriter {
             tx: Some(tx),
@@ -137,6 +99,119 @@ impl BatchWriter {
             Err(e) => Err(Error::Task(e.to_string())),
         }
     }
+}
+
+fn write_stac(
+    label: String,
+    tmp_dir: Option<std::path::PathBuf>,
+    mut rx: mpsc::Receiver<Vec<Item>>,
+) -> Result<Option<FinishedFile>> {
+    let werr = |reason: String| Error::Write {
+        path: label.clone(),
+        reason,
+    };
+    let mut writer = None;
+    let mut file = None;
+    let mut rows = 0u64;
+    let mut columns: BTreeSet<String> = BTreeSet::new();
+    while let Some(batch) = rx.blocking_recv() {
+        if batch.is_empty() {
+            continue;
+        }
+        rows += batch.len() as u64;
+        match writer.as_mut() {
+            None => {
+                for item in &batch {
+                    columns.extend(field_names(item));
+                }
+                let tmp = match &tmp_dir {
+                    Some(d) => NamedTempFile::new_in(d),
+                    None => NamedTempFile::new(),
+                }
+                .map_err(|e| werr(format!("temporary file: {e}")))?;
+                let out = tmp
+                    .reopen()
+                    .map_err(|e| werr(format!("temporary file: {e}")))?;
+                let w = WriterBuilder::new(BufWriter::with_capacity(1 << 20, out))
+                    .writer_options(writer_options())
+                    .build(batch)
+                    .map_err(|e| werr(e.to_string()))?;
+                writer = Some(w);
+                file = Some(tmp);
+            }
+            Some(w) => {
+                // The stac writer keeps the schema of the first batch and would
+                // silently drop a field that only later items have: refuse instead.
+                for item in &batch {
+                    if let Some(new) = field_names(item).find(|f| !columns.contains(f)) {
+                        return Err(werr(format!(
+                            "item {} has field {new:?} that earlier items of the file lack",
+                            item.id
+                        )));
+                    }
+                }
+                w.write(batch).map_err(|e| werr(e.to_string()))?;
+            }
+        }
+    }
+    match (writer, file) {
+        (Some(w), Some(file)) => {
+            w.finish().map_err(|e| werr(e.to_string()))?;
+            Ok(Some(FinishedFile { file, rows }))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn temp_file(tmp_dir: &Option<std::path::PathBuf>) -> std::io::Result<NamedTempFile> {
+    match tmp_dir {
+        Some(d) => NamedTempFile::new_in(d),
+        None => NamedTempFile::new(),
+    }
+}
+
+fn write_fast(
+    label: String,
+    tmp_dir: Option<std::path::PathBuf>,
+    mut rx: mpsc::Receiver<Vec<Item>>,
+    collection: Collection,
+) -> Result<Option<FinishedFile>> {
+    let werr = |reason: String| Error::Write {
+        path: label.clone(),
+        reason,
+    };
+    let tmp = temp_file(&tmp_dir).map_err(|e| werr(format!("temporary file: {e}")))?;
+    let out = tmp
+        .reopen()
+        .map_err(|e| werr(format!("temporary file: {e}")))?;
+    let options = HlsWriterOptions::default()
+        .with_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .with_max_row_group_row_count(DEFAULT_ROW_GROUP_SIZE);
+    let mut w =
+        HlsGeoparquetWriter::new(BufWriter::with_capacity(1 << 20, out), collection, options)
+            .map_err(|e| werr(e.to_string()))?;
+    while let Some(batch) = rx.blocking_recv() {
+        for item in &batch {
+            w.write_item(item).map_err(|e| {
+                if e.is_shape_mismatch() {
+                    Error::ShapeMismatch {
+                        path: label.clone(),
+                        reason: e.to_string(),
+                    }
+                } else {
+                    werr(e.to_string())
+                }
+            })?;
+        }
+    }
+    let stats = w.finish().map_err(|e| werr(e.to_string()))?;
+    if stats.items == 0 {
+        return Ok(None);
+    }
+    Ok(Some(FinishedFile {
+        file: tmp,
+        rows: stats.items,
+    }))
 }
 
 /// Property and asset names of an item: the parts of its schema that vary.
@@ -220,4 +295,63 @@ pub async fn read_metadata(
     let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer)
         .map_err(|e| bad(e.to_string()))?;
     Ok(Some(meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn real_item() -> Item {
+        let mut item: Item = serde_json::from_str(include_str!(
+            "../tests/fixtures/stac/HLS.S30.T01WEV.2024153T000609.v2.0_stac.json"
+        ))
+        .unwrap();
+        item.collection = Some("HLSS30_2.0".into());
+        item
+    }
+
+    async fn write(kind: WriterKind, items: Vec<Item>) -> Result<Option<FinishedFile>> {
+        let mut w = BatchWriter::start("test.parquet".into(), None, kind);
+        w.write(items).await?;
+        w.finish().await
+    }
+
+    #[tokio::test]
+    async fn both_writers_give_files_that_read_back_to_the_same_items() {
+        let items = vec![real_item()];
+        let fast = write(WriterKind::Fast(Collection::Hlss30), items.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        let generic = write(WriterKind::Stac, items).await.unwrap().unwrap();
+        let read = |f: &FinishedFile| {
+            stac::geoparquet::from_reader(std::fs::File::open(f.file.path()).unwrap())
+                .unwrap()
+                .items
+        };
+        assert_eq!(fast.rows, 1);
+        assert_eq!(read(&fast), read(&generic));
+    }
+
+    #[tokio::test]
+    async fn an_item_outside_the_hls_shape_is_a_shape_mismatch_for_the_fast_writer_only() {
+        let mut odd = real_item();
+        odd.properties
+            .additional_fields
+            .insert("hls:new_property".into(), serde_json::json!(1));
+        let e = write(WriterKind::Fast(Collection::Hlss30), vec![odd.clone()])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
+        assert!(e.to_string().contains("hls:new_property"), "{e}");
+        let generic = write(WriterKind::Stac, vec![odd]).await.unwrap().unwrap();
+        assert_eq!(generic.rows, 1);
+        assert!(write(WriterKind::Stac, vec![]).await.unwrap().is_none());
+        assert!(
+            write(WriterKind::Fast(Collection::Hlss30), vec![])
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
 }

@@ -6,7 +6,7 @@ use crate::bbox::Bbox;
 use crate::cmr::{CmrClient, GranuleQuery};
 use crate::collection::Collection;
 use crate::error::{Error, Result, one_line};
-use crate::geoparquet::{BatchWriter, DEFAULT_BATCH_SIZE};
+use crate::geoparquet::{BatchWriter, DEFAULT_BATCH_SIZE, WriterKind};
 use crate::items::ItemFetcher;
 use crate::output::Output;
 use crate::progress::UnitBar;
@@ -31,6 +31,9 @@ pub struct HarvestSettings {
     pub tmp_dir: Option<PathBuf>,
     /// Where the items come from.
     pub source: Source,
+    /// Write with the fixed-schema HLS writer (falling back to the `stac` crate's writer
+    /// for a file with an item outside the HLS shape) rather than the `stac` crate's.
+    pub fast_writer: bool,
 }
 
 impl Default for HarvestSettings {
@@ -41,6 +44,7 @@ impl Default for HarvestSettings {
             batch_size: DEFAULT_BATCH_SIZE,
             tmp_dir: None,
             source: Source::StacJson,
+            fast_writer: true,
         }
     }
 }
@@ -339,6 +343,44 @@ impl Harvester {
         dest: &Path,
         bar: &UnitBar,
     ) -> Result<WindowReport> {
+        let fast = WriterKind::Fast(collection);
+        let kind = if self.settings.fast_writer {
+            fast
+        } else {
+            WriterKind::Stac
+        };
+        match self
+            .harvest_window_with(collection, start, end, output, dest, bar, kind)
+            .await
+        {
+            Err(Error::ShapeMismatch { path, reason }) if kind == fast => {
+                tracing::warn!("{path}: {reason}; writing it with the generic stac writer");
+                self.harvest_window_with(
+                    collection,
+                    start,
+                    end,
+                    output,
+                    dest,
+                    bar,
+                    WriterKind::Stac,
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn harvest_window_with(
+        &self,
+        collection: Collection,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        output: &Output,
+        dest: &Path,
+        bar: &UnitBar,
+        kind: WriterKind,
+    ) -> Result<WindowReport> {
         // CMR's temporal search is inclusive at both ends and matches by intersection: the
         // query [start, end] returns every granule starting in [start, end) (and some
         // neighbours, dropped below), so nothing in the last second of a day is lost.
@@ -362,7 +404,7 @@ impl Harvester {
             Source::Echo10 => tokio::spawn(list_echo10(self.cmr.clone(), query, tx, bar.clone())),
         };
         let label = output.show(dest);
-        let mut writer = BatchWriter::start(label, self.settings.tmp_dir.clone());
+        let mut writer = BatchWriter::start(label, self.settings.tmp_dir.clone(), kind);
         let mut failures: Vec<(String, String)> = Vec::new();
         let mut batch = Vec::with_capacity(self.settings.batch_size);
         let mut written = 0u64;
