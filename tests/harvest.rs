@@ -454,3 +454,34 @@ async fn the_low_level_call_writes_one_window_to_any_store() {
     let items = stac::geoparquet::from_reader(bytes).unwrap().items;
     assert_eq!(items.len(), expected);
 }
+
+#[tokio::test]
+async fn a_page_flagged_cmr_timed_out_fails_the_day_never_counts_as_complete() {
+    let emu = synthetic(day(2024, 5, 1), day(2024, 5, 1), 40).await;
+    emu.set_faults(hls_flow::emulator::Faults {
+        timed_out: true,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = Output::parse(dir.path().to_str().unwrap()).unwrap();
+    let mut opts = options(&emu);
+    opts.collections = vec![Collection::Hlss30];
+    opts.endpoints.retry.max_attempts = 2;
+    let range = DayRange::parse(&["20240501"]).unwrap();
+    let summary = process_date_range(range, &out, &opts).await.unwrap();
+    let o = &summary.outcomes[0];
+    assert_eq!(o.status, DayStatus::Failed);
+    assert!(
+        o.error.as_deref().unwrap().contains("CMR-Timed-Out"),
+        "{o:?}"
+    );
+    assert!(read_all(dir.path()).is_empty(), "nothing published");
+    // Once CMR answers in time, the day is complete.
+    emu.set_faults(Default::default());
+    let summary = process_date_range(range, &out, &opts).await.unwrap();
+    assert_eq!(summary.outcomes[0].status, DayStatus::Succeeded);
+    assert_eq!(
+        read_all(dir.path()).len(),
+        emu.granules(Collection::Hlss30, day(2024, 5, 1)).len()
+    );
+}

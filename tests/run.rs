@@ -179,6 +179,13 @@ async fn a_run_killed_with_sigkill_completes_when_started_again() {
             })
             .unwrap_or_default();
         if done.len() >= 4 {
+            // `status` reads the live run: its progress and an ETA.
+            let s = status_json(&p);
+            let live = &s["live_run"];
+            assert!(live.is_object(), "a live run: {s}");
+            assert!(live["done"].as_u64().unwrap() >= 4, "{live}");
+            assert!(live["remaining"].as_u64().unwrap() > 0, "{live}");
+            assert!(live["eta_seconds"].is_u64(), "{live}");
             break done;
         }
         assert!(Instant::now() < deadline, "the first run made no progress");
@@ -248,6 +255,7 @@ async fn an_outage_fails_tasks_and_retry_failed_completes_the_run() {
         fail_every_nth_search: NonZeroU64::new(1),
         fail_every_nth_item: NonZeroU64::new(1),
         status: 503,
+        ..Faults::default()
     });
     let o = cmd(&emu, &p, "run")
         .args([

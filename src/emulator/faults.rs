@@ -12,6 +12,9 @@ pub struct Faults {
     pub fail_every_nth_item: Option<NonZeroU64>,
     /// The HTTP status of an injected failure (default 503).
     pub status: u16,
+    /// Search pages answer with half their entries and `CMR-Timed-Out: true`, as CMR does
+    /// when a search runs out of time.
+    pub timed_out: bool,
 }
 
 impl Default for Faults {
@@ -20,6 +23,7 @@ impl Default for Faults {
             fail_every_nth_search: None,
             fail_every_nth_item: None,
             status: 503,
+            timed_out: false,
         }
     }
 }

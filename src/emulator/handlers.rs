@@ -145,7 +145,11 @@ fn search_as(
             .collect()
     };
     hits.sort_by_key(|g| g.key());
-    let page = &hits[page_bounds(&hits, after, query.page_size)];
+    let mut page = &hits[page_bounds(&hits, after, query.page_size)];
+    let timed_out = state.faults().timed_out;
+    if timed_out {
+        page = &page[..page.len() / 2];
+    }
 
     let (body, content_type) = match format {
         Format::Json => (json_page(&state, &raw, page), JSON_UTF8),
@@ -172,6 +176,9 @@ fn search_as(
     put("cmr-request-id", &request_id(&state));
     if let Some(last) = page.last() {
         put("cmr-search-after", &search::search_after_value(last.key()));
+    }
+    if timed_out {
+        put("cmr-timed-out", "true");
     }
     match format {
         Format::Json => bump(&state.counters.search_pages),
