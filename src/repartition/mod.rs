@@ -56,6 +56,9 @@ pub const DEFAULT_BUCKET_BYTES: usize = 96 * 1024 * 1024;
 /// Rows buffered in memory while spilling, at most (bytes of Arrow data).
 pub const DEFAULT_SPILL_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 
+/// Rows handed to the parquet encoder at a time, at most.
+const WRITE_CHUNK_ROWS: usize = 4096;
+
 /// How to repartition a month.
 #[derive(Debug, Clone)]
 pub struct RepartitionOptions {
@@ -373,11 +376,14 @@ struct Written {
     row_groups: usize,
 }
 
-/// Where sorted rows go.
+/// Where sorted rows go: a thread encoding them into the parquet file, so that encoding
+/// (the costliest step) overlaps reading and sorting the next bucket.
 struct Sink {
-    writer: ArrowWriter<BufWriter<File>>,
+    tx: std::sync::mpsc::SyncSender<RecordBatch>,
     rows: u64,
 }
+
+type EncodeResult = std::result::Result<parquet::file::metadata::ParquetMetaData, String>;
 
 impl Job {
     fn fail(&self, reason: impl Into<String>) -> Error {
@@ -389,6 +395,7 @@ impl Job {
 
     fn run(self, mut rx: tokio::sync::mpsc::Receiver<Result<Bytes>>) -> Result<Written> {
         let bar = &self.options.progress;
+        let started = Instant::now();
         // Pass 1: spill every row to its bucket.
         let mut spiller = Spiller::new(
             &self.dir,
@@ -447,10 +454,13 @@ impl Job {
             .finish()
             .map_err(|e| self.fail(format!("spilling: {e}")))?;
         tracing::debug!(
-            "{}: {rows_in} rows spilled into {} buckets",
+            "{}: {rows_in} rows spilled into {} buckets ({} bytes) in {:.2} s",
             self.shown,
-            buckets.len()
+            buckets.len(),
+            buckets.iter().map(|b| b.bytes).sum::<u64>(),
+            started.elapsed().as_secs_f64()
         );
+        let started = Instant::now();
 
         // Pass 2: the buckets in key order, each sorted, into one file.
         bar.restart(rows_in, "writing");
@@ -459,7 +469,7 @@ impl Job {
         let props: WriterProperties = writer_options()
             .with_max_row_group_row_count(self.options.row_group_size)
             .into();
-        let mut writer = ArrowWriter::try_new(
+        let mut writer: ArrowWriter<BufWriter<File>> = ArrowWriter::try_new(
             BufWriter::with_capacity(1 << 20, out),
             self.schema.clone(),
             Some(props),
@@ -468,11 +478,37 @@ impl Job {
         for (key, value) in &self.key_values {
             writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
         }
-        let mut sink = Sink { writer, rows: 0 };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(1);
+        let encoder = std::thread::Builder::new()
+            .name("repartition-encoder".into())
+            .spawn(move || -> EncodeResult {
+                for rows in rx {
+                    writer.write(&rows).map_err(|e| e.to_string())?;
+                }
+                writer.close().map_err(|e| e.to_string())
+            })
+            .map_err(|e| self.fail(format!("starting the encoder thread: {e}")))?;
+        let mut sink = Sink { tx, rows: 0 };
+        let mut drained = Ok(());
         for bucket in buckets {
-            self.drain(bucket, 0, &mut sink)?;
+            drained = self.drain(bucket, 0, &mut sink);
+            if drained.is_err() {
+                break;
+            }
         }
-        let meta = sink.writer.close().map_err(|e| self.fail(e.to_string()))?;
+        drop(sink.tx);
+        let encoded = encoder
+            .join()
+            .map_err(|_| self.fail("the encoder thread panicked"))?;
+        // The encoder's own error explains a failed send better than the send does.
+        let meta = encoded.map_err(|e| self.fail(e))?;
+        drained?;
+        tracing::debug!(
+            "{}: {} rows sorted and written in {:.2} s",
+            self.shown,
+            sink.rows,
+            started.elapsed().as_secs_f64()
+        );
         if sink.rows != rows_in {
             return Err(self.fail(format!("{rows_in} rows read but {} written", sink.rows)));
         }
@@ -522,14 +558,16 @@ impl Job {
         let batches = bucket.read().map_err(fail)?;
         let order = spill::sorted_order(&batches).map_err(fail)?;
         let refs: Vec<&RecordBatch> = batches.iter().collect();
-        for chunk in order.chunks(self.options.row_group_size) {
+        // Chunks smaller than a row group keep the rows in flight to the encoder few.
+        for chunk in order.chunks(self.options.row_group_size.min(WRITE_CHUNK_ROWS)) {
             let rows = arrow_select::interleave::interleave_record_batch(&refs, chunk)
                 .map_err(|e| fail(e.to_string()))?;
-            sink.writer
-                .write(&rows)
-                .map_err(|e| self.fail(e.to_string()))?;
-            sink.rows += rows.num_rows() as u64;
-            self.options.progress.inc(rows.num_rows() as u64);
+            let n = rows.num_rows() as u64;
+            sink.tx
+                .send(rows)
+                .map_err(|_| self.fail("the parquet encoder stopped"))?;
+            sink.rows += n;
+            self.options.progress.inc(n);
         }
         drop(refs);
         drop(batches);

@@ -109,6 +109,7 @@ struct Slot {
     writer: Option<StreamWriter<BufWriter<File>>>,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
+    pending_bytes: usize,
     rows: u64,
     bytes: u64,
 }
@@ -144,6 +145,7 @@ impl Spiller {
                 writer: None,
                 pending: Vec::new(),
                 pending_rows: 0,
+                pending_bytes: 0,
                 rows: 0,
                 bytes: 0,
             })
@@ -164,25 +166,33 @@ impl Spiller {
 
     /// Adds a batch (of the spiller's schema) whose rows have `keys`.
     pub fn push(&mut self, batch: &RecordBatch, keys: &[u32]) -> Result<(), String> {
-        let mut groups: Vec<Vec<u32>> = vec![Vec::new(); FANOUT];
-        for (row, &key) in keys.iter().enumerate() {
-            groups[self.bucket_of(key)].push(row as u32);
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(());
         }
-        for (b, rows) in groups.into_iter().enumerate() {
-            if rows.is_empty() {
+        // One take puts the rows in bucket order; each bucket's rows are then a slice.
+        let mut counts = vec![0usize; FANOUT];
+        for &key in keys {
+            counts[self.bucket_of(key)] += 1;
+        }
+        let mut order: Vec<u32> = (0..rows as u32).collect();
+        order.sort_by_key(|&r| self.bucket_of(keys[r as usize]));
+        let sorted = arrow_select::take::take_record_batch(batch, &UInt32Array::from(order))
+            .map_err(|e| format!("splitting a batch: {e}"))?;
+        let size = sorted.get_array_memory_size();
+        let mut start = 0;
+        for (b, &n) in counts.iter().enumerate() {
+            if n == 0 {
                 continue;
             }
-            let part = if rows.len() == batch.num_rows() {
-                batch.clone()
-            } else {
-                arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))
-                    .map_err(|e| format!("splitting a batch: {e}"))?
-            };
-            let size = part.get_array_memory_size();
+            let part = sorted.slice(start, n);
+            start += n;
+            let part_size = size * n / rows;
             let slot = &mut self.slots[b];
-            slot.pending_rows += part.num_rows();
+            slot.pending_rows += n;
+            slot.pending_bytes += part_size;
             slot.pending.push(part);
-            self.pending_bytes += size;
+            self.pending_bytes += part_size;
             if slot.pending_rows >= FLUSH_ROWS {
                 self.flush(b)?;
             }
@@ -191,7 +201,6 @@ impl Spiller {
             for b in 0..FANOUT {
                 self.flush(b)?;
             }
-            self.pending_bytes = 0;
         }
         Ok(())
     }
@@ -203,10 +212,10 @@ impl Spiller {
         }
         let batch = arrow_select::concat::concat_batches(&self.schema, &slot.pending)
             .map_err(|e| format!("joining rows of bucket {b}: {e}"))?;
-        let freed: usize = slot.pending.iter().map(|p| p.get_array_memory_size()).sum();
         slot.pending.clear();
         slot.pending_rows = 0;
-        self.pending_bytes = self.pending_bytes.saturating_sub(freed);
+        self.pending_bytes = self.pending_bytes.saturating_sub(slot.pending_bytes);
+        slot.pending_bytes = 0;
         let writer = match &mut slot.writer {
             Some(w) => w,
             None => {
