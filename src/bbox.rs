@@ -115,4 +115,19 @@ mod tests {
             assert!(e.to_string().contains(bad), "{e}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_boxes_never_panic(s in ".{0,40}") {
+            let _ = s.parse::<Bbox>();
+        }
+
+        #[test]
+        fn accepted_boxes_are_valid(w in -200.0f64..200.0, s in -100.0f64..100.0, e in -200.0f64..200.0, n in -100.0f64..100.0) {
+            if let Ok(b) = format!("{w},{s},{e},{n}").parse::<Bbox>() {
+                proptest::prop_assert!(b.west <= b.east && b.south <= b.north);
+                proptest::prop_assert!(b.west >= -180.0 && b.east <= 180.0 && b.south >= -90.0 && b.north <= 90.0);
+            }
+        }
+    }
 }

@@ -415,4 +415,23 @@ mod tests {
             "http://h/search/granules.json?collection_concept_id[]=C2021957657-LPCLOUD&temporal[]=2025-10-02T00:00:00Z,2025-10-03T00:00:00Z&bounding_box=-93,46,-92,47&page_size=2000"
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bodies_are_errors_not_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = serde_json::from_slice::<Body>(&bytes);
+        }
+
+        #[test]
+        fn mutated_recorded_pages_are_errors_not_panics(cut in 0usize..45965, byte in proptest::num::u8::ANY) {
+            let mut page = include_bytes!(
+                "../tests/fixtures/cmr/hlsl30_bbox-93_46_-92_47_2025-10-02.page1.json"
+            )
+            .to_vec();
+            let cut = cut.min(page.len() - 1);
+            page[cut] = byte;
+            let _ = serde_json::from_slice::<Body>(&page);
+            let _ = serde_json::from_slice::<Body>(&page[..cut]);
+        }
+    }
 }

@@ -190,4 +190,27 @@ mod tests {
         assert_eq!(s.to_rfc3339(), "2024-12-31T00:00:00+00:00");
         assert_eq!(e.to_rfc3339(), "2025-01-01T00:00:00+00:00");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_date_arguments_never_panic(a in ".{0,12}", b in ".{0,12}") {
+            let _ = DayRange::parse(&[a.as_str()]);
+            let _ = DayRange::parse(&[a.as_str(), b.as_str()]);
+            let _ = parse_month(&a);
+        }
+
+        #[test]
+        fn valid_days_round_trip(y in 2013i32..2100, m in 1u32..=12, d in 1u32..=31) {
+            match NaiveDate::from_ymd_opt(y, m, d) {
+                Some(day) => {
+                    let r = DayRange::parse(&[day.format("%Y%m%d").to_string()]).unwrap();
+                    proptest::prop_assert_eq!(r.start, day);
+                }
+                None => {
+                    let text = format!("{:04}{:02}{:02}", y, m, d);
+                    proptest::prop_assert!(parse_day(&text).is_err());
+                }
+            }
+        }
+    }
 }
