@@ -29,7 +29,7 @@ impl Drop for Emulator {
 }
 
 fn emulator(start: &str, end: &str, per_day: u32, log: &Path) -> Emulator {
-    let child = Command::new(env!("CARGO_BIN_EXE_hls-flow-emulator"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hls-flow-emulator"))
         .args(["--port", "0", "--start", start, "--end", end, "--seed", "1"])
         .args(["--granules-per-day", &per_day.to_string()])
         .stdout(std::fs::File::create(log).expect("emulator log"))
@@ -45,7 +45,11 @@ fn emulator(start: &str, end: &str, per_day: u32, log: &Path) -> Emulator {
                 url: url.trim().to_string(),
             };
         }
-        assert!(Instant::now() < deadline, "the emulator did not start");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the emulator did not start");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -55,7 +59,11 @@ fn requests(url: &str) -> u64 {
     use std::io::{Read, Write};
     let hostport = url.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(hostport).expect("connect to the emulator");
-    write!(s, "GET /_emulator/counts HTTP/1.0\r\nHost: {hostport}\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /_emulator/counts HTTP/1.0\r\nHost: {hostport}\r\n\r\n"
+    )
+    .unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
     let json = body.split("\r\n\r\n").nth(1).unwrap_or("{}");
@@ -75,9 +83,19 @@ fn timed(args: &[&str]) -> (f64, f64, String) {
     assert!(out.status.success(), "hls-flow {args:?} failed: {stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     let mut parts = last.split_whitespace();
-    let secs: f64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
-    let kb: f64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
-    (secs, kb / 1024.0, String::from_utf8_lossy(&out.stdout).to_string())
+    let secs: f64 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN);
+    let kb: f64 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN);
+    (
+        secs,
+        kb / 1024.0,
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -119,7 +137,12 @@ fn main() {
         "case", "items", "median s", "items/s", "peak RSS MB", "requests/day"
     );
     for &size in &sizes {
-        let emu = emulator("2024-05-14", "2024-05-16", size, &work.join(format!("emu-{size}.log")));
+        let emu = emulator(
+            "2024-05-14",
+            "2024-05-16",
+            size,
+            &work.join(format!("emu-{size}.log")),
+        );
         for source in ["stac-json", "echo10"] {
             let (mut secs, mut rss, mut items, mut reqs) = (vec![], vec![], 0, 0);
             for run in 0..runs {
@@ -182,6 +205,11 @@ fn main() {
     }
     println!(
         "{:<28} {:>8} {:>10.2} {:>10} {:>12} {:>14}",
-        "resumed complete month", "-", median(secs), "-", "-", requests(&emu.url) - before
+        "resumed complete month",
+        "-",
+        median(secs),
+        "-",
+        "-",
+        requests(&emu.url) - before
     );
 }
