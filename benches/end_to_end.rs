@@ -28,6 +28,8 @@ impl Drop for Emulator {
     }
 }
 
+// The child is waited for by `Emulator`'s `Drop`, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn emulator(start: &str, end: &str, per_day: u32, log: &Path) -> Emulator {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hls-flow-emulator"))
         .args(["--port", "0", "--start", start, "--end", end, "--seed", "1"])
