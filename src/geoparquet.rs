@@ -15,8 +15,9 @@ use tempfile::NamedTempFile;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// Items per record batch handed to the writer.
-pub const DEFAULT_BATCH_SIZE: usize = 1000;
+/// Items per batch handed to the writer thread: small, because a parsed `stac::Item` of HLS
+/// weighs ~30 KB and up to three batches are in flight per file.
+pub const DEFAULT_BATCH_SIZE: usize = 256;
 /// Rows per row group: small enough for readers to prune, large enough to compress well.
 pub const DEFAULT_ROW_GROUP_SIZE: usize = 10_000;
 
