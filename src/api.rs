@@ -151,6 +151,9 @@ pub struct DayOutcome {
     pub error: Option<String>,
     /// Granules that could not be written, with their reasons.
     pub missing: Vec<(String, String)>,
+    /// Optional ECHO10 attributes that were missing (`--source echo10`): their item fields
+    /// are left out.
+    pub missing_optional: u64,
 }
 
 /// What a run of [`process_date_range`] did, day by day.
@@ -292,6 +295,7 @@ async fn day_unit(
         path: None,
         error: None,
         missing: Vec::new(),
+        missing_optional: 0,
     };
     if options.skip_existing {
         match row_count(output, &dest).await {
@@ -332,6 +336,7 @@ fn fill(
     outcome.status = DayStatus::Succeeded;
     outcome.items = report.written;
     outcome.cmr_hits = report.cmr_hits;
+    outcome.missing_optional = report.missing_optional;
     outcome.path = report.published.then(|| output.show(dest));
 }
 

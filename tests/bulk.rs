@@ -112,3 +112,110 @@ async fn both_sources_write_the_same_daily_files_with_far_fewer_requests() {
         requests[1]
     );
 }
+
+#[tokio::test]
+async fn missing_optional_attributes_are_counted_and_missing_required_ones_fail_the_day() {
+    let emu = synthetic(day(2024, 7, 1), day(2024, 7, 1), 30).await;
+    let range = DayRange::parse(&["20240701"]).unwrap();
+    let opts = DailyOptions {
+        source: Source::Echo10,
+        collections: vec![Collection::Hlsl30],
+        ..options(&emu)
+    };
+    let granules = emu.granules(Collection::Hlsl30, day(2024, 7, 1));
+
+    emu.set_faults(hls_flow::emulator::Faults {
+        echo10_without_cloud_cover: true,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = Output::parse(dir.path().to_str().unwrap()).unwrap();
+    let summary = process_date_range(range, &out, &opts).await.unwrap();
+    let o = &summary.outcomes[0];
+    assert_eq!(o.status, DayStatus::Succeeded);
+    assert!(o.missing_optional >= granules.len() as u64, "{o:?}");
+    let items = read_all(dir.path());
+    assert_eq!(items.len(), granules.len());
+    assert!(
+        items
+            .values()
+            .all(|(_, v)| v["properties"].get("eo:cloud_cover").is_none())
+    );
+
+    emu.set_faults(hls_flow::emulator::Faults {
+        echo10_broken_record: true,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = Output::parse(dir.path().to_str().unwrap()).unwrap();
+    let summary = process_date_range(range, &out, &opts).await.unwrap();
+    let o = &summary.outcomes[0];
+    assert_eq!(o.status, DayStatus::Failed, "{o:?}");
+    assert_eq!(o.missing.len(), 1, "{o:?}");
+    assert!(o.missing[0].1.contains("GranuleUR"), "{o:?}");
+    assert!(read_all(dir.path()).is_empty(), "nothing published");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_is_chosen_by_flag_or_workflow() {
+    let emu = synthetic(day(2024, 7, 1), day(2024, 7, 1), 20).await;
+    let dir = tempfile::tempdir().unwrap();
+    let o = crate::common::hls_flow()
+        .args(["generate-daily", "20240701"])
+        .arg(dir.path().join("daily"))
+        .args([
+            "--source",
+            "echo10",
+            "--no-progress",
+            "--cmr-url",
+            &emu.base_url(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(emu.counts().item_fetches, 0);
+    assert!(emu.counts().echo10_pages >= 2);
+
+    let wf = dir.path().join("bulk.toml");
+    std::fs::write(&wf, "source = \"echo10\"\ncollections = [\"HLSS30\"]\n").unwrap();
+    let o = crate::common::hls_flow()
+        .args([
+            "run",
+            "20240701",
+            "--no-progress",
+            "--cmr-url",
+            &emu.base_url(),
+        ])
+        .arg("--workflow")
+        .arg(&wf)
+        .arg("--output")
+        .arg(dir.path().join("cache"))
+        .arg("--state")
+        .arg(dir.path().join("s.sqlite"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(emu.counts().item_fetches, 0, "no LP DAAC request at all");
+    assert_eq!(
+        read_all(&dir.path().join("cache")).len(),
+        emu.granules(Collection::Hlss30, day(2024, 7, 1)).len()
+    );
+
+    let o = crate::common::hls_flow()
+        .args(["generate-daily", "20240701"])
+        .arg(dir.path().join("x"))
+        .args(["--source", "bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

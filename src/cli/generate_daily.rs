@@ -101,6 +101,12 @@ pub async fn run(args: Args) -> CliResult {
         stats.items_skipped,
         stats.success_rate
     )]);
+    let missing_optional: u64 = summary.outcomes.iter().map(|o| o.missing_optional).sum();
+    if missing_optional > 0 {
+        print_lines(&[format!(
+            "{missing_optional} optional ECHO10 attributes were missing: their item fields are left out"
+        )]);
+    }
     if stats.failed > 0 {
         return Ok(ExitStatus::TasksFailed);
     }

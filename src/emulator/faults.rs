@@ -15,6 +15,10 @@ pub struct Faults {
     /// Search pages answer with half their entries and `CMR-Timed-Out: true`, as CMR does
     /// when a search runs out of time.
     pub timed_out: bool,
+    /// ECHO10 records leave out the optional CLOUD_COVERAGE attribute.
+    pub echo10_without_cloud_cover: bool,
+    /// The first ECHO10 record of every page loses its (required) GranuleUR.
+    pub echo10_broken_record: bool,
 }
 
 impl Default for Faults {
@@ -24,6 +28,8 @@ impl Default for Faults {
             fail_every_nth_item: None,
             status: 503,
             timed_out: false,
+            echo10_without_cloud_cover: false,
+            echo10_broken_record: false,
         }
     }
 }

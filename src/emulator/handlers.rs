@@ -154,15 +154,28 @@ fn search_as(
     let (body, content_type) = match format {
         Format::Json => (json_page(&state, &raw, page), JSON_UTF8),
         Format::Echo10 => {
-            let metas: Vec<crate::hls::GranuleMeta> = page.iter().map(|g| g.meta.clone()).collect();
-            (
-                crate::echo10::render_page(
-                    hits.len() as u64,
-                    started.elapsed().as_millis() as u64,
-                    &metas,
-                ),
-                "application/echo10+xml;charset=utf-8",
-            )
+            let faults = state.faults();
+            let metas: Vec<crate::hls::GranuleMeta> = page
+                .iter()
+                .map(|g| {
+                    let mut m = g.meta.clone();
+                    if faults.echo10_without_cloud_cover {
+                        m.cloud_cover = None;
+                    }
+                    m
+                })
+                .collect();
+            let mut xml = crate::echo10::render_page(
+                hits.len() as u64,
+                started.elapsed().as_millis() as u64,
+                &metas,
+            );
+            if faults.echo10_broken_record
+                && let (Some(a), Some(b)) = (xml.find("<GranuleUR>"), xml.find("</GranuleUR>"))
+            {
+                xml.replace_range(a..b + "</GranuleUR>".len(), "");
+            }
+            (xml, "application/echo10+xml;charset=utf-8")
         }
     };
     let mut h = HeaderMap::new();
