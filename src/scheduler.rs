@@ -390,6 +390,26 @@ mod tests {
         (st, ids.into_iter().collect())
     }
 
+    /// Runs the scope to the end with the fake executor.
+    async fn go(
+        st: &Arc<StateStore>,
+        fake: &Arc<Fake>,
+        scope: &HashSet<i64>,
+        run: i64,
+    ) -> RunReport {
+        run_tasks(
+            st.clone(),
+            fake.clone(),
+            scope,
+            run,
+            &fast(),
+            &Progress::hidden(),
+            std::future::pending(),
+        )
+        .await
+        .unwrap()
+    }
+
     fn fast() -> SchedulerSettings {
         SchedulerSettings {
             min_delay: Duration::from_millis(1),
@@ -404,33 +424,13 @@ mod tests {
         let (st, scope) = setup(dir.path(), "202402");
         let fake = Arc::new(Fake::default());
         let run = st.start_run("t").unwrap();
-        let r = run_tasks(
-            st.clone(),
-            fake.clone(),
-            &scope,
-            run,
-            &fast(),
-            &Progress::hidden(),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+        let r = go(&st, &fake, &scope, run).await;
         assert_eq!(r.succeeded, 30);
         assert_eq!(r.items_written, 290, "29 harvests of 10 items");
         let ran = fake.ran.lock().unwrap().clone();
         assert_eq!(ran.last().unwrap(), "repartition/HLSL30/2024-02");
         // Again: nothing to do.
-        let r = run_tasks(
-            st.clone(),
-            fake.clone(),
-            &scope,
-            run,
-            &fast(),
-            &Progress::hidden(),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+        let r = go(&st, &fake, &scope, run).await;
         assert_eq!((r.succeeded, r.already_done), (0, 30));
         assert_eq!(fake.ran.lock().unwrap().len(), 30);
     }
@@ -449,17 +449,7 @@ mod tests {
             .unwrap()
             .insert("harvest/HLSL30/2024-02-04".into(), 99);
         let run = st.start_run("t").unwrap();
-        let r = run_tasks(
-            st.clone(),
-            fake.clone(),
-            &scope,
-            run,
-            &fast(),
-            &Progress::hidden(),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+        let r = go(&st, &fake, &scope, run).await;
         assert_eq!(r.succeeded, 28);
         assert_eq!(r.failed.len(), 1);
         assert_eq!(r.failed[0].key, "harvest/HLSL30/2024-02-04");
@@ -482,33 +472,13 @@ mod tests {
         let (st, scope) = setup(dir.path(), "202402");
         let fake = Arc::new(Fake::default());
         let run = st.start_run("t").unwrap();
-        run_tasks(
-            st.clone(),
-            fake.clone(),
-            &scope,
-            run,
-            &fast(),
-            &Progress::hidden(),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+        go(&st, &fake, &scope, run).await;
         fake.missing_outputs
             .lock()
             .unwrap()
             .insert("harvest/HLSL30/2024-02-10".into());
         fake.ran.lock().unwrap().clear();
-        let r = run_tasks(
-            st.clone(),
-            fake.clone(),
-            &scope,
-            run,
-            &fast(),
-            &Progress::hidden(),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+        let r = go(&st, &fake, &scope, run).await;
         assert_eq!(r.succeeded, 2);
         assert_eq!(
             *fake.ran.lock().unwrap(),

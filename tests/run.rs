@@ -38,6 +38,15 @@ fn cmd(emu: &Emulator, p: &Paths, sub: &str) -> assert_cmd::Command {
     c
 }
 
+fn run_month(emu: &Emulator, p: &Paths) -> Output {
+    cmd(emu, p, "run")
+        .arg("202502")
+        .arg("--output")
+        .arg(&p.out)
+        .output()
+        .unwrap()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
@@ -70,12 +79,7 @@ fn emulator_ids(
 async fn a_month_ends_in_hive_partitions_and_a_second_run_does_nothing() {
     let emu = synthetic(day(2025, 2, 1), day(2025, 2, 28), 6).await;
     let p = paths();
-    let o = cmd(&emu, &p, "run")
-        .arg("202502")
-        .arg("--output")
-        .arg(&p.out)
-        .output()
-        .unwrap();
+    let o = run_month(&emu, &p);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let feb = hls_flow::period::DayRange::parse(&["202502"]).unwrap();
     for c in Collection::ALL {
@@ -107,12 +111,7 @@ async fn a_month_ends_in_hive_partitions_and_a_second_run_does_nothing() {
 
     // Over a complete range: no network work at all.
     let before = emu.counts();
-    let o = cmd(&emu, &p, "run")
-        .arg("202502")
-        .arg("--output")
-        .arg(&p.out)
-        .output()
-        .unwrap();
+    let o = run_month(&emu, &p);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("0 done now, 58 done before"));
     assert_eq!(emu.counts(), before);
@@ -122,12 +121,7 @@ async fn a_month_ends_in_hive_partitions_and_a_second_run_does_nothing() {
         .out
         .join("daily/HLSS30_2.0/2025/02/HLSS30_2.0-2025-02-14.parquet");
     std::fs::remove_file(&victim).unwrap();
-    let o = cmd(&emu, &p, "run")
-        .arg("202502")
-        .arg("--output")
-        .arg(&p.out)
-        .output()
-        .unwrap();
+    let o = run_month(&emu, &p);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("2 done now"),
