@@ -521,6 +521,42 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn an_attempt_over_the_time_limit_fails_with_a_timeout() {
+        struct Stuck;
+        impl Executor for Stuck {
+            async fn run(&self, _: &TaskRow, _: &[TaskRow], _: &UnitBar) -> Result<TaskOutput> {
+                std::future::pending().await
+            }
+            async fn output_intact(&self, _: &TaskRow) -> Result<bool> {
+                Ok(true)
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (st, scope) = setup(dir.path(), "20240201");
+        let run = st.start_run("t").unwrap();
+        let settings = SchedulerSettings {
+            task_attempts: 2,
+            task_timeout: Duration::from_millis(30),
+            ..fast()
+        };
+        let r = run_tasks(
+            st.clone(),
+            Arc::new(Stuck),
+            &scope,
+            run,
+            &settings,
+            &Progress::hidden(),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.failed.len(), 1);
+        assert_eq!(r.failed[0].attempts, 2);
+        let e = r.failed[0].last_error.as_deref().unwrap();
+        assert!(e.contains("timed out"), "{e}");
+    }
+
     #[test]
     fn backoff_grows_is_capped_and_honours_retry_after() {
         let s = SchedulerSettings {
