@@ -115,6 +115,16 @@ struct Listing {
     missing_optional: u64,
 }
 
+impl Listing {
+    /// Notes a page's `CMR-Hits`; the first one is the bar's first estimate of the total.
+    fn page(&mut self, hits: u64, bar: &UnitBar) {
+        if self.hits == 0 {
+            bar.set_total(hits);
+        }
+        self.hits = hits;
+    }
+}
+
 /// Keeps the granules that start in the window, once each.
 struct DayFilter {
     start: DateTime<Utc>,
@@ -123,6 +133,14 @@ struct DayFilter {
 }
 
 impl DayFilter {
+    fn new(query: &GranuleQuery) -> DayFilter {
+        DayFilter {
+            start: query.start,
+            end: query.end,
+            seen: HashSet::new(),
+        }
+    }
+
     fn keep(&mut self, listing: &mut Listing, id: &str, begin: DateTime<Utc>) -> bool {
         if begin < self.start || begin >= self.end {
             listing.outside += 1;
@@ -151,19 +169,12 @@ async fn list_and_fetch(
     let (job_tx, job_rx) = mpsc::channel::<(String, String)>(2 * concurrency);
     let lister = tokio::spawn(async move {
         let mut listing = Listing::default();
-        let mut filter = DayFilter {
-            start: query.start,
-            end: query.end,
-            seen: HashSet::new(),
-        };
+        let mut filter = DayFilter::new(&query);
         let pages = cmr.pages(&query);
         futures::pin_mut!(pages);
         while let Some(page) = pages.next().await {
             let page = page?;
-            if listing.hits == 0 {
-                bar.set_total(page.hits);
-            }
-            listing.hits = page.hits;
+            listing.page(page.hits, &bar);
             for entry in page.entries {
                 if !filter.keep(&mut listing, &entry.title, entry.time_start) {
                     continue;
@@ -215,20 +226,13 @@ async fn list_echo10(
     bar: UnitBar,
 ) -> Result<Listing> {
     let mut listing = Listing::default();
-    let mut filter = DayFilter {
-        start: query.start,
-        end: query.end,
-        seen: HashSet::new(),
-    };
+    let mut filter = DayFilter::new(&query);
     let collection = query.collection;
     let pages = cmr.echo10_pages(&query);
     futures::pin_mut!(pages);
     while let Some(page) = pages.next().await {
         let page = page?;
-        if listing.hits == 0 {
-            bar.set_total(page.hits);
-        }
-        listing.hits = page.hits;
+        listing.page(page.hits, &bar);
         for rec in page.records {
             let fetched = match rec.record {
                 Ok((meta, missing)) => {
@@ -308,27 +312,10 @@ impl Harvester {
         dest: &Path,
         bar: &UnitBar,
     ) -> Result<WindowReport> {
+        // An incomplete window names its start day, which is `day` here.
         let (start, end) = crate::period::day_window(day);
         self.harvest_window(collection, start, end, output, dest, bar)
             .await
-            .map_err(|e| match e {
-                Error::IncompleteDay {
-                    collection,
-                    listed,
-                    failed,
-                    first,
-                    missing,
-                    ..
-                } => Error::IncompleteDay {
-                    collection,
-                    day,
-                    listed,
-                    failed,
-                    first,
-                    missing,
-                },
-                other => other,
-            })
     }
 
     /// Harvests the granules of `collection` whose start time is in `[start, end)` into one
