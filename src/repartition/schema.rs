@@ -9,8 +9,8 @@
 //! Anything else that differs cannot be merged.
 
 use arrow_array::{
-    Array, ArrayRef, LargeListArray, ListArray, RecordBatch, RecordBatchOptions, StructArray,
-    new_null_array,
+    Array, ArrayRef, GenericListArray, LargeListArray, ListArray, OffsetSizeTrait, RecordBatch,
+    RecordBatchOptions, StructArray, new_null_array,
 };
 use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use std::collections::HashMap;
@@ -201,50 +201,43 @@ fn conform_array(array: &ArrayRef, field: &FieldRef, column: &str) -> Result<Arr
                 .map(|a| Arc::new(a) as ArrayRef)
                 .map_err(|e| err(e.to_string()))
         }
-        DataType::List(inner) => {
-            if let Some(l) = array.as_any().downcast_ref::<ListArray>() {
-                let values = conform_array(l.values(), inner, column)?;
-                ListArray::try_new(
-                    inner.clone(),
-                    l.offsets().clone(),
-                    values,
-                    l.nulls().cloned(),
-                )
-                .map(|a| Arc::new(a) as ArrayRef)
-                .map_err(|e| err(e.to_string()))
-            } else {
-                cast(array, target, column)
-            }
-        }
+        DataType::List(inner) => match array.as_any().downcast_ref::<ListArray>() {
+            Some(l) => conform_list(l, inner, column),
+            None => cast(array, target, column),
+        },
         DataType::LargeList(inner) => {
             if let Some(l) = array.as_any().downcast_ref::<LargeListArray>() {
-                let values = conform_array(l.values(), inner, column)?;
-                LargeListArray::try_new(
-                    inner.clone(),
-                    l.offsets().clone(),
-                    values,
-                    l.nulls().cloned(),
-                )
-                .map(|a| Arc::new(a) as ArrayRef)
-                .map_err(|e| err(e.to_string()))
+                conform_list(l, inner, column)
             } else if let Some(l) = array.as_any().downcast_ref::<ListArray>() {
                 // Conform the values first, then let the cast widen the offsets.
-                let inner_small = Arc::new(inner.as_ref().clone());
-                let values = conform_array(l.values(), &inner_small, column)?;
-                let list = ListArray::try_new(
-                    inner_small,
-                    l.offsets().clone(),
-                    values,
-                    l.nulls().cloned(),
-                )
-                .map_err(|e| err(e.to_string()))?;
-                cast(&(Arc::new(list) as ArrayRef), target, column)
+                let list = conform_list(l, &Arc::new(inner.as_ref().clone()), column)?;
+                cast(&list, target, column)
             } else {
                 cast(array, target, column)
             }
         }
         _ => cast(array, target, column),
     }
+}
+
+/// A list (of either offset size) with its values brought to `inner`, offsets and nulls kept.
+fn conform_list<O: OffsetSizeTrait>(
+    list: &GenericListArray<O>,
+    inner: &FieldRef,
+    column: &str,
+) -> Result<ArrayRef, Conflict> {
+    let values = conform_array(list.values(), inner, column)?;
+    GenericListArray::<O>::try_new(
+        inner.clone(),
+        list.offsets().clone(),
+        values,
+        list.nulls().cloned(),
+    )
+    .map(|a| Arc::new(a) as ArrayRef)
+    .map_err(|e| Conflict {
+        column: column.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 fn cast(array: &ArrayRef, target: &DataType, column: &str) -> Result<ArrayRef, Conflict> {
