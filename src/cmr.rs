@@ -9,7 +9,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::Stream;
 use reqwest::Client;
 use serde::{Deserialize, Deserializer};
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// The real CMR.
@@ -162,30 +164,47 @@ impl CmrClient {
         url
     }
 
-    /// Fetches one page (with retries), following `search_after` if given.
+    /// Fetches one page (with retries), following `search_after` if given. A body that is
+    /// not a CMR feed is retried like a failed request: it is most likely cut short.
     pub async fn page(&self, url: &str, search_after: Option<&str>) -> Result<CmrPage> {
-        let raw = self.raw_page(url, search_after).await?;
-        let body: Body = serde_json::from_slice(&raw.body).map_err(|e| Error::CmrMalformed {
-            url: url.to_string(),
-            reason: format!("not a CMR granule feed: {e}"),
-        })?;
-        Ok(CmrPage {
-            hits: raw.hits,
-            entries: body.feed.entry,
-            search_after: raw.search_after,
+        self.parsed_page(url, search_after, |raw| {
+            let body: Body =
+                serde_json::from_slice(&raw.body).map_err(|e| Error::CmrMalformed {
+                    url: url.to_string(),
+                    reason: format!("not a CMR granule feed: {e}"),
+                })?;
+            Ok(CmrPage {
+                hits: raw.hits,
+                entries: body.feed.entry,
+                search_after: raw.search_after,
+            })
         })
+        .await
     }
 
     /// Fetches one page's headers and body (with retries), in any format.
     pub async fn raw_page(&self, url: &str, search_after: Option<&str>) -> Result<RawPage> {
+        self.parsed_page(url, search_after, Ok).await
+    }
+
+    /// Fetches one page and parses it, retrying the two together.
+    async fn parsed_page<P>(
+        &self,
+        url: &str,
+        search_after: Option<&str>,
+        parse: impl Fn(RawPage) -> Result<P>,
+    ) -> Result<P> {
         self.retry
             .run(url, || async {
-                let _permit = self
-                    .permits
-                    .acquire()
-                    .await
-                    .map_err(|e| Error::Task(e.to_string()))?;
-                self.page_once(url, search_after).await
+                let raw = {
+                    let _permit = self
+                        .permits
+                        .acquire()
+                        .await
+                        .map_err(|e| Error::Task(e.to_string()))?;
+                    self.page_once(url, search_after).await?
+                };
+                parse(raw)
             })
             .await
     }
@@ -228,9 +247,13 @@ impl CmrClient {
     }
 
     /// Every page of a search, in order, fetched one after the other as the stream is
-    /// polled (never collected). Ends after the page that brings the count of entries to
-    /// `CMR-Hits`, or at a page without `CMR-Search-After`, or at an empty page. A change
-    /// of `CMR-Hits` between pages is an error: the listing would be unreliable.
+    /// polled (never collected). Ends after the page that brings the count of distinct
+    /// entries (by concept id) to `CMR-Hits`, or at a page without `CMR-Search-After`, or
+    /// at an empty page. If `CMR-Hits` changes between pages, or the pages end with another
+    /// count of distinct entries than `CMR-Hits`, the listing is unreliable: it starts over
+    /// from the first page (up to the retry policy's attempts, then
+    /// [`Error::HitsChanged`] / [`Error::ListingIncomplete`]). Pages may then repeat
+    /// entries; consumers drop repeats by id.
     pub fn pages(&self, q: &GranuleQuery) -> impl Stream<Item = Result<CmrPage>> + Send + 'static {
         let client = self.clone();
         self.paged(self.search_url(q), move |url, sa| {
@@ -249,21 +272,24 @@ impl CmrClient {
         self.paged(self.search_url_as(q, "echo10"), move |url, sa| {
             let client = client.clone();
             async move {
-                let raw = client.raw_page(&url, sa.as_deref()).await?;
-                let malformed = |reason: String| Error::CmrMalformed {
-                    url: url.clone(),
-                    reason,
-                };
-                let reader = crate::echo10::PageReader::new(&raw.body[..])
-                    .map_err(|e| malformed(e.to_string()))?;
-                let records = reader
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| malformed(e.to_string()))?;
-                Ok(Echo10Page {
-                    hits: raw.hits,
-                    search_after: raw.search_after,
-                    records,
-                })
+                client
+                    .parsed_page(&url, sa.as_deref(), |raw| {
+                        let malformed = |reason: String| Error::CmrMalformed {
+                            url: url.clone(),
+                            reason,
+                        };
+                        let reader = crate::echo10::PageReader::new(&raw.body[..])
+                            .map_err(|e| malformed(e.to_string()))?;
+                        let records = reader
+                            .collect::<std::result::Result<Vec<_>, _>>()
+                            .map_err(|e| malformed(e.to_string()))?;
+                        Ok(Echo10Page {
+                            hits: raw.hits,
+                            search_after: raw.search_after,
+                            records,
+                        })
+                    })
+                    .await
             }
         })
     }
@@ -283,35 +309,61 @@ impl CmrClient {
             url: String,
             search_after: Option<String>,
             hits: Option<u64>,
-            seen: u64,
+            seen: HashSet<String>,
             done: bool,
+            listings: u32,
+            max_listings: u32,
+            pause: Duration,
         }
         let init = State {
             fetch,
             url,
             search_after: None,
             hits: None,
-            seen: 0,
+            seen: HashSet::new(),
             done: false,
+            listings: 1,
+            max_listings: self.retry.max_attempts.max(1),
+            pause: self.retry.min_delay,
         };
         futures::stream::try_unfold(init, |mut st| async move {
             if st.done {
                 return Ok(None);
             }
             let page = (st.fetch)(st.url.clone(), st.search_after.clone()).await?;
-            if let Some(before) = st.hits
-                && before != page.hits()
-            {
-                return Err(Error::HitsChanged {
+            let problem = match st.hits {
+                Some(before) if before != page.hits() => Some(Error::HitsChanged {
                     url: st.url.clone(),
                     before,
                     after: page.hits(),
-                });
+                }),
+                _ => {
+                    st.hits = Some(page.hits());
+                    st.seen.extend(page.keys().map(str::to_string));
+                    let listed = st.seen.len() as u64;
+                    st.search_after = page.search_after().map(str::to_string);
+                    st.done = page.is_empty() || st.search_after.is_none() || listed >= page.hits();
+                    (st.done && listed != page.hits()).then(|| Error::ListingIncomplete {
+                        url: st.url.clone(),
+                        hits: page.hits(),
+                        listed,
+                    })
+                }
+            };
+            if let Some(e) = problem {
+                // The listing cannot be trusted: list again from the first page (the
+                // granules seen so far are real; consumers drop repeats by id).
+                if st.listings >= st.max_listings {
+                    return Err(e);
+                }
+                st.listings += 1;
+                tracing::warn!("{e}; listing again from the first page");
+                tokio::time::sleep(st.pause).await;
+                st.search_after = None;
+                st.hits = None;
+                st.seen.clear();
+                st.done = false;
             }
-            st.hits = Some(page.hits());
-            st.seen += page.len() as u64;
-            st.done = page.len() == 0 || page.search_after().is_none() || st.seen >= page.hits();
-            st.search_after = page.search_after().map(str::to_string);
             Ok(Some((page, st)))
         })
     }
@@ -329,6 +381,9 @@ pub trait Paged {
     }
     /// `CMR-Search-After`.
     fn search_after(&self) -> Option<&str>;
+    /// The concept ids of the page's entries (a repeat of an earlier page's entry is
+    /// counted once).
+    fn keys(&self) -> impl Iterator<Item = &str>;
 }
 
 impl Paged for CmrPage {
@@ -337,6 +392,9 @@ impl Paged for CmrPage {
     }
     fn len(&self) -> usize {
         self.entries.len()
+    }
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.id.as_str())
     }
     fn search_after(&self) -> Option<&str> {
         self.search_after.as_deref()
@@ -360,6 +418,9 @@ impl Paged for Echo10Page {
     }
     fn len(&self) -> usize {
         self.records.len()
+    }
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.records.iter().map(|r| r.concept_id.as_str())
     }
     fn search_after(&self) -> Option<&str> {
         self.search_after.as_deref()

@@ -92,6 +92,17 @@ pub enum Error {
         /// Hits on a later page.
         after: u64,
     },
+    /// A search's pages, followed to the end, listed another number of distinct granules
+    /// than its `CMR-Hits`.
+    #[error("CMR reported {hits} hits but its pages listed {listed} distinct granules for {url}")]
+    ListingIncomplete {
+        /// The search URL.
+        url: String,
+        /// `CMR-Hits`.
+        hits: u64,
+        /// Distinct granules on the pages.
+        listed: u64,
+    },
     /// A fetched `_stac.json` that is not the item it should be.
     #[error("item {url}: {reason}")]
     BadItem {
@@ -247,7 +258,9 @@ impl Error {
         match self {
             Error::Http { .. } | Error::CmrTimedOut { .. } | Error::CmrMalformed { .. } => true,
             Error::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
-            Error::BadItem { .. } | Error::HitsChanged { .. } => true,
+            Error::BadItem { .. } | Error::HitsChanged { .. } | Error::ListingIncomplete { .. } => {
+                true
+            }
             _ => false,
         }
     }

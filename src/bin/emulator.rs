@@ -6,7 +6,9 @@
 
 use chrono::NaiveDate;
 use clap::Parser;
-use hls_flow::emulator::{DataSource, Emulator, EmulatorConfig, Faults, SyntheticConfig};
+use hls_flow::emulator::{
+    DataSource, Emulator, EmulatorConfig, FaultKind, Faults, SyntheticConfig,
+};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
@@ -16,7 +18,7 @@ use std::process::ExitCode;
 #[command(
     name = "hls-flow-emulator",
     version,
-    after_help = "Examples:\n  hls-flow-emulator --replay\n  hls-flow-emulator --start 2024-05-01 --end 2024-05-31 --granules-per-day 2000 --seed 7\n\nThen search http://127.0.0.1:PORT/search/granules.json?collection_concept_id[]=C2021957657-LPCLOUD&temporal[]=2024-05-01T00:00:00Z,2024-05-01T23:59:59.999Z&page_size=2000"
+    after_help = "Examples:\n  hls-flow-emulator --replay\n  hls-flow-emulator --start 2024-05-01 --end 2024-05-31 --granules-per-day 2000 --seed 7\n  hls-flow-emulator --replay --fault-rate 0.1 --faults 429,503,truncated\n\nFaults can also be changed while it runs: PUT /_emulator/faults with a JSON body such as {\"rate\": 0.1, \"kinds\": [\"429\", \"slow\"], \"slow_ms\": 3000} ({} turns them off; GET shows them).\n\nThen search http://127.0.0.1:PORT/search/granules.json?collection_concept_id[]=C2021957657-LPCLOUD&temporal[]=2024-05-01T00:00:00Z,2024-05-01T23:59:59.999Z&page_size=2000"
 )]
 struct Cli {
     /// Address to listen on.
@@ -40,6 +42,43 @@ struct Cli {
     /// Seed of the generator: the same seed serves the same granules.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Probability (0 to 1) that a request draws a random fault of one of --faults.
+    #[arg(
+        long,
+        value_name = "RATE",
+        default_value_t = 0.0,
+        help_heading = "Faults"
+    )]
+    fault_rate: f64,
+    /// Kinds of fault to draw from, comma-separated: 429, 500, 502, 503, 504, timed-out,
+    /// slow, cut-mid-body, truncated, invalid-json, not-stac, no-stac-link,
+    /// duplicate-entry, id-mismatch, hits-changed [default: all]
+    #[arg(
+        long,
+        value_name = "KINDS",
+        value_delimiter = ',',
+        help_heading = "Faults"
+    )]
+    faults: Vec<FaultKind>,
+    /// Seed of the fault draws.
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Faults")]
+    fault_seed: u64,
+    /// Retry-After of an injected 429, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 1,
+        help_heading = "Faults"
+    )]
+    retry_after: u64,
+    /// How late a slow answer comes, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 5000,
+        help_heading = "Faults"
+    )]
+    slow_ms: u64,
 }
 
 /// Prints a clap error as one line (help and version print as usual).
@@ -79,10 +118,20 @@ fn config(cli: &Cli) -> Result<EmulatorConfig, String> {
         }
         _ => return Err("error: give --replay, or --start and --end".to_string()),
     };
-    Ok(EmulatorConfig {
-        source,
-        faults: Faults::default(),
-    })
+    let faults = Faults {
+        rate: cli.fault_rate,
+        kinds: if cli.faults.is_empty() {
+            FaultKind::ALL.to_vec()
+        } else {
+            cli.faults.clone()
+        },
+        seed: cli.fault_seed,
+        retry_after_s: cli.retry_after,
+        slow_ms: cli.slow_ms,
+        ..Faults::default()
+    };
+    faults.validate().map_err(|e| format!("error: {e}"))?;
+    Ok(EmulatorConfig { source, faults })
 }
 
 async fn stopped() {

@@ -2,6 +2,8 @@
 
 use super::counts::bump;
 use super::entry;
+use super::faults::{FaultKind, Faults, Target};
+use super::inject;
 use super::search::{self, BadRequest, page_bounds, parse_query, parse_search_after};
 use super::store::Granule;
 use super::{AppState, rng::Rng};
@@ -63,7 +65,7 @@ fn not_found_response(state: &AppState, what: &str) -> Response {
 }
 
 fn injected(state: &AppState) -> Response {
-    bump(&state.counters.faults_injected);
+    state.record_fault(None);
     let status =
         StatusCode::from_u16(state.faults().status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     json_response(status, HeaderMap::new(), errors_body("injected fault"))
@@ -79,7 +81,7 @@ pub(crate) async fn search(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    search_as(state, raw, headers, Format::Json)
+    search_as(state, raw, headers, Format::Json).await
 }
 
 /// `GET /search/granules.echo10`: the same search, as CMR's ECHO10 results document.
@@ -88,7 +90,7 @@ pub(crate) async fn search_echo10(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    search_as(state, raw, headers, Format::Echo10)
+    search_as(state, raw, headers, Format::Echo10).await
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -97,7 +99,28 @@ enum Format {
     Echo10,
 }
 
-fn search_as(
+/// Draws the request's random fault; answers an error-status fault at once and waits out
+/// a slow one. `Err` is the response to send instead of the real one.
+async fn draw_fault(
+    state: &AppState,
+    faults: &Faults,
+    target: Target,
+    n: u64,
+) -> Result<Option<FaultKind>, Response> {
+    let Some(kind) = faults.draw(target, n) else {
+        return Ok(None);
+    };
+    state.record_fault(Some(kind));
+    if kind.status().is_some() {
+        return Err(inject::status_response(kind, faults));
+    }
+    if kind == FaultKind::Slow {
+        inject::delay(faults).await;
+    }
+    Ok(Some(kind))
+}
+
+async fn search_as(
     state: Arc<AppState>,
     raw: Option<String>,
     headers: HeaderMap,
@@ -106,9 +129,18 @@ fn search_as(
     let started = Instant::now();
     bump(&state.counters.total);
     let n = bump(&state.counters.search_requests);
-    if state.faults().search_fails(n) {
+    let faults = state.faults();
+    if faults.search_fails(n) {
         return injected(&state);
     }
+    let target = match format {
+        Format::Json => Target::SearchJson,
+        Format::Echo10 => Target::SearchEcho10,
+    };
+    let fault = match draw_fault(&state, &faults, target, n).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
     let raw = raw.unwrap_or_default();
     let query = match parse_query(&raw) {
         Ok(q) => q,
@@ -145,16 +177,28 @@ fn search_as(
             .collect()
     };
     hits.sort_by_key(|g| g.key());
-    let mut page = &hits[page_bounds(&hits, after, query.page_size)];
-    let timed_out = state.faults().timed_out;
+    let bounds = page_bounds(&hits, after, query.page_size);
+    let mut page: Vec<&Granule> = hits[bounds.clone()].to_vec();
+    let timed_out = faults.timed_out || fault == Some(FaultKind::TimedOut);
     if timed_out {
-        page = &page[..page.len() / 2];
+        page.truncate(page.len() / 2);
+    }
+    if fault == Some(FaultKind::DuplicateEntry) {
+        // The previous page's last granule again (or, on the first page, its first).
+        let again = if bounds.start > 0 {
+            Some(hits[bounds.start - 1])
+        } else {
+            page.first().copied()
+        };
+        page.splice(0..0, again);
     }
 
     let (body, content_type) = match format {
-        Format::Json => (json_page(&state, &raw, page), JSON_UTF8),
+        Format::Json => (
+            json_page(&state, &raw, &page, fault == Some(FaultKind::NoStacLink)),
+            JSON_UTF8,
+        ),
         Format::Echo10 => {
-            let faults = state.faults();
             let metas: Vec<crate::hls::GranuleMeta> = page
                 .iter()
                 .map(|g| {
@@ -184,7 +228,8 @@ fn search_as(
             h.insert(HeaderName::from_static(name), v);
         }
     };
-    put("cmr-hits", &hits.len().to_string());
+    let reported_hits = hits.len() + usize::from(fault == Some(FaultKind::HitsChanged));
+    put("cmr-hits", &reported_hits.to_string());
     put("cmr-took", &started.elapsed().as_millis().to_string());
     put("cmr-request-id", &request_id(&state));
     if let Some(last) = page.last() {
@@ -193,17 +238,16 @@ fn search_as(
     if timed_out {
         put("cmr-timed-out", "true");
     }
-    match format {
-        Format::Json => bump(&state.counters.search_pages),
-        Format::Echo10 => bump(&state.counters.echo10_pages),
-    };
-    let mut resp = json_response(StatusCode::OK, h, body);
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
+    if fault.is_none() {
+        match format {
+            Format::Json => bump(&state.counters.search_pages),
+            Format::Echo10 => bump(&state.counters.echo10_pages),
+        };
+    }
+    inject::body_response(fault, h, content_type, body)
 }
 
-fn json_page(state: &AppState, raw: &str, page: &[&Granule]) -> String {
+fn json_page(state: &AppState, raw: &str, page: &[&Granule], first_without_link: bool) -> String {
     let mut body = String::with_capacity(256 + page.len() * 14_000);
     body.push_str("{\"feed\":{\"updated\":");
     entry::push_json_str(&mut body, &entry::format_ms(&Utc::now()));
@@ -218,6 +262,15 @@ fn json_page(state: &AppState, raw: &str, page: &[&Granule]) -> String {
     for (i, g) in page.iter().enumerate() {
         if i > 0 {
             body.push(',');
+        }
+        if i == 0 && first_without_link {
+            let mut one = String::new();
+            match &g.entry {
+                Some(recorded) => one.push_str(recorded),
+                None => entry::render(&mut one, &g.meta, &state.base),
+            }
+            body.push_str(&inject::without_stac_link(&one));
+            continue;
         }
         match &g.entry {
             Some(recorded) => body.push_str(recorded),
@@ -235,9 +288,14 @@ pub(crate) async fn item(
 ) -> Response {
     bump(&state.counters.total);
     let n = bump(&state.counters.item_requests);
-    if state.faults().item_fails(n) {
+    let faults = state.faults();
+    if faults.item_fails(n) {
         return injected(&state);
     }
+    let fault = match draw_fault(&state, &faults, Target::Item, n).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
     if file.strip_suffix("_stac.json") != Some(id.as_str()) {
         return not_found_response(&state, "The specified key does not exist.");
     }
@@ -252,13 +310,16 @@ pub(crate) async fn item(
         Some(recorded) => recorded.clone(),
         None => to_stac_item(&g.meta).to_string(),
     };
-    bump(&state.counters.item_fetches);
-    let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    let body = match fault {
+        Some(FaultKind::NotStac) => inject::NOT_AN_ITEM.to_string(),
+        Some(FaultKind::IdMismatch) => inject::with_other_id(&body),
+        None => {
+            bump(&state.counters.item_fetches);
+            body
+        }
+        _ => body,
+    };
+    inject::body_response(fault, HeaderMap::new(), "application/json", body)
 }
 
 /// `GET /_emulator/counts` (not counted itself).
@@ -270,6 +331,28 @@ pub(crate) async fn counts(State(state): State<Arc<AppState>>) -> Response {
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// `GET /_emulator/faults`: the faults in force, as JSON.
+pub(crate) async fn get_faults(State(state): State<Arc<AppState>>) -> Response {
+    let body = serde_json::to_string(&state.faults()).unwrap_or_default();
+    json_response(StatusCode::OK, HeaderMap::new(), body)
+}
+
+/// `PUT /_emulator/faults`: replaces the faults in force with the JSON body (fields left
+/// out take their defaults; `{}` turns every fault off).
+pub(crate) async fn put_faults(State(state): State<Arc<AppState>>, body: String) -> Response {
+    let faults = serde_json::from_str::<Faults>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|f| f.validate().map(|()| f));
+    match faults {
+        Ok(f) => {
+            let body = serde_json::to_string(&f).unwrap_or_default();
+            state.set_faults(f);
+            json_response(StatusCode::OK, HeaderMap::new(), body)
+        }
+        Err(e) => json_response(StatusCode::BAD_REQUEST, HeaderMap::new(), errors_body(&e)),
+    }
 }
 
 /// Anything else: 404.

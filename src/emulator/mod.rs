@@ -24,6 +24,7 @@ mod counts;
 mod entry;
 mod faults;
 mod handlers;
+mod inject;
 mod mgrs;
 pub mod replay;
 mod rng;
@@ -32,7 +33,7 @@ mod store;
 pub mod synthetic;
 
 pub use counts::RequestCounts;
-pub use faults::Faults;
+pub use faults::{FaultKind, Faults, Target};
 pub use synthetic::SyntheticConfig;
 
 use crate::collection::Collection;
@@ -41,6 +42,7 @@ use axum::Router;
 use axum::routing::get;
 use chrono::NaiveDate;
 use counts::Counters;
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -49,7 +51,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// How to run an emulator.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EmulatorConfig {
     /// Where the granules come from.
     pub source: DataSource,
@@ -75,6 +77,7 @@ pub(crate) struct AppState {
     base: String,
     faults: std::sync::RwLock<Faults>,
     counters: Counters,
+    fault_counts: std::sync::Mutex<BTreeMap<String, u64>>,
     request_seq: AtomicU64,
     started_ns: u64,
 }
@@ -102,6 +105,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/search/granules.echo10", get(handlers::search_echo10))
         .route("/lp-prod-public/{folder}/{id}/{file}", get(handlers::item))
         .route("/_emulator/counts", get(handlers::counts))
+        .route(
+            "/_emulator/faults",
+            get(handlers::get_faults).put(handlers::put_faults),
+        )
         .fallback(handlers::fallback)
         .with_state(state)
 }
@@ -114,12 +121,35 @@ impl AppState {
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
+
+    /// Replaces the faults in force.
+    pub(crate) fn set_faults(&self, faults: Faults) {
+        match self.faults.write() {
+            Ok(mut f) => *f = faults,
+            Err(poisoned) => *poisoned.into_inner() = faults,
+        }
+    }
+
+    /// Counts an injected fault (`None`: an every-n-th failure).
+    pub(crate) fn record_fault(&self, kind: Option<FaultKind>) {
+        counts::bump(&self.counters.faults_injected);
+        let name = kind.map_or("every-nth", FaultKind::name);
+        let mut map = match self.fault_counts.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *map.entry(name.to_string()).or_default() += 1;
+    }
 }
 
 impl Emulator {
     /// Binds `addr` (`127.0.0.1:0` picks a free port) and serves until shut down.
     /// Fails with `InvalidInput` for a synthetic configuration that cannot be served.
     pub async fn start(config: EmulatorConfig, addr: SocketAddr) -> std::io::Result<Emulator> {
+        config
+            .faults
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         if let DataSource::Synthetic(s) = &config.source {
             s.validate()
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -145,6 +175,7 @@ impl Emulator {
             base: base_url.clone(),
             faults: std::sync::RwLock::new(config.faults),
             counters: Counters::default(),
+            fault_counts: Default::default(),
             request_seq: AtomicU64::new(0),
             started_ns,
         });
@@ -174,9 +205,14 @@ impl Emulator {
 
     /// Changes the faults injected from now on (e.g. an outage, then recovery).
     pub fn set_faults(&self, faults: Faults) {
-        match self.state.faults.write() {
-            Ok(mut f) => *f = faults,
-            Err(poisoned) => *poisoned.into_inner() = faults,
+        self.state.set_faults(faults);
+    }
+
+    /// Faults injected so far, by kind (`429`, `slow`, …, and `every-nth`).
+    pub fn fault_counts(&self) -> BTreeMap<String, u64> {
+        match self.state.fault_counts.lock() {
+            Ok(m) => m.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
