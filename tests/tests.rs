@@ -4,6 +4,7 @@ mod bulk;
 mod cli_input;
 mod common;
 mod emulator;
+mod faults;
 mod harvest;
 mod repartition;
 mod run;

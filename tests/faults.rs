@@ -1,0 +1,236 @@
+//! Every fault the emulator injects, one kind at a time: when it comes and goes, the day is
+//! still complete (each granule once); when it persists, the day fails with the reason and
+//! the granules it could not write, and nothing is published.
+
+use crate::harvest::{day, options, read_all};
+use hls_flow::Collection;
+use hls_flow::api::{DailyOptions, DayOutcome, DayStatus, process_date_range};
+use hls_flow::emulator::{
+    DataSource, Emulator, EmulatorConfig, FaultKind, Faults, SyntheticConfig, Target,
+};
+use hls_flow::output::Output;
+use hls_flow::period::DayRange;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// What a fault that never goes away does to the day: it fails with this in its error
+/// (and, for `missing`, every granule is listed with it), or it still succeeds.
+enum Persistent {
+    /// The day fails; its error contains this.
+    DayFails(&'static str),
+    /// The day fails; every granule is listed as missing with this reason.
+    GranulesFail(&'static str),
+    /// The first entry of every page fails with this reason; the rest are fetched.
+    SomeGranulesFail(&'static str),
+    /// Nothing is lost: the fault is absorbed.
+    Succeeds,
+}
+
+const CASES: [(FaultKind, Persistent); 15] = [
+    (FaultKind::RateLimited, Persistent::DayFails("HTTP 429")),
+    (FaultKind::InternalError, Persistent::DayFails("HTTP 500")),
+    (FaultKind::BadGateway, Persistent::DayFails("HTTP 502")),
+    (FaultKind::Unavailable, Persistent::DayFails("HTTP 503")),
+    (FaultKind::GatewayTimeout, Persistent::DayFails("HTTP 504")),
+    (FaultKind::TimedOut, Persistent::DayFails("CMR-Timed-Out")),
+    (FaultKind::Slow, Persistent::DayFails("timed out")),
+    (FaultKind::CutMidBody, Persistent::DayFails("request to")),
+    (
+        FaultKind::Truncated,
+        Persistent::DayFails("not a CMR granule feed"),
+    ),
+    (
+        FaultKind::InvalidJson,
+        Persistent::DayFails("not a CMR granule feed"),
+    ),
+    (FaultKind::NotStac, Persistent::GranulesFail("not a STAC item")),
+    (
+        FaultKind::NoStacLink,
+        Persistent::SomeGranulesFail("no https _stac.json link"),
+    ),
+    (FaultKind::DuplicateEntry, Persistent::Succeeds),
+    (
+        FaultKind::IdMismatch,
+        Persistent::GranulesFail("differs from the granule's title"),
+    ),
+    (
+        FaultKind::HitsChanged,
+        Persistent::DayFails("hits but its pages listed"),
+    ),
+];
+
+const PAGE: u32 = 10;
+
+async fn emulator(faults: Faults) -> Emulator {
+    Emulator::start(
+        EmulatorConfig {
+            source: DataSource::Synthetic(SyntheticConfig {
+                start: day(2024, 7, 1),
+                end: day(2024, 7, 1),
+                granules_per_day: 60,
+                seed: 9,
+            }),
+            faults,
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+/// HLSS30 of 2024-07-01, pages of 10, a 300 ms request timeout, quick retries.
+fn harvest_options(emu: &Emulator, attempts: u32) -> DailyOptions {
+    let mut o = options(emu);
+    o.collections = vec![Collection::Hlss30];
+    o.endpoints.page_size = PAGE;
+    o.endpoints.retry.max_attempts = attempts;
+    o.endpoints.retry.min_delay = Duration::from_millis(1);
+    o.endpoints.retry.max_delay = Duration::from_millis(5);
+    o.endpoints.http.request_timeout = Duration::from_millis(300);
+    o
+}
+
+fn faults(rate: f64, kind: FaultKind) -> Faults {
+    Faults {
+        slow_ms: 600,
+        ..Faults::random(rate, &[kind], 3)
+    }
+}
+
+async fn harvest(emu: &Emulator, dir: &std::path::Path, attempts: u32) -> DayOutcome {
+    let out = Output::parse(dir.to_str().unwrap()).unwrap();
+    let range = DayRange::parse(&["20240701"]).unwrap();
+    let summary = process_date_range(range, &out, &harvest_options(emu, attempts))
+        .await
+        .unwrap();
+    summary.outcomes.into_iter().next().unwrap()
+}
+
+fn expected(emu: &Emulator) -> BTreeSet<String> {
+    emu.granules(Collection::Hlss30, day(2024, 7, 1))
+        .into_iter()
+        .map(|g| g.granule_ur)
+        .collect()
+}
+
+/// A fault of one kind on some requests (20 % of items, 10 % of searches): retried, and
+/// the day ends complete, each granule once. A missing `_stac.json` link fails its granule
+/// (there is nothing to fetch), so that day fails and succeeds when harvested again, as the
+/// scheduler does. Seeds are tried until the fault was injected at least once; every run
+/// must succeed.
+async fn transient(kind: FaultKind) {
+    let rate = if kind.applies_to(Target::Item) {
+        0.2
+    } else {
+        0.1
+    };
+    for seed in 0..10 {
+        let emu = emulator(Faults {
+            seed,
+            ..faults(rate, kind)
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut outcome = harvest(&emu, dir.path(), 8).await;
+        let mut attempts = 1;
+        while kind == FaultKind::NoStacLink && outcome.status == DayStatus::Failed && attempts < 6
+        {
+            assert!(
+                outcome
+                    .missing
+                    .iter()
+                    .all(|(_, why)| why.contains("_stac.json link")),
+                "{kind}: {outcome:?}"
+            );
+            outcome = harvest(&emu, dir.path(), 8).await;
+            attempts += 1;
+        }
+        assert_eq!(outcome.status, DayStatus::Succeeded, "{kind}: {outcome:?}");
+        let read = read_all(dir.path()); // asserts that no item is written twice
+        assert_eq!(
+            read.keys().cloned().collect::<BTreeSet<_>>(),
+            expected(&emu),
+            "{kind}"
+        );
+        assert_eq!(outcome.items as usize, read.len(), "{kind}");
+        let injected = emu.fault_counts();
+        assert!(injected.len() <= 1, "{kind}: only that kind: {injected:?}");
+        if injected.get(kind.name()).copied().unwrap_or(0) > 0 {
+            return;
+        }
+    }
+    panic!("{kind} was never injected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_that_comes_and_goes_is_retried_and_loses_nothing() {
+    futures::future::join_all(CASES.iter().map(|(kind, _)| transient(*kind))).await;
+}
+
+/// The same kind on every request it applies to.
+async fn persistent(kind: FaultKind, expect: &Persistent) {
+    let emu = emulator(faults(1.0, kind)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = harvest(&emu, dir.path(), 2).await;
+    let published = read_all(dir.path());
+    match expect {
+        Persistent::Succeeds => {
+            assert_eq!(outcome.status, DayStatus::Succeeded, "{kind}: {outcome:?}");
+            assert_eq!(
+                published.keys().cloned().collect::<BTreeSet<_>>(),
+                expected(&emu),
+                "{kind}"
+            );
+            return;
+        }
+        Persistent::DayFails(why) => {
+            let error = outcome.error.as_deref().unwrap_or_default();
+            assert!(error.contains(why), "{kind}: {why:?} not in {error}");
+        }
+        Persistent::GranulesFail(why) => {
+            let missing: BTreeSet<String> = outcome.missing.iter().map(|m| m.0.clone()).collect();
+            assert_eq!(missing, expected(&emu), "{kind}: every granule is listed");
+            assert!(
+                outcome.missing.iter().all(|(_, reason)| reason.contains(why)),
+                "{kind}: {outcome:?}"
+            );
+        }
+        Persistent::SomeGranulesFail(why) => {
+            let n = expected(&emu).len();
+            assert_eq!(
+                outcome.missing.len(),
+                n.div_ceil(PAGE as usize),
+                "{kind}: one per page: {outcome:?}"
+            );
+            assert!(
+                outcome.missing.iter().all(|(_, reason)| reason.contains(why)),
+                "{kind}: {outcome:?}"
+            );
+        }
+    }
+    assert_eq!(outcome.status, DayStatus::Failed, "{kind}: {outcome:?}");
+    assert!(published.is_empty(), "{kind}: nothing published");
+    assert_eq!(outcome.path, None, "{kind}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_that_persists_fails_the_day_with_its_reason_and_publishes_nothing() {
+    futures::future::join_all(CASES.iter().map(|(kind, expect)| persistent(*kind, expect)))
+        .await;
+}
+
+#[tokio::test]
+async fn a_429_is_retried_no_sooner_than_its_retry_after() {
+    let emu = emulator(Faults {
+        retry_after_s: 1,
+        ..faults(1.0, FaultKind::RateLimited)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let outcome = harvest(&emu, dir.path(), 2).await;
+    // Two attempts of the first search, 1 s apart at least, though the backoff is 1-5 ms.
+    assert!(started.elapsed() >= Duration::from_secs(1), "{outcome:?}");
+    assert_eq!(emu.fault_counts().get("429"), Some(&2));
+    assert!(outcome.error.unwrap().contains("HTTP 429"));
+}
