@@ -19,6 +19,8 @@ pub struct Output {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     display: String,
+    /// The folder, for a local output.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl Output {
@@ -47,6 +49,7 @@ impl Output {
                 store: Arc::from(store),
                 prefix,
                 display: s.trim_end_matches('/').to_string(),
+                local_root: None,
             });
         }
         Output::local(std::path::Path::new(s), s)
@@ -71,7 +74,37 @@ impl Output {
             store: Arc::new(store),
             prefix: Path::default(),
             display: display.trim_end_matches('/').to_string(),
+            local_root: Some(canonical),
         })
+    }
+
+    /// Removes, below a local output, the staging files of uploads a killed process left
+    /// (`object_store` writes `NAME#N` and renames it to `NAME`). Call it only while no other
+    /// process writes there (the state file's lock). Returns how many were removed.
+    pub fn remove_staged_leftovers(&self) -> Result<u64> {
+        let Some(root) = &self.local_root else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(dir.display(), e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io(dir.display(), e))?;
+                let path = entry.path();
+                let kind = entry
+                    .file_type()
+                    .map_err(|e| Error::io(path.display(), e))?;
+                if kind.is_dir() {
+                    stack.push(path);
+                } else if entry.file_name().to_string_lossy().contains(".parquet#") {
+                    std::fs::remove_file(&path).map_err(|e| Error::io(path.display(), e))?;
+                    tracing::info!("removed {}, left by an interrupted upload", path.display());
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// An output on a store the caller already has (e.g. an in-memory store in tests).
@@ -80,6 +113,7 @@ impl Output {
             store,
             prefix: Path::from(prefix),
             display: display.to_string(),
+            local_root: None,
         }
     }
 

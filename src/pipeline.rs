@@ -191,6 +191,34 @@ pub struct RunOutcome {
 
 /// Opens the state file for a run with `cfg` and checks it belongs to the same output and
 /// bounding box (a state file describes one output).
+/// The folder of a run's temporary files (`--tmp-dir`, else `<state>.tmp/` beside the state
+/// file), emptied: the files in it are from a run that was killed.
+fn scratch_dir(cfg: &RunConfig) -> Result<PathBuf> {
+    let dir = cfg.tmp_dir.clone().unwrap_or_else(|| {
+        let mut name = cfg.state.as_os_str().to_owned();
+        name.push(".tmp");
+        PathBuf::from(name)
+    });
+    if cfg.tmp_dir.is_none() && dir.is_dir() {
+        let mut left = 0;
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(dir.display(), e))? {
+            let path = entry.map_err(|e| Error::io(dir.display(), e))?.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| Error::io(path.display(), e))?;
+            left += 1;
+        }
+        if left > 0 {
+            tracing::info!("removed {left} temporary files of an interrupted run");
+        }
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+    Ok(dir)
+}
+
 fn open_state(cfg: &RunConfig) -> Result<Arc<StateStore>> {
     let state = StateStore::open_exclusive(&cfg.state)?;
     let bbox = cfg.bbox.map(|b| b.to_string()).unwrap_or_default();
@@ -223,6 +251,11 @@ async fn execute(
     cancel: impl Future<Output = ()>,
 ) -> Result<RunOutcome> {
     let output = Output::parse(&cfg.output)?;
+    // Holding the state's lock, nobody else writes here: clear what a killed run left.
+    output.remove_staged_leftovers()?;
+    let mut cfg = cfg.clone();
+    cfg.tmp_dir = Some(scratch_dir(&cfg)?);
+    let cfg = &cfg;
     let pipeline = Arc::new(Pipeline::new(cfg, output)?);
     let run_id = state.start_run(command)?;
     let pending = state

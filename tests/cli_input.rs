@@ -106,6 +106,38 @@ fn run_rejects_damaged_foreign_and_missing_state_files() {
         .output()
         .unwrap();
     one_line_error(&o, 2, "not an SQLite database");
+
+    // Another program's SQLite database, and an hls-flow state of another schema version.
+    let other = dir.path().join("other.sqlite");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let newer = dir.path().join("newer.sqlite");
+    drop(hls_flow::state::StateStore::open_exclusive(&newer).unwrap());
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    for (state, why) in [
+        (&other, "not an hls-flow state file"),
+        (&newer, "schema version 99"),
+    ] {
+        let run = hls_flow()
+            .args(["run", "20240515", "--no-progress", "--output"])
+            .arg(&out)
+            .arg("--state")
+            .arg(state)
+            .output()
+            .unwrap();
+        one_line_error(&run, 2, why);
+        let status = hls_flow()
+            .args(["status", "--state"])
+            .arg(state)
+            .output()
+            .unwrap();
+        one_line_error(&status, 2, why);
+    }
 }
 
 #[test]

@@ -43,7 +43,10 @@ const CASES: [(FaultKind, Persistent); 15] = [
         FaultKind::InvalidJson,
         Persistent::DayFails("not a CMR granule feed"),
     ),
-    (FaultKind::NotStac, Persistent::GranulesFail("not a STAC item")),
+    (
+        FaultKind::NotStac,
+        Persistent::GranulesFail("not a STAC item"),
+    ),
     (
         FaultKind::NoStacLink,
         Persistent::SomeGranulesFail("no https _stac.json link"),
@@ -133,8 +136,7 @@ async fn transient(kind: FaultKind) {
         let dir = tempfile::tempdir().unwrap();
         let mut outcome = harvest(&emu, dir.path(), 8).await;
         let mut attempts = 1;
-        while kind == FaultKind::NoStacLink && outcome.status == DayStatus::Failed && attempts < 6
-        {
+        while kind == FaultKind::NoStacLink && outcome.status == DayStatus::Failed && attempts < 6 {
             assert!(
                 outcome
                     .missing
@@ -191,7 +193,10 @@ async fn persistent(kind: FaultKind, expect: &Persistent) {
             let missing: BTreeSet<String> = outcome.missing.iter().map(|m| m.0.clone()).collect();
             assert_eq!(missing, expected(&emu), "{kind}: every granule is listed");
             assert!(
-                outcome.missing.iter().all(|(_, reason)| reason.contains(why)),
+                outcome
+                    .missing
+                    .iter()
+                    .all(|(_, reason)| reason.contains(why)),
                 "{kind}: {outcome:?}"
             );
         }
@@ -203,7 +208,10 @@ async fn persistent(kind: FaultKind, expect: &Persistent) {
                 "{kind}: one per page: {outcome:?}"
             );
             assert!(
-                outcome.missing.iter().all(|(_, reason)| reason.contains(why)),
+                outcome
+                    .missing
+                    .iter()
+                    .all(|(_, reason)| reason.contains(why)),
                 "{kind}: {outcome:?}"
             );
         }
@@ -215,8 +223,7 @@ async fn persistent(kind: FaultKind, expect: &Persistent) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_that_persists_fails_the_day_with_its_reason_and_publishes_nothing() {
-    futures::future::join_all(CASES.iter().map(|(kind, expect)| persistent(*kind, expect)))
-        .await;
+    futures::future::join_all(CASES.iter().map(|(kind, expect)| persistent(*kind, expect))).await;
 }
 
 #[tokio::test]

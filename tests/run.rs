@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-struct Paths {
+pub struct Paths {
     _dir: tempfile::TempDir,
-    out: PathBuf,
-    state: PathBuf,
+    pub out: PathBuf,
+    pub state: PathBuf,
 }
 
-fn paths() -> Paths {
+pub fn paths() -> Paths {
     let dir = tempfile::tempdir().unwrap();
     Paths {
         out: dir.path().join("out"),
@@ -47,11 +47,11 @@ fn run_month(emu: &Emulator, p: &Paths) -> Output {
         .unwrap()
 }
 
-fn stderr(o: &Output) -> String {
+pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
-fn status_json(p: &Paths) -> Value {
+pub fn status_json(p: &Paths) -> Value {
     let o = hls_flow()
         .args(["status", "--json", "--state"])
         .arg(&p.state)
@@ -61,11 +61,11 @@ fn status_json(p: &Paths) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-fn ids_in(dir: &Path) -> BTreeSet<String> {
+pub fn ids_in(dir: &Path) -> BTreeSet<String> {
     read_all(dir).into_keys().collect()
 }
 
-fn emulator_ids(
+pub fn emulator_ids(
     emu: &Emulator,
     c: Collection,
     days: impl Iterator<Item = chrono::NaiveDate>,

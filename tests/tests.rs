@@ -1,6 +1,7 @@
 //! The integration tests: one binary (see Cargo.toml), one module per area.
 
 mod bulk;
+mod chaos;
 mod cli_input;
 mod common;
 mod emulator;

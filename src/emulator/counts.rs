@@ -37,6 +37,8 @@ pub(crate) struct Counters {
     pub search_requests: AtomicU64,
     /// Item requests seen (for fault injection), whatever their outcome.
     pub item_requests: AtomicU64,
+    /// Random faults injected so far, per [`Target`](super::Target) (their kinds go round).
+    pub fault_turns: [AtomicU64; 3],
 }
 
 /// Adds one and returns the new value.

@@ -4,10 +4,11 @@
 //! Two mechanisms, usable together:
 //! - deterministic ones (every n-th search or item request fails with a status; every
 //!   search page times out; ECHO10 records lose attributes), for tests of one behaviour;
-//! - a random mix ([`Faults::rate`], [`Faults::kinds`]): each request draws a fault with
-//!   probability `rate`, of a kind picked evenly among the `kinds` that apply to it. Draws
-//!   are seeded by [`Faults::seed`] and the request's sequence number, so a retried request
-//!   draws again: random faults are transient, as in the wild, unless `rate` is 1.
+//! - a random mix ([`Faults::rate`], [`Faults::kinds`]): each request is struck with
+//!   probability `rate`, by the `kinds` that apply to it taken in turn (so every kind comes
+//!   up). Draws are seeded by [`Faults::seed`] and the request's sequence number, so a
+//!   retried request draws again: random faults are transient, as in the wild, unless
+//!   `rate` is 1.
 
 use super::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -236,25 +237,24 @@ impl Faults {
             .is_some_and(|every| n.is_multiple_of(every.get()))
     }
 
-    /// The random fault, if any, of the `n`-th request of `target`.
-    pub fn draw(&self, target: Target, n: u64) -> Option<FaultKind> {
-        if self.rate <= 0.0 {
-            return None;
+    /// Whether the `n`-th request of `target` draws a random fault.
+    pub fn strikes(&self, target: Target, n: u64) -> bool {
+        if self.rate <= 0.0 || !self.kinds.iter().any(|k| k.applies_to(target)) {
+            return false;
         }
+        Rng::from_parts(&[self.seed, target as u64, n]).f64() < self.rate
+    }
+
+    /// The kind of the `turn`-th (0-based) random fault of `target`: the kinds that apply
+    /// are taken in turn, so that each of them comes up as often as the others.
+    pub fn kind(&self, target: Target, turn: u64) -> Option<FaultKind> {
         let applicable: Vec<FaultKind> = self
             .kinds
             .iter()
             .copied()
             .filter(|k| k.applies_to(target))
             .collect();
-        if applicable.is_empty() {
-            return None;
-        }
-        let mut rng = Rng::from_parts(&[self.seed, target as u64, n]);
-        if rng.f64() >= self.rate {
-            return None;
-        }
-        Some(applicable[rng.below(applicable.len() as u64) as usize])
+        (!applicable.is_empty()).then(|| applicable[(turn % applicable.len() as u64) as usize])
     }
 }
 
@@ -266,7 +266,7 @@ mod tests {
     fn default_injects_nothing_and_every_nth_works() {
         let f = Faults::default();
         assert!((1..100).all(|n| !f.search_fails(n) && !f.item_fails(n)));
-        assert!((1..1000).all(|n| f.draw(Target::Item, n).is_none()));
+        assert!((1..1000).all(|n| !f.strikes(Target::Item, n)));
         let f = Faults {
             fail_every_nth_item: NonZeroU64::new(3),
             ..Faults::default()
@@ -279,26 +279,28 @@ mod tests {
     #[test]
     fn random_draws_keep_to_the_rate_and_to_kinds_that_apply() {
         let f = Faults::random(0.1, &FaultKind::ALL, 42);
-        let drawn: Vec<FaultKind> = (1..=20_000)
-            .filter_map(|n| f.draw(Target::Item, n))
-            .collect();
-        assert!((1_700..2_300).contains(&drawn.len()), "{}", drawn.len());
-        assert!(drawn.iter().all(|k| k.applies_to(Target::Item)));
-        for k in FaultKind::ALL
-            .into_iter()
-            .filter(|k| k.applies_to(Target::Item))
-        {
-            assert!(drawn.contains(&k), "{k} never drawn");
-        }
-        assert!(!drawn.contains(&FaultKind::NoStacLink));
+        let struck = (1..=20_000).filter(|&n| f.strikes(Target::Item, n)).count();
+        assert!((1_700..2_300).contains(&struck), "{struck}");
+        let kinds: Vec<FaultKind> = (0..22).filter_map(|t| f.kind(Target::Item, t)).collect();
+        assert!(kinds.iter().all(|k| k.applies_to(Target::Item)));
+        let distinct: std::collections::BTreeSet<_> = kinds.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            11,
+            "each kind that applies to items, in turn"
+        );
+        assert_eq!(kinds[0], kinds[11]);
+        assert!(!kinds.contains(&FaultKind::NoStacLink));
         // Seeded: the same draws again; another seed, others.
-        assert_eq!(f.draw(Target::Item, 77), f.draw(Target::Item, 77));
+        assert_eq!(f.strikes(Target::Item, 77), f.strikes(Target::Item, 77));
         let g = Faults::random(0.1, &FaultKind::ALL, 43);
-        assert!((1..200).any(|n| f.draw(Target::Item, n) != g.draw(Target::Item, n)));
+        assert!((1..200).any(|n| f.strikes(Target::Item, n) != g.strikes(Target::Item, n)));
         // Rate 1 with one kind: always that kind where it applies, never elsewhere.
         let all = Faults::random(1.0, &[FaultKind::NoStacLink], 0);
-        assert!((1..50).all(|n| all.draw(Target::SearchJson, n) == Some(FaultKind::NoStacLink)));
-        assert!((1..50).all(|n| all.draw(Target::Item, n).is_none()));
+        assert!((1..50).all(|n| all.strikes(Target::SearchJson, n)));
+        assert_eq!(all.kind(Target::SearchJson, 5), Some(FaultKind::NoStacLink));
+        assert!((1..50).all(|n| !all.strikes(Target::Item, n)));
+        assert_eq!(all.kind(Target::Item, 0), None);
     }
 
     #[test]

@@ -107,7 +107,11 @@ async fn draw_fault(
     target: Target,
     n: u64,
 ) -> Result<Option<FaultKind>, Response> {
-    let Some(kind) = faults.draw(target, n) else {
+    if !faults.strikes(target, n) {
+        return Ok(None);
+    }
+    let turn = bump(&state.counters.fault_turns[target as usize]) - 1;
+    let Some(kind) = faults.kind(target, turn) else {
         return Ok(None);
     };
     state.record_fault(Some(kind));
