@@ -95,6 +95,21 @@ mod tests {
         assert_eq!(item.assets.len(), 19);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_are_errors_not_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            proptest::prop_assert!(parse_item("u", &bytes, "x", Collection::Hlsl30).is_err());
+        }
+
+        #[test]
+        fn mutated_real_items_never_panic(cut in 0usize..REAL.len(), byte in proptest::num::u8::ANY) {
+            let mut bytes = REAL.as_bytes().to_vec();
+            bytes[cut] = byte;
+            let _ = parse_item("u", &bytes, "HLS.S30.T01WEV.2024153T000609.v2.0", Collection::Hlss30);
+            let _ = parse_item("u", &bytes[..cut], "HLS.S30.T01WEV.2024153T000609.v2.0", Collection::Hlss30);
+        }
+    }
+
     #[test]
     fn rejects_wrong_ids_broken_json_and_non_items() {
         let wrong =

@@ -241,3 +241,73 @@ async fn a_429_is_retried_no_sooner_than_its_retry_after() {
     assert_eq!(emu.fault_counts().get("429"), Some(&2));
     assert!(outcome.error.unwrap().contains("HTTP 429"));
 }
+
+/// Through `run`: granules whose items stay wrong fail their day after every attempt;
+/// `status` lists every one of them with its reason, in JSON and (`--all-missing`) in text;
+/// once LP DAAC serves them right, `retry-failed` completes the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_every_granule_that_could_not_be_written() {
+    use crate::common::hls_flow;
+    use crate::run::{paths, status_json, stderr};
+    let emu = emulator(Faults::random(1.0, &[FaultKind::IdMismatch], 0)).await;
+    let p = paths();
+    let common = |c: &mut assert_cmd::Command| {
+        c.arg("--state")
+            .arg(&p.state)
+            .args(["--no-progress", "--cmr-url", &emu.base_url()])
+            .args(["--max-attempts", "2", "--task-attempts", "2"])
+            .args(["--retry-min-delay-ms", "1", "--retry-max-delay-ms", "5"]);
+    };
+    let mut run = hls_flow();
+    run.args(["run", "20240701", "--collections", "HLSS30", "--output"])
+        .arg(&p.out);
+    common(&mut run);
+    let o = run.output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+
+    let granules = expected(&emu);
+    let s = status_json(&p);
+    let failed = s["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{s}");
+    assert_eq!(failed[0]["key"], "harvest/HLSS30/2024-07-01");
+    assert_eq!(failed[0]["attempts"], 2);
+    let missing = failed[0]["missing"].as_array().unwrap();
+    let ids: BTreeSet<String> = missing
+        .iter()
+        .map(|m| m[0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, granules);
+    assert!(
+        missing.iter().all(|m| m[1]
+            .as_str()
+            .unwrap()
+            .contains("differs from the granule's title")),
+        "{s}"
+    );
+    let text = hls_flow()
+        .args(["status", "--all-missing", "--state"])
+        .arg(&p.state)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    for id in &granules {
+        assert!(
+            text.contains(&format!("missing {id}: ")),
+            "{id} not in {text}"
+        );
+    }
+    assert!(read_all(&p.out).is_empty(), "nothing published");
+
+    emu.set_faults(Faults::default());
+    let mut retry = hls_flow();
+    retry.arg("retry-failed");
+    common(&mut retry);
+    let o = retry.output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = status_json(&p);
+    assert_eq!(s["failed"].as_array().unwrap().len(), 0, "{s}");
+    assert_eq!(
+        read_all(&p.out).keys().cloned().collect::<BTreeSet<_>>(),
+        granules
+    );
+}
