@@ -672,6 +672,23 @@ fn emulator_binary_rejects_bad_arguments() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8(out.stderr).unwrap().lines().count(), 1);
+    for (args, why) in [
+        (
+            &["--replay", "--faults", "418"][..],
+            "unknown fault \"418\"",
+        ),
+        (&["--replay", "--fault-rate", "1.5"][..], "not within 0..=1"),
+    ] {
+        let out = assert_cmd::Command::cargo_bin("hls-flow-emulator")
+            .unwrap()
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(why), "{err}");
+    }
     let out = assert_cmd::Command::cargo_bin("hls-flow-emulator")
         .unwrap()
         .arg("--help")
@@ -685,11 +702,12 @@ fn emulator_binary_rejects_bad_arguments() {
     );
 }
 
-#[test]
-fn emulator_binary_prints_its_address_and_serves() {
+/// Starts the emulator binary with `args` and answers the status and `CMR-Hits` of one
+/// search.
+fn binary_search(args: &[&str]) -> (u16, Option<String>) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hls-flow-emulator"))
-        .args(["--replay", "--port", "0"])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -707,17 +725,34 @@ fn emulator_binary_prints_its_address_and_serves() {
         .enable_all()
         .build()
         .unwrap();
-    let hits = rt.block_on(async {
+    let answer = rt.block_on(async {
         let r = reqwest::get(format!(
             "{base}/search/granules.json?collection_concept_id[]={L30}"
         ))
         .await
         .unwrap();
-        r.headers()["cmr-hits"].to_str().unwrap().to_string()
+        let hits = r
+            .headers()
+            .get("cmr-hits")
+            .map(|h| h.to_str().unwrap().to_string());
+        (r.status().as_u16(), hits)
     });
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(hits, "12");
+    answer
+}
+
+#[test]
+fn emulator_binary_prints_its_address_and_serves() {
+    assert_eq!(
+        binary_search(&["--replay", "--port", "0"]),
+        (200, Some("12".to_string()))
+    );
+    // Faults from the command line.
+    assert_eq!(
+        binary_search(&["--replay", "--fault-rate", "1", "--faults", "502,504"]),
+        (502, None)
+    );
 }
 
 /// Rough throughput of item fetches and 2000-entry pages (run with `--ignored --nocapture`;
@@ -769,5 +804,145 @@ async fn emulator_throughput() {
         links.len(),
         links.len() as f64 / t.elapsed().as_secs_f64()
     );
+    emu.shutdown().await;
+}
+
+/// `PUT /_emulator/faults` switches faults on a running emulator, and each kind looks on
+/// the wire as the README says.
+#[tokio::test]
+async fn faults_are_set_over_http_and_look_as_documented() {
+    let emu = Emulator::start(EmulatorConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let control = format!("{}/_emulator/faults", emu.base_url());
+    let set = |body: &'static str| {
+        let client = client.clone();
+        let control = control.clone();
+        async move { client.put(&control).body(body).send().await.unwrap() }
+    };
+    let q = search_url(
+        &emu,
+        &format!(
+            "collection_concept_id[]={L30}&temporal[]=2025-10-02T00:00:00Z,2025-10-03T00:00:00Z"
+        ),
+    );
+    let honest = client.get(&q).send().await.unwrap();
+    let hits: u64 = honest.headers()["cmr-hits"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let entries = honest.json::<serde_json::Value>().await.unwrap()["feed"]["entry"]
+        .as_array()
+        .unwrap()
+        .len();
+
+    // Bad settings are refused and change nothing.
+    let r = set(r#"{"rate": 3}"#).await;
+    assert_eq!(r.status(), 400);
+    let r = set(r#"{"kinds": ["418"]}"#).await;
+    assert_eq!(r.status(), 400);
+    let shown: serde_json::Value = client
+        .get(&control)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["rate"], 0.0);
+
+    assert_eq!(
+        set(r#"{"rate": 1, "kinds": ["429"], "retry_after_s": 7}"#)
+            .await
+            .status(),
+        200
+    );
+    let r = client.get(&q).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+
+    set(r#"{"rate": 1, "kinds": ["hits-changed"]}"#).await;
+    let r = client.get(&q).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cmr-hits"], (hits + 1).to_string().as_str());
+
+    set(r#"{"rate": 1, "kinds": ["duplicate-entry"]}"#).await;
+    let page: serde_json::Value = client.get(&q).send().await.unwrap().json().await.unwrap();
+    let page = page["feed"]["entry"].as_array().unwrap().clone();
+    assert_eq!(page.len(), entries + 1);
+    assert_eq!(page[0]["id"], page[1]["id"]);
+
+    set(r#"{"rate": 1, "kinds": ["no-stac-link"]}"#).await;
+    let page: serde_json::Value = client.get(&q).send().await.unwrap().json().await.unwrap();
+    let stac_links = |e: &serde_json::Value| {
+        e["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["href"].as_str().unwrap().ends_with("_stac.json"))
+            .count()
+    };
+    assert_eq!(stac_links(&page["feed"]["entry"][0]), 0);
+    assert!(stac_links(&page["feed"]["entry"][1]) > 0);
+
+    set(r#"{"rate": 1, "kinds": ["timed-out"]}"#).await;
+    let r = client.get(&q).send().await.unwrap();
+    assert_eq!(r.headers()["cmr-timed-out"], "true");
+
+    set(r#"{"rate": 1, "kinds": ["truncated"]}"#).await;
+    let r = client.get(&q).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(serde_json::from_slice::<serde_json::Value>(&r.bytes().await.unwrap()).is_err());
+
+    set(r#"{"rate": 1, "kinds": ["cut-mid-body"]}"#).await;
+    let r = client.get(&q).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.is_err(), "the body ends early");
+
+    set(r#"{"rate": 1, "kinds": ["slow"], "slow_ms": 400}"#).await;
+    let started = std::time::Instant::now();
+    let r = client
+        .get(&q)
+        .timeout(std::time::Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(r.is_err_and(|e| e.is_timeout()));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(100));
+
+    let item = format!(
+        "{}/lp-prod-public/HLSS30.020/HLS.S30.T01WEV.2024153T000609.v2.0/HLS.S30.T01WEV.2024153T000609.v2.0_stac.json",
+        emu.base_url()
+    );
+    set(r#"{"rate": 1, "kinds": ["not-stac"]}"#).await;
+    let v: serde_json::Value = client
+        .get(&item)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["type"], "FeatureCollection");
+    set(r#"{"rate": 1, "kinds": ["id-mismatch"]}"#).await;
+    let v: serde_json::Value = client
+        .get(&item)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(v["id"], "HLS.S30.T01WEV.2024153T000609.v2.0");
+    set(r#"{"rate": 1, "kinds": ["invalid-json"]}"#).await;
+    let r = client.get(&item).send().await.unwrap();
+    assert!(r.text().await.unwrap().starts_with("<html>"));
+
+    // `{}` turns them off.
+    set("{}").await;
+    assert_eq!(client.get(&item).send().await.unwrap().status(), 200);
+    let injected = emu.fault_counts();
+    assert_eq!(injected.values().sum::<u64>(), 11, "{injected:?}");
     emu.shutdown().await;
 }

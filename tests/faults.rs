@@ -8,6 +8,7 @@ use hls_flow::api::{DailyOptions, DayOutcome, DayStatus, process_date_range};
 use hls_flow::emulator::{
     DataSource, Emulator, EmulatorConfig, FaultKind, Faults, SyntheticConfig, Target,
 };
+use hls_flow::harvest::Source;
 use hls_flow::output::Output;
 use hls_flow::period::DayRange;
 use std::collections::BTreeSet;
@@ -101,11 +102,20 @@ fn faults(rate: f64, kind: FaultKind) -> Faults {
 }
 
 async fn harvest(emu: &Emulator, dir: &std::path::Path, attempts: u32) -> DayOutcome {
+    harvest_from(emu, dir, attempts, Source::StacJson).await
+}
+
+async fn harvest_from(
+    emu: &Emulator,
+    dir: &std::path::Path,
+    attempts: u32,
+    source: Source,
+) -> DayOutcome {
     let out = Output::parse(dir.to_str().unwrap()).unwrap();
     let range = DayRange::parse(&["20240701"]).unwrap();
-    let summary = process_date_range(range, &out, &harvest_options(emu, attempts))
-        .await
-        .unwrap();
+    let mut options = harvest_options(emu, attempts);
+    options.source = source;
+    let summary = process_date_range(range, &out, &options).await.unwrap();
     summary.outcomes.into_iter().next().unwrap()
 }
 
@@ -167,6 +177,33 @@ async fn transient(kind: FaultKind) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_that_comes_and_goes_is_retried_and_loses_nothing() {
     futures::future::join_all(CASES.iter().map(|(kind, _)| transient(*kind))).await;
+}
+
+/// `--source echo10`: every fault that applies to ECHO10 searches, on 30 % of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo10_searches_survive_their_faults_too() {
+    let kinds: Vec<FaultKind> = FaultKind::ALL
+        .into_iter()
+        .filter(|k| k.applies_to(Target::SearchEcho10))
+        .collect();
+    let emu = emulator(Faults {
+        slow_ms: 600,
+        ..Faults::random(0.3, &kinds, 1)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = harvest_from(&emu, dir.path(), 10, Source::Echo10).await;
+    assert_eq!(outcome.status, DayStatus::Succeeded, "{outcome:?}");
+    let read = read_all(dir.path());
+    assert_eq!(
+        read.keys().cloned().collect::<BTreeSet<_>>(),
+        expected(&emu)
+    );
+    assert!(
+        emu.fault_counts().values().sum::<u64>() >= 3,
+        "{:?}",
+        emu.fault_counts()
+    );
 }
 
 /// The same kind on every request it applies to.

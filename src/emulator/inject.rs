@@ -75,14 +75,17 @@ pub(crate) fn body_response(
 fn cut_mid_body(body: Bytes) -> Response {
     let full = body.len();
     let half = body.slice(..full / 2);
-    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
-        Ok(half),
+    use futures::StreamExt;
+    // The pause lets the head and the first half go out before the connection is cut.
+    let cut = futures::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
         Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionAborted,
             "injected fault: connection closed mid-body",
-        )),
-    ];
-    let mut resp = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+        ))
+    });
+    let chunks = futures::stream::iter([Ok::<Bytes, std::io::Error>(half)]).chain(cut);
+    let mut resp = Response::new(Body::from_stream(chunks));
     resp.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(full));
     resp
