@@ -129,6 +129,26 @@ async fn a_month_ends_in_hive_partitions_and_a_second_run_does_nothing() {
         String::from_utf8_lossy(&o.stdout)
     );
     assert!(victim.exists());
+
+    // So is one damaged behind its back (cut short: its footer is gone).
+    let damaged = p
+        .out
+        .join("daily/HLSL30_2.0/2025/02/HLSL30_2.0-2025-02-20.parquet");
+    let bytes = std::fs::read(&damaged).unwrap();
+    std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
+    let o = run_month(&emu, &p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("2 done now"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    for dir in ["daily/HLSL30_2.0", "HLSL30_2.0"] {
+        assert_eq!(
+            ids_in(&p.out.join(dir)),
+            emulator_ids(&emu, Collection::Hlsl30, feb.days())
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
