@@ -821,6 +821,19 @@ async fn faults_are_set_over_http_and_look_as_documented() {
         let control = control.clone();
         async move { client.put(&control).body(body).send().await.unwrap() }
     };
+    let get_json = |url: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
     let q = search_url(
         &emu,
         &format!(
@@ -843,14 +856,7 @@ async fn faults_are_set_over_http_and_look_as_documented() {
     assert_eq!(r.status(), 400);
     let r = set(r#"{"kinds": ["418"]}"#).await;
     assert_eq!(r.status(), 400);
-    let shown: serde_json::Value = client
-        .get(&control)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: serde_json::Value = get_json(control.clone()).await;
     assert_eq!(shown["rate"], 0.0);
 
     assert_eq!(
@@ -869,13 +875,13 @@ async fn faults_are_set_over_http_and_look_as_documented() {
     assert_eq!(r.headers()["cmr-hits"], (hits + 1).to_string().as_str());
 
     set(r#"{"rate": 1, "kinds": ["duplicate-entry"]}"#).await;
-    let page: serde_json::Value = client.get(&q).send().await.unwrap().json().await.unwrap();
+    let page: serde_json::Value = get_json(q.clone()).await;
     let page = page["feed"]["entry"].as_array().unwrap().clone();
     assert_eq!(page.len(), entries + 1);
     assert_eq!(page[0]["id"], page[1]["id"]);
 
     set(r#"{"rate": 1, "kinds": ["no-stac-link"]}"#).await;
-    let page: serde_json::Value = client.get(&q).send().await.unwrap().json().await.unwrap();
+    let page: serde_json::Value = get_json(q.clone()).await;
     let stac_links = |e: &serde_json::Value| {
         e["links"]
             .as_array()
@@ -916,24 +922,10 @@ async fn faults_are_set_over_http_and_look_as_documented() {
         emu.base_url()
     );
     set(r#"{"rate": 1, "kinds": ["not-stac"]}"#).await;
-    let v: serde_json::Value = client
-        .get(&item)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value = get_json(item.clone()).await;
     assert_eq!(v["type"], "FeatureCollection");
     set(r#"{"rate": 1, "kinds": ["id-mismatch"]}"#).await;
-    let v: serde_json::Value = client
-        .get(&item)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value = get_json(item.clone()).await;
     assert_ne!(v["id"], "HLS.S30.T01WEV.2024153T000609.v2.0");
     set(r#"{"rate": 1, "kinds": ["invalid-json"]}"#).await;
     let r = client.get(&item).send().await.unwrap();

@@ -212,6 +212,15 @@ async fn persistent(kind: FaultKind, expect: &Persistent) {
     let dir = tempfile::tempdir().unwrap();
     let outcome = harvest(&emu, dir.path(), 2).await;
     let published = read_all(dir.path());
+    let every_reason_says = |why: &str| {
+        assert!(
+            outcome
+                .missing
+                .iter()
+                .all(|(_, reason)| reason.contains(why)),
+            "{kind}: {outcome:?}"
+        );
+    };
     match expect {
         Persistent::Succeeds => {
             assert_eq!(outcome.status, DayStatus::Succeeded, "{kind}: {outcome:?}");
@@ -229,13 +238,7 @@ async fn persistent(kind: FaultKind, expect: &Persistent) {
         Persistent::GranulesFail(why) => {
             let missing: BTreeSet<String> = outcome.missing.iter().map(|m| m.0.clone()).collect();
             assert_eq!(missing, expected(&emu), "{kind}: every granule is listed");
-            assert!(
-                outcome
-                    .missing
-                    .iter()
-                    .all(|(_, reason)| reason.contains(why)),
-                "{kind}: {outcome:?}"
-            );
+            every_reason_says(why);
         }
         Persistent::SomeGranulesFail(why) => {
             let n = expected(&emu).len();
@@ -244,13 +247,7 @@ async fn persistent(kind: FaultKind, expect: &Persistent) {
                 n.div_ceil(PAGE as usize),
                 "{kind}: one per page: {outcome:?}"
             );
-            assert!(
-                outcome
-                    .missing
-                    .iter()
-                    .all(|(_, reason)| reason.contains(why)),
-                "{kind}: {outcome:?}"
-            );
+            every_reason_says(why);
         }
     }
     assert_eq!(outcome.status, DayStatus::Failed, "{kind}: {outcome:?}");

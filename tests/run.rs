@@ -116,38 +116,28 @@ async fn a_month_ends_in_hive_partitions_and_a_second_run_does_nothing() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("0 done now, 58 done before"));
     assert_eq!(emu.counts(), before);
 
-    // A daily file deleted behind hls-flow's back is noticed, and rebuilt with its month.
-    let victim = p
-        .out
-        .join("daily/HLSS30_2.0/2025/02/HLSS30_2.0-2025-02-14.parquet");
-    std::fs::remove_file(&victim).unwrap();
-    let o = run_month(&emu, &p);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("2 done now"),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    assert!(victim.exists());
-
-    // So is one damaged behind its back (cut short: its footer is gone).
-    let damaged = p
-        .out
-        .join("daily/HLSL30_2.0/2025/02/HLSL30_2.0-2025-02-20.parquet");
+    // A daily file deleted or damaged (cut short: no footer) behind hls-flow's back is
+    // noticed, and rebuilt with its month.
+    let daily = |c: Collection, d: u32| {
+        p.out.join(format!(
+            "daily/{0}/2025/02/{0}-2025-02-{d:02}.parquet",
+            c.stac_id()
+        ))
+    };
+    let deleted = daily(Collection::Hlss30, 14);
+    std::fs::remove_file(&deleted).unwrap();
+    let damaged = daily(Collection::Hlsl30, 20);
     let bytes = std::fs::read(&damaged).unwrap();
     std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
     let o = run_month(&emu, &p);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("2 done now"),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    for dir in ["daily/HLSL30_2.0", "HLSL30_2.0"] {
-        assert_eq!(
-            ids_in(&p.out.join(dir)),
-            emulator_ids(&emu, Collection::Hlsl30, feb.days())
-        );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("4 done now"), "{stdout}");
+    assert!(deleted.exists());
+    for c in Collection::ALL {
+        for dir in [format!("daily/{}", c.stac_id()), c.stac_id().to_string()] {
+            assert_eq!(ids_in(&p.out.join(dir)), emulator_ids(&emu, c, feb.days()));
+        }
     }
 }
 
