@@ -5,6 +5,7 @@ use crate::collection::Collection;
 use crate::error::{Error, Result};
 use crate::http::{check_status, transport_error};
 use crate::retry::RetryPolicy;
+use crate::throttle::Throttle;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::Stream;
 use reqwest::Client;
@@ -114,6 +115,7 @@ pub struct CmrClient {
     page_size: u32,
     retry: RetryPolicy,
     permits: Arc<Semaphore>,
+    throttle: Throttle,
 }
 
 impl CmrClient {
@@ -133,6 +135,7 @@ impl CmrClient {
             page_size: MAX_PAGE_SIZE,
             retry,
             permits: Arc::new(Semaphore::new(max_requests.max(1))),
+            throttle: Throttle::default(),
         }
     }
 
@@ -196,13 +199,17 @@ impl CmrClient {
     ) -> Result<P> {
         self.retry
             .run(url, || async {
+                // A Retry-After told to one request holds back all of them.
+                self.throttle.wait().await;
                 let raw = {
                     let _permit = self
                         .permits
                         .acquire()
                         .await
                         .map_err(|e| Error::Task(e.to_string()))?;
-                    self.page_once(url, search_after).await?
+                    self.page_once(url, search_after)
+                        .await
+                        .inspect_err(|e| self.throttle.note(e))?
                 };
                 parse(raw)
             })

@@ -32,6 +32,7 @@ pub mod retry;
 pub mod scheduler;
 pub mod state;
 pub mod status;
+pub mod throttle;
 pub mod workflow;
 
 pub use collection::Collection;
