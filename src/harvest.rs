@@ -6,7 +6,7 @@ use crate::bbox::Bbox;
 use crate::cmr::{CmrClient, GranuleQuery};
 use crate::collection::Collection;
 use crate::error::{Error, Result, one_line};
-use crate::geoparquet::{BatchWriter, DEFAULT_BATCH_SIZE, WriterKind};
+use crate::geoparquet::{BatchWriter, DEFAULT_BATCH_SIZE, ItemRow, WriterKind};
 use crate::items::ItemFetcher;
 use crate::output::Output;
 use crate::progress::UnitBar;
@@ -103,7 +103,7 @@ impl std::str::FromStr for Source {
 }
 
 /// A granule's item, or why there is none.
-type Fetched = (String, Result<Item>);
+type Fetched = (String, Result<ItemRow>);
 
 #[derive(Default)]
 struct Listing {
@@ -156,12 +156,14 @@ impl DayFilter {
 }
 
 /// `--source stac-json`: pages of CMR entries → `_stac.json` fetches, `concurrency` at
-/// once. Pages are listed while earlier granules are being fetched.
+/// once. Pages are listed while earlier granules are being fetched. With `json`, the items
+/// are passed on as their checked JSON bytes (for the fixed-schema writer), else parsed.
 async fn list_and_fetch(
     cmr: CmrClient,
     fetcher: ItemFetcher,
     query: GranuleQuery,
     concurrency: usize,
+    json: bool,
     tx: mpsc::Sender<Fetched>,
     bar: UnitBar,
 ) -> Result<Listing> {
@@ -203,7 +205,14 @@ async fn list_and_fetch(
         .map(|(id, url)| {
             let fetcher = fetcher.clone();
             async move {
-                let r = fetcher.fetch(&url, &id, collection).await;
+                let r = if json {
+                    fetcher.fetch_json(&url, &id).await.map(ItemRow::Json)
+                } else {
+                    fetcher
+                        .fetch(&url, &id, collection)
+                        .await
+                        .map(ItemRow::from)
+                };
                 (id, r)
             }
         })
@@ -251,6 +260,7 @@ async fn list_echo10(
                         })
                     } else {
                         item_from_value(&id, crate::hls::to_stac_item(&meta), collection)
+                            .map(ItemRow::from)
                     };
                     (id, item)
                 }
@@ -385,6 +395,7 @@ impl Harvester {
                 self.fetcher.clone(),
                 query,
                 self.settings.max_concurrent_fetches.max(1),
+                matches!(kind, WriterKind::Fast(_)),
                 tx,
                 bar.clone(),
             )),
