@@ -6,7 +6,6 @@ use super::search::{self, BadRequest, page_bounds, parse_query, parse_search_aft
 use super::store::Granule;
 use super::{AppState, rng::Rng};
 use crate::collection::Collection;
-use crate::hls::to_stac_item;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -248,10 +247,7 @@ pub(crate) async fn item(
     if g.meta.collection.bucket_folder() != folder {
         return not_found_response(&state, "The specified key does not exist.");
     }
-    let body = match &g.item {
-        Some(recorded) => recorded.clone(),
-        None => to_stac_item(&g.meta).to_string(),
-    };
+    let body = g.item_body();
     bump(&state.counters.item_fetches);
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(
