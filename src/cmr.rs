@@ -219,7 +219,7 @@ impl CmrClient {
             .parse::<u64>()
             .map_err(|e| malformed(format!("CMR-Hits is not a number: {e}")))?;
         let search_after = header("CMR-Search-After");
-        let body = resp.bytes().await.map_err(|e| transport_error(url, e))?;
+        let body = crate::http::body_bytes(url, resp).await?;
         Ok(RawPage {
             hits,
             search_after,
