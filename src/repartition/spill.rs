@@ -213,6 +213,10 @@ impl Spiller {
         let batch = arrow_select::concat::concat_batches(&self.schema, &slot.pending)
             .map_err(|e| format!("joining rows of bucket {b}: {e}"))?;
         slot.pending.clear();
+        // Not `batch.get_array_memory_size()`: a batch of one slice shares (and would count)
+        // the buffers of the whole batch it was sliced from, which made buckets look many
+        // times their size and be split again for nothing.
+        slot.bytes += slot.pending_bytes as u64;
         slot.pending_rows = 0;
         self.pending_bytes = self.pending_bytes.saturating_sub(slot.pending_bytes);
         slot.pending_bytes = 0;
@@ -231,7 +235,6 @@ impl Spiller {
             .write(&batch)
             .map_err(|e| format!("{}: {e}", slot.path.display()))?;
         slot.rows += batch.num_rows() as u64;
-        slot.bytes += batch.get_array_memory_size() as u64;
         Ok(())
     }
 
