@@ -466,9 +466,14 @@ impl Job {
         bar.restart(rows_in, "writing");
         let file = self.dir.join("part-0.parquet");
         let out = File::create(&file).map_err(|e| Error::io(file.display(), e))?;
-        let props: WriterProperties = writer_options()
-            .with_max_row_group_row_count(self.options.row_group_size)
-            .into();
+        // As the daily writer (`hls_arrow`): no dictionaries, since nearly every column is
+        // unique per item (a smaller file, and ~15 % of the encoding time saved).
+        let props: WriterProperties = WriterProperties::from(
+            writer_options().with_max_row_group_row_count(self.options.row_group_size),
+        )
+        .into_builder()
+        .set_dictionary_enabled(false)
+        .build();
         let mut writer: ArrowWriter<BufWriter<File>> = ArrowWriter::try_new(
             BufWriter::with_capacity(1 << 20, out),
             self.schema.clone(),
