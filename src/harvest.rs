@@ -227,10 +227,12 @@ async fn list_and_fetch(
     lister.await.map_err(|e| Error::Task(e.to_string()))?
 }
 
-/// `--source echo10`: pages of ECHO10 records → items built from them.
+/// `--source echo10`: pages of ECHO10 records → items built from them. With `json`, the
+/// items are passed on as JSON bytes (for the fixed-schema writer), else as `stac::Item`s.
 async fn list_echo10(
     cmr: CmrClient,
     query: GranuleQuery,
+    json: bool,
     tx: mpsc::Sender<Fetched>,
     bar: UnitBar,
 ) -> Result<Listing> {
@@ -258,6 +260,8 @@ async fn list_echo10(
                                 meta.collection
                             ),
                         })
+                    } else if json {
+                        item_json(&id, &crate::hls::to_stac_item(&meta))
                     } else {
                         item_from_value(&id, crate::hls::to_stac_item(&meta), collection)
                             .map(ItemRow::from)
@@ -287,6 +291,15 @@ async fn list_echo10(
     }
     bar.set_total(listing.listed);
     Ok(listing)
+}
+
+fn item_json(id: &str, value: &serde_json::Value) -> Result<ItemRow> {
+    serde_json::to_vec(value)
+        .map(|json| ItemRow::Json(json.into()))
+        .map_err(|e| Error::Granule {
+            id: id.to_string(),
+            reason: format!("built item does not serialize: {e}"),
+        })
 }
 
 fn item_from_value(id: &str, value: serde_json::Value, collection: Collection) -> Result<Item> {
@@ -399,7 +412,13 @@ impl Harvester {
                 tx,
                 bar.clone(),
             )),
-            Source::Echo10 => tokio::spawn(list_echo10(self.cmr.clone(), query, tx, bar.clone())),
+            Source::Echo10 => tokio::spawn(list_echo10(
+                self.cmr.clone(),
+                query,
+                matches!(kind, WriterKind::Fast(_)),
+                tx,
+                bar.clone(),
+            )),
         };
         let label = output.show(dest);
         let mut writer = BatchWriter::start(label, self.settings.tmp_dir.clone(), kind);
