@@ -497,3 +497,76 @@ impl Harvester {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Endpoints;
+    use crate::geoparquet::read_items;
+    use axum::Router;
+    use axum::routing::get;
+
+    const REAL: &str =
+        include_str!("../tests/fixtures/stac/HLS.S30.T01WEV.2024153T000609.v2.0_stac.json");
+    const ID: &str = "HLS.S30.T01WEV.2024153T000609.v2.0";
+
+    /// A CMR listing one granule of 2024-06-01, whose `_stac.json` is `item`.
+    async fn server(item: String) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let page = serde_json::json!({"feed": {"entry": [{
+            "id": "G1-LPCLOUD",
+            "title": ID,
+            "time_start": "2024-06-01T00:06:09.000Z",
+            "links": [{"href": format!("{base}/items/{ID}_stac.json")}],
+        }]}})
+        .to_string();
+        let app = Router::new()
+            .route(
+                "/search/granules.json",
+                get(move || async move { ([("CMR-Hits", "1")], page) }),
+            )
+            .route("/items/{file}", get(move || async move { item }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    async fn harvest(item: String) -> (WindowReport, Vec<Item>) {
+        let base = server(item).await;
+        let harvester = Endpoints::with_cmr(&base)
+            .harvester(HarvestSettings::default())
+            .unwrap();
+        let output = Output::from_store(
+            std::sync::Arc::new(object_store::memory::InMemory::new()),
+            "",
+            "memory://",
+        );
+        let dest = Path::from("day.parquet");
+        let day = NaiveDate::from_ymd_opt(2024, 6, 1).unwrap();
+        let report = harvester
+            .harvest_day(Collection::Hlss30, day, &output, &dest, &UnitBar::hidden())
+            .await
+            .unwrap();
+        (report, read_items(&output, &dest).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn fetched_bytes_go_to_the_fast_writer_and_an_odd_item_to_the_generic_one() {
+        let (report, items) = harvest(REAL.to_string()).await;
+        assert_eq!((report.listed, report.written), (1, 1));
+        assert_eq!(items[0].id, ID);
+        assert_eq!(items[0].collection.as_deref(), Some("HLSS30_2.0"));
+
+        // A property outside the fixed schema: the day is written again, fetched as
+        // parsed items, by the generic writer, and nothing of the item is lost.
+        let odd = REAL.replacen("\"properties\": {", "\"properties\": {\"hls:new\": 7,", 1);
+        assert_ne!(odd, REAL);
+        let (report, items) = harvest(odd).await;
+        assert_eq!((report.listed, report.written), (1, 1));
+        assert_eq!(items[0].collection.as_deref(), Some("HLSS30_2.0"));
+        assert_eq!(
+            items[0].properties.additional_fields.get("hls:new"),
+            Some(&serde_json::json!(7))
+        );
+    }
+}
