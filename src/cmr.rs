@@ -43,17 +43,18 @@ impl CmrEntry {
 }
 
 fn stac_json_links<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    // Borrowed: an entry has ~40 links, and only one is kept.
     #[derive(Deserialize)]
-    struct Link {
-        #[serde(default)]
-        href: String,
+    struct Link<'a> {
+        #[serde(default, borrow)]
+        href: std::borrow::Cow<'a, str>,
     }
-    let links: Vec<Link> = Vec::deserialize(d)?;
+    let links: Vec<Link<'de>> = Vec::deserialize(d)?;
     Ok(links
         .into_iter()
         .filter(|l| l.href.starts_with("https://") || l.href.starts_with("http://"))
         .filter(|l| l.href.ends_with("_stac.json"))
-        .map(|l| l.href)
+        .map(|l| l.href.into_owned())
         .collect())
 }
 
