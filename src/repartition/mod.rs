@@ -54,7 +54,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 8192;
 /// Largest bucket sorted in memory as is (bytes of Arrow data); larger ones are split again.
 pub const DEFAULT_BUCKET_BYTES: usize = 96 * 1024 * 1024;
 /// Rows buffered in memory while spilling, at most (bytes of Arrow data).
-pub const DEFAULT_SPILL_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_SPILL_BUFFER_BYTES: usize = 128 * 1024 * 1024;
 
 /// Rows handed to the parquet encoder at a time, at most.
 const WRITE_CHUNK_ROWS: usize = 4096;
