@@ -7,8 +7,9 @@
 //! ```
 //!
 //! The daily files are made once (with the fixed-schema writer, as the harvest writes them)
-//! and kept in `$HLS_FLOW_BENCH_DIR/repartition-N/daily` (default: the system's temporary
-//! folder). Each run is this binary started again with `--child`, under `/usr/bin/time`, so
+//! and kept in `$HLS_FLOW_BENCH_DIR/month-N/daily` (default folder:
+//! `hls-flow-bench-repartition` in the system's temporary folder; `end_to_end` empties its
+//! own). Each run is this binary started again with `--child`, under `/usr/bin/time`, so
 //! that the peak RSS is the repartition's alone; it prints the median wall time, items/s
 //! and peak RSS.
 
@@ -153,11 +154,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max(1);
     let dir = PathBuf::from(std::env::var("HLS_FLOW_BENCH_DIR").unwrap_or_else(|_| {
         std::env::temp_dir()
-            .join("hls-flow-bench")
+            .join("hls-flow-bench-repartition")
             .display()
             .to_string()
     }))
-    .join(format!("repartition-{n}"));
+    .join(format!("month-{n}"));
     make_daily(n, &dir.join("daily")).await?;
     let (mut secs, mut rss, mut last) = (vec![], vec![], String::new());
     for _ in 0..runs {
