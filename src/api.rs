@@ -20,6 +20,13 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Entries per CMR page when the items come from `_stac.json` (`Source::StacJson`). A JSON
+/// entry of an HLS granule weighs ~14 KB (its links), so a page of 2,000 (CMR's maximum, kept
+/// for ECHO10, whose point is few requests) is ~28 MB held twice while it is read and
+/// parsed: the largest thing a harvest held, for no gain, as the items are fetched one by
+/// one anyway. 500 keep a page at ~7 MB, for 4× the (cheap) CMR requests.
+pub const STAC_JSON_PAGE_SIZE: u32 = 500;
+
 /// Where CMR is and how hls-flow introduces itself.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
@@ -27,7 +34,8 @@ pub struct Endpoints {
     pub cmr_url: String,
     /// HTTP settings (client id, timeouts).
     pub http: HttpSettings,
-    /// CMR page size (2000 unless testing paging).
+    /// CMR page size (2000 unless testing paging; at most [`STAC_JSON_PAGE_SIZE`] with
+    /// `Source::StacJson`).
     pub page_size: u32,
     /// CMR requests at once (CMR is shared by everyone: keep it low).
     pub max_cmr_requests: usize,
@@ -66,7 +74,10 @@ impl Endpoints {
             self.retry,
             self.max_cmr_requests,
         )
-        .with_page_size(self.page_size);
+        .with_page_size(match settings.source {
+            Source::StacJson => self.page_size.min(STAC_JSON_PAGE_SIZE),
+            Source::Echo10 => self.page_size,
+        });
         Ok(Harvester::new(
             cmr,
             ItemFetcher::new(http, self.retry),

@@ -46,17 +46,18 @@ impl CmrEntry {
 }
 
 fn stac_json_links<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    // Borrowed: an entry has ~40 links, and only one is kept.
     #[derive(Deserialize)]
-    struct Link {
-        #[serde(default)]
-        href: String,
+    struct Link<'a> {
+        #[serde(default, borrow)]
+        href: std::borrow::Cow<'a, str>,
     }
-    let links: Vec<Link> = Vec::deserialize(d)?;
+    let links: Vec<Link<'de>> = Vec::deserialize(d)?;
     Ok(links
         .into_iter()
         .filter(|l| l.href.starts_with("https://") || l.href.starts_with("http://"))
         .filter(|l| l.href.ends_with("_stac.json"))
-        .map(|l| l.href)
+        .map(|l| l.href.into_owned())
         .collect())
 }
 
@@ -245,7 +246,7 @@ impl CmrClient {
             .parse::<u64>()
             .map_err(|e| malformed(format!("CMR-Hits is not a number: {e}")))?;
         let search_after = header("CMR-Search-After");
-        let body = resp.bytes().await.map_err(|e| transport_error(url, e))?;
+        let body = crate::http::body_bytes(url, resp).await?;
         Ok(RawPage {
             hits,
             search_after,

@@ -6,7 +6,7 @@ use crate::bbox::Bbox;
 use crate::cmr::{CmrClient, GranuleQuery};
 use crate::collection::Collection;
 use crate::error::{Error, Result, one_line};
-use crate::geoparquet::{BatchWriter, DEFAULT_BATCH_SIZE, WriterKind};
+use crate::geoparquet::{BatchWriter, DEFAULT_BATCH_SIZE, ItemRow, WriterKind};
 use crate::items::ItemFetcher;
 use crate::output::Output;
 use crate::progress::UnitBar;
@@ -103,7 +103,7 @@ impl std::str::FromStr for Source {
 }
 
 /// A granule's item, or why there is none.
-type Fetched = (String, Result<Item>);
+type Fetched = (String, Result<ItemRow>);
 
 #[derive(Default)]
 struct Listing {
@@ -156,12 +156,14 @@ impl DayFilter {
 }
 
 /// `--source stac-json`: pages of CMR entries → `_stac.json` fetches, `concurrency` at
-/// once. Pages are listed while earlier granules are being fetched.
+/// once. Pages are listed while earlier granules are being fetched. With `json`, the items
+/// are passed on as their checked JSON bytes (for the fixed-schema writer), else parsed.
 async fn list_and_fetch(
     cmr: CmrClient,
     fetcher: ItemFetcher,
     query: GranuleQuery,
     concurrency: usize,
+    json: bool,
     tx: mpsc::Sender<Fetched>,
     bar: UnitBar,
 ) -> Result<Listing> {
@@ -203,7 +205,14 @@ async fn list_and_fetch(
         .map(|(id, url)| {
             let fetcher = fetcher.clone();
             async move {
-                let r = fetcher.fetch(&url, &id, collection).await;
+                let r = if json {
+                    fetcher.fetch_json(&url, &id).await.map(ItemRow::Json)
+                } else {
+                    fetcher
+                        .fetch(&url, &id, collection)
+                        .await
+                        .map(ItemRow::from)
+                };
                 (id, r)
             }
         })
@@ -218,10 +227,12 @@ async fn list_and_fetch(
     lister.await.map_err(|e| Error::Task(e.to_string()))?
 }
 
-/// `--source echo10`: pages of ECHO10 records → items built from them.
+/// `--source echo10`: pages of ECHO10 records → items built from them. With `json`, the
+/// items are passed on as JSON bytes (for the fixed-schema writer), else as `stac::Item`s.
 async fn list_echo10(
     cmr: CmrClient,
     query: GranuleQuery,
+    json: bool,
     tx: mpsc::Sender<Fetched>,
     bar: UnitBar,
 ) -> Result<Listing> {
@@ -249,8 +260,11 @@ async fn list_echo10(
                                 meta.collection
                             ),
                         })
+                    } else if json {
+                        item_json(&id, &crate::hls::to_stac_item(&meta))
                     } else {
                         item_from_value(&id, crate::hls::to_stac_item(&meta), collection)
+                            .map(ItemRow::from)
                     };
                     (id, item)
                 }
@@ -277,6 +291,15 @@ async fn list_echo10(
     }
     bar.set_total(listing.listed);
     Ok(listing)
+}
+
+fn item_json(id: &str, value: &serde_json::Value) -> Result<ItemRow> {
+    serde_json::to_vec(value)
+        .map(|json| ItemRow::Json(json.into()))
+        .map_err(|e| Error::Granule {
+            id: id.to_string(),
+            reason: format!("built item does not serialize: {e}"),
+        })
 }
 
 fn item_from_value(id: &str, value: serde_json::Value, collection: Collection) -> Result<Item> {
@@ -385,10 +408,17 @@ impl Harvester {
                 self.fetcher.clone(),
                 query,
                 self.settings.max_concurrent_fetches.max(1),
+                matches!(kind, WriterKind::Fast(_)),
                 tx,
                 bar.clone(),
             )),
-            Source::Echo10 => tokio::spawn(list_echo10(self.cmr.clone(), query, tx, bar.clone())),
+            Source::Echo10 => tokio::spawn(list_echo10(
+                self.cmr.clone(),
+                query,
+                matches!(kind, WriterKind::Fast(_)),
+                tx,
+                bar.clone(),
+            )),
         };
         let label = output.show(dest);
         let mut writer = BatchWriter::start(label, self.settings.tmp_dir.clone(), kind);
@@ -465,5 +495,78 @@ impl Harvester {
             report.published = true;
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Endpoints;
+    use crate::geoparquet::read_items;
+    use axum::Router;
+    use axum::routing::get;
+
+    const REAL: &str =
+        include_str!("../tests/fixtures/stac/HLS.S30.T01WEV.2024153T000609.v2.0_stac.json");
+    const ID: &str = "HLS.S30.T01WEV.2024153T000609.v2.0";
+
+    /// A CMR listing one granule of 2024-06-01, whose `_stac.json` is `item`.
+    async fn server(item: String) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let page = serde_json::json!({"feed": {"entry": [{
+            "id": "G1-LPCLOUD",
+            "title": ID,
+            "time_start": "2024-06-01T00:06:09.000Z",
+            "links": [{"href": format!("{base}/items/{ID}_stac.json")}],
+        }]}})
+        .to_string();
+        let app = Router::new()
+            .route(
+                "/search/granules.json",
+                get(move || async move { ([("CMR-Hits", "1")], page) }),
+            )
+            .route("/items/{file}", get(move || async move { item }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    async fn harvest(item: String) -> (WindowReport, Vec<Item>) {
+        let base = server(item).await;
+        let harvester = Endpoints::with_cmr(&base)
+            .harvester(HarvestSettings::default())
+            .unwrap();
+        let output = Output::from_store(
+            std::sync::Arc::new(object_store::memory::InMemory::new()),
+            "",
+            "memory://",
+        );
+        let dest = Path::from("day.parquet");
+        let day = NaiveDate::from_ymd_opt(2024, 6, 1).unwrap();
+        let report = harvester
+            .harvest_day(Collection::Hlss30, day, &output, &dest, &UnitBar::hidden())
+            .await
+            .unwrap();
+        (report, read_items(&output, &dest).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn fetched_bytes_go_to_the_fast_writer_and_an_odd_item_to_the_generic_one() {
+        let (report, items) = harvest(REAL.to_string()).await;
+        assert_eq!((report.listed, report.written), (1, 1));
+        assert_eq!(items[0].id, ID);
+        assert_eq!(items[0].collection.as_deref(), Some("HLSS30_2.0"));
+
+        // A property outside the fixed schema: the day is written again, fetched as
+        // parsed items, by the generic writer, and nothing of the item is lost.
+        let odd = REAL.replacen("\"properties\": {", "\"properties\": {\"hls:new\": 7,", 1);
+        assert_ne!(odd, REAL);
+        let (report, items) = harvest(odd).await;
+        assert_eq!((report.listed, report.written), (1, 1));
+        assert_eq!(items[0].collection.as_deref(), Some("HLSS30_2.0"));
+        assert_eq!(
+            items[0].properties.additional_fields.get("hls:new"),
+            Some(&serde_json::json!(7))
+        );
     }
 }

@@ -55,6 +55,19 @@ pub fn transport_error(url: &str, e: reqwest::Error) -> Error {
     }
 }
 
+/// Reads a response's body into one buffer sized from its `Content-Length`, releasing each
+/// chunk as it is copied. (`Response::bytes` keeps every chunk of a large body, each a slice
+/// of the connection's read buffer, until it copies them all into one: twice the memory of
+/// a 30 MB CMR page at its peak.)
+pub async fn body_bytes(url: &str, mut resp: Response) -> Result<bytes::Bytes> {
+    let capacity = resp.content_length().unwrap_or(0).min(256 << 20) as usize;
+    let mut body = Vec::with_capacity(capacity);
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(url, e))? {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.into())
+}
+
 /// Returns the response if its status is a success, else [`Error::Status`] with the start
 /// of its body and its `Retry-After`.
 pub async fn check_status(url: &str, resp: Response) -> Result<Response> {

@@ -8,7 +8,7 @@ use super::search::{self, BadRequest, page_bounds, parse_query, parse_search_aft
 use super::store::Granule;
 use super::{AppState, rng::Rng};
 use crate::collection::Collection;
-use crate::hls::to_stac_item;
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -248,7 +248,7 @@ async fn search_as(
             Format::Echo10 => bump(&state.counters.echo10_pages),
         };
     }
-    inject::body_response(fault, h, content_type, body)
+    inject::body_response(fault, h, content_type, Bytes::from(body))
 }
 
 fn json_page(state: &AppState, raw: &str, page: &[&Granule], first_without_link: bool) -> String {
@@ -310,13 +310,12 @@ pub(crate) async fn item(
     if g.meta.collection.bucket_folder() != folder {
         return not_found_response(&state, "The specified key does not exist.");
     }
-    let body = match &g.item {
-        Some(recorded) => recorded.clone(),
-        None => to_stac_item(&g.meta).to_string(),
-    };
+    let body = g.item_body();
     let body = match fault {
-        Some(FaultKind::NotStac) => inject::NOT_AN_ITEM.to_string(),
-        Some(FaultKind::IdMismatch) => inject::with_other_id(&body),
+        Some(FaultKind::NotStac) => Bytes::from_static(inject::NOT_AN_ITEM.as_bytes()),
+        Some(FaultKind::IdMismatch) => {
+            Bytes::from(inject::with_other_id(&String::from_utf8_lossy(&body)))
+        }
         None => {
             bump(&state.counters.item_fetches);
             body

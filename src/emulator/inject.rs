@@ -46,21 +46,15 @@ pub(crate) fn body_response(
     kind: Option<FaultKind>,
     headers: HeaderMap,
     content_type: &'static str,
-    body: String,
+    body: Bytes,
 ) -> Response {
     let (content_type, body) = match kind {
-        Some(FaultKind::Truncated) => {
-            let mut cut = body.len() / 2;
-            while !body.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            (content_type, body[..cut].to_string())
-        }
-        Some(FaultKind::InvalidJson) => ("text/html", HTML_PAGE.to_string()),
+        Some(FaultKind::Truncated) => (content_type, body.slice(..body.len() / 2)),
+        Some(FaultKind::InvalidJson) => ("text/html", Bytes::from_static(HTML_PAGE.as_bytes())),
         _ => (content_type, body),
     };
     let mut resp = if kind == Some(FaultKind::CutMidBody) {
-        cut_mid_body(Bytes::from(body))
+        cut_mid_body(body)
     } else {
         (StatusCode::OK, body).into_response()
     };

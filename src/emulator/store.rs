@@ -2,7 +2,8 @@
 //! each day sorted as CMR sorts and indexed by granule id.
 
 use crate::collection::Collection;
-use crate::hls::GranuleMeta;
+use crate::hls::{GranuleMeta, to_stac_item};
+use bytes::Bytes;
 use chrono::{Datelike, NaiveDate};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -29,6 +30,8 @@ pub(crate) struct Granule {
     pub entry: Option<String>,
     /// A recorded `_stac.json` to serve verbatim.
     pub item: Option<String>,
+    /// The `_stac.json` rendered from `meta`, once, on its first request.
+    rendered: OnceLock<Bytes>,
 }
 
 impl Granule {
@@ -44,7 +47,22 @@ impl Granule {
             meta,
             entry: None,
             item: None,
+            rendered: OnceLock::new(),
         })
+    }
+
+    /// The `_stac.json` served for this granule: the recorded one, else the one rendered
+    /// from `meta`. It is rendered on the first request and then served as the same bytes,
+    /// as LP DAAC serves static files: the emulator shares the machine's cores with the
+    /// harvest being measured, and the real server's rendering costs the harvest nothing.
+    pub(crate) fn item_body(&self) -> Bytes {
+        match &self.item {
+            Some(recorded) => Bytes::from(recorded.clone()),
+            None => self
+                .rendered
+                .get_or_init(|| Bytes::from(to_stac_item(&self.meta).to_string()))
+                .clone(),
+        }
     }
 
     /// The CMR sort key.

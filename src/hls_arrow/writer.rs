@@ -21,6 +21,11 @@ pub struct HlsWriterOptions {
     /// Rows buffered before they are encoded as one record batch (default 1,000): bounds the
     /// memory held in builders.
     pub batch_rows: usize,
+    /// Dictionary-encode columns (default `false`). Most HLS columns are unique per item
+    /// (ids, hrefs, geometries, times, angles), so the dictionaries only cost: with them, a
+    /// file is ~20 % larger, writing ~10 % slower, and each open writer holds up to ~1 MB
+    /// of dictionary per column.
+    pub dictionary: bool,
 }
 
 impl Default for HlsWriterOptions {
@@ -29,6 +34,7 @@ impl Default for HlsWriterOptions {
             compression: Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
             max_row_group_row_count: stac::geoparquet::DEFAULT_STAC_MAX_ROW_GROUP_ROW_COUNT,
             batch_rows: 1_000,
+            dictionary: false,
         }
     }
 }
@@ -52,10 +58,17 @@ impl HlsWriterOptions {
         self
     }
 
+    /// Turns dictionary encoding on or off.
+    pub fn with_dictionary(mut self, dictionary: bool) -> Self {
+        self.dictionary = dictionary;
+        self
+    }
+
     fn writer_properties(&self) -> WriterProperties {
         WriterProperties::builder()
             .set_compression(self.compression)
             .set_max_row_group_row_count(Some(self.max_row_group_row_count))
+            .set_dictionary_enabled(self.dictionary)
             .build()
     }
 }

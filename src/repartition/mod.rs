@@ -54,7 +54,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 8192;
 /// Largest bucket sorted in memory as is (bytes of Arrow data); larger ones are split again.
 pub const DEFAULT_BUCKET_BYTES: usize = 96 * 1024 * 1024;
 /// Rows buffered in memory while spilling, at most (bytes of Arrow data).
-pub const DEFAULT_SPILL_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_SPILL_BUFFER_BYTES: usize = 128 * 1024 * 1024;
 
 /// Rows handed to the parquet encoder at a time, at most.
 const WRITE_CHUNK_ROWS: usize = 4096;
@@ -466,9 +466,14 @@ impl Job {
         bar.restart(rows_in, "writing");
         let file = self.dir.join("part-0.parquet");
         let out = File::create(&file).map_err(|e| Error::io(file.display(), e))?;
-        let props: WriterProperties = writer_options()
-            .with_max_row_group_row_count(self.options.row_group_size)
-            .into();
+        // As the daily writer (`hls_arrow`): no dictionaries, since nearly every column is
+        // unique per item (a smaller file, and ~15 % of the encoding time saved).
+        let props: WriterProperties = WriterProperties::from(
+            writer_options().with_max_row_group_row_count(self.options.row_group_size),
+        )
+        .into_builder()
+        .set_dictionary_enabled(false)
+        .build();
         let mut writer: ArrowWriter<BufWriter<File>> = ArrowWriter::try_new(
             BufWriter::with_capacity(1 << 20, out),
             self.schema.clone(),

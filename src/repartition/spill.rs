@@ -4,7 +4,7 @@
 use super::hilbert::{NO_KEY, bbox_key};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_array::{Array, ArrayRef, RecordBatch, StructArray, UInt32Array};
+use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, SchemaRef};
@@ -107,19 +107,23 @@ impl Bucket {
 struct Slot {
     path: PathBuf,
     writer: Option<StreamWriter<BufWriter<File>>>,
-    pending: Vec<RecordBatch>,
-    pending_rows: usize,
-    pending_bytes: usize,
+    /// The bucket's rows not yet written: (index in `Spiller::held`, row).
+    pending: Vec<(usize, usize)>,
     rows: u64,
     bytes: u64,
 }
 
 /// Distributes rows over [`FANOUT`] bucket files by `(key >> shift) & 0xff`, buffering a
 /// little in memory so that each IPC message holds a useful number of rows.
+///
+/// The batches pushed are held as they are and each bucket notes its rows in them; a
+/// bucket's rows are gathered into one batch (one copy) only when it is written out.
 pub struct Spiller {
     schema: SchemaRef,
     shift: u32,
     slots: Vec<Slot>,
+    /// The batches with rows not yet written, and their bytes.
+    held: Vec<RecordBatch>,
     pending_bytes: usize,
     budget: usize,
 }
@@ -144,8 +148,6 @@ impl Spiller {
                 path: dir.join(format!("{name}-{i:02x}.arrows")),
                 writer: None,
                 pending: Vec::new(),
-                pending_rows: 0,
-                pending_bytes: 0,
                 rows: 0,
                 bytes: 0,
             })
@@ -154,6 +156,7 @@ impl Spiller {
             schema,
             shift,
             slots,
+            held: Vec::new(),
             pending_bytes: 0,
             budget,
         }
@@ -170,38 +173,32 @@ impl Spiller {
         if rows == 0 {
             return Ok(());
         }
-        // One take puts the rows in bucket order; each bucket's rows are then a slice.
-        let mut counts = vec![0usize; FANOUT];
-        for &key in keys {
-            counts[self.bucket_of(key)] += 1;
-        }
-        let mut order: Vec<u32> = (0..rows as u32).collect();
-        order.sort_by_key(|&r| self.bucket_of(keys[r as usize]));
-        let sorted = arrow_select::take::take_record_batch(batch, &UInt32Array::from(order))
-            .map_err(|e| format!("splitting a batch: {e}"))?;
-        let size = sorted.get_array_memory_size();
-        let mut start = 0;
-        for (b, &n) in counts.iter().enumerate() {
-            if n == 0 {
-                continue;
-            }
-            let part = sorted.slice(start, n);
-            start += n;
-            let part_size = size * n / rows;
-            let slot = &mut self.slots[b];
-            slot.pending_rows += n;
-            slot.pending_bytes += part_size;
-            slot.pending.push(part);
-            self.pending_bytes += part_size;
-            if slot.pending_rows >= FLUSH_ROWS {
-                self.flush(b)?;
-            }
+        let index = self.held.len();
+        self.held.push(batch.clone());
+        self.pending_bytes += batch.get_array_memory_size();
+        for (row, &key) in keys.iter().enumerate().take(rows) {
+            let b = self.bucket_of(key);
+            self.slots[b].pending.push((index, row));
         }
         if self.pending_bytes > self.budget {
+            self.flush_all()?;
+        } else {
             for b in 0..FANOUT {
-                self.flush(b)?;
+                if self.slots[b].pending.len() >= FLUSH_ROWS {
+                    self.flush(b)?;
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Writes out every bucket's pending rows and lets go of the batches held.
+    fn flush_all(&mut self) -> Result<(), String> {
+        for b in 0..FANOUT {
+            self.flush(b)?;
+        }
+        self.held.clear();
+        self.pending_bytes = 0;
         Ok(())
     }
 
@@ -210,12 +207,10 @@ impl Spiller {
         if slot.pending.is_empty() {
             return Ok(());
         }
-        let batch = arrow_select::concat::concat_batches(&self.schema, &slot.pending)
-            .map_err(|e| format!("joining rows of bucket {b}: {e}"))?;
+        let held: Vec<&RecordBatch> = self.held.iter().collect();
+        let batch = arrow_select::interleave::interleave_record_batch(&held, &slot.pending)
+            .map_err(|e| format!("gathering rows of bucket {b}: {e}"))?;
         slot.pending.clear();
-        slot.pending_rows = 0;
-        self.pending_bytes = self.pending_bytes.saturating_sub(slot.pending_bytes);
-        slot.pending_bytes = 0;
         let writer = match &mut slot.writer {
             Some(w) => w,
             None => {
@@ -231,6 +226,7 @@ impl Spiller {
             .write(&batch)
             .map_err(|e| format!("{}: {e}", slot.path.display()))?;
         slot.rows += batch.num_rows() as u64;
+        // The gathered batch owns its buffers: its size is the bucket's share.
         slot.bytes += batch.get_array_memory_size() as u64;
         Ok(())
     }
@@ -238,9 +234,7 @@ impl Spiller {
     /// Writes out what is buffered and closes every file; returns the non-empty buckets in
     /// key order.
     pub fn finish(mut self) -> Result<Vec<Bucket>, String> {
-        for b in 0..FANOUT {
-            self.flush(b)?;
-        }
+        self.flush_all()?;
         let mut out = Vec::new();
         for slot in self.slots {
             if let Some(mut w) = slot.writer {
