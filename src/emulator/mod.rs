@@ -8,6 +8,11 @@
 //! repeats the same URI with a `cmr-search-after` header, and the page after the last hit
 //! is empty and carries none.
 //!
+//! Faults are injected on demand ([`Faults`]): every n-th request, or a seeded random mix of
+//! [`FaultKind`]s (429 with `Retry-After`, 5xx, partial `CMR-Timed-Out` pages, slow answers,
+//! cut connections, broken bodies, wrong items, missing links, repeated entries, changing
+//! hits), set at start, by [`Emulator::set_faults`], or by `PUT /_emulator/faults`.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use hls_flow::emulator::{DataSource, Emulator, EmulatorConfig};
