@@ -402,23 +402,21 @@ impl Harvester {
         };
         let (tx, mut rx) =
             mpsc::channel::<Fetched>(2 * self.settings.max_concurrent_fetches.max(1));
+        // The fixed-schema writer takes JSON bytes; the generic one, built items.
+        let json = matches!(kind, WriterKind::Fast(_));
         let lister = match self.settings.source {
             Source::StacJson => tokio::spawn(list_and_fetch(
                 self.cmr.clone(),
                 self.fetcher.clone(),
                 query,
                 self.settings.max_concurrent_fetches.max(1),
-                matches!(kind, WriterKind::Fast(_)),
+                json,
                 tx,
                 bar.clone(),
             )),
-            Source::Echo10 => tokio::spawn(list_echo10(
-                self.cmr.clone(),
-                query,
-                matches!(kind, WriterKind::Fast(_)),
-                tx,
-                bar.clone(),
-            )),
+            Source::Echo10 => {
+                tokio::spawn(list_echo10(self.cmr.clone(), query, json, tx, bar.clone()))
+            }
         };
         let label = output.show(dest);
         let mut writer = BatchWriter::start(label, self.settings.tmp_dir.clone(), kind);

@@ -91,8 +91,8 @@ struct ItemHead<'a> {
 }
 
 /// Checks that fetched bytes are one JSON document, a `"type": "Feature"` whose id is
-/// `expected_id` and that has a geometry, without building the item (the same errors as
-/// [`parse_item`] for these cases).
+/// `expected_id` and that has a geometry, without building the item ([`parse_item`] starts
+/// with it).
 pub fn check_item(url: &str, bytes: &[u8], expected_id: &str) -> Result<()> {
     let bad = |reason: String| Error::BadItem {
         url: url.to_string(),
@@ -122,33 +122,19 @@ pub fn check_item(url: &str, bytes: &[u8], expected_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Parses a fetched item and checks it is the one expected.
+/// Parses a fetched item and checks it is the one expected (the checks of
+/// [`check_item`], then the whole item).
 pub fn parse_item(
     url: &str,
     bytes: &[u8],
     expected_id: &str,
     collection: Collection,
 ) -> Result<Item> {
-    let bad = |reason: String| Error::BadItem {
+    check_item(url, bytes, expected_id)?;
+    let mut item: Item = serde_json::from_slice(bytes).map_err(|e| Error::BadItem {
         url: url.to_string(),
-        reason,
-    };
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-    if value.get("type").and_then(|t| t.as_str()) != Some("Feature") {
-        return Err(bad("not a STAC item (no \"type\": \"Feature\")".into()));
-    }
-    let mut item: Item =
-        serde_json::from_value(value).map_err(|e| bad(format!("not a STAC item: {e}")))?;
-    if item.id != expected_id {
-        return Err(bad(format!(
-            "item id {:?} differs from the granule's title {expected_id:?}",
-            item.id
-        )));
-    }
-    if item.geometry.is_none() {
-        return Err(bad("item has no geometry".into()));
-    }
+        reason: format!("not a STAC item: {e}"),
+    })?;
     item.collection = Some(collection.stac_id().to_string());
     Ok(item)
 }
