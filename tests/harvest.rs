@@ -458,10 +458,12 @@ async fn the_low_level_call_writes_one_window_to_any_store() {
 #[tokio::test]
 async fn a_page_flagged_cmr_timed_out_fails_the_day_never_counts_as_complete() {
     let emu = synthetic(day(2024, 5, 1), day(2024, 5, 1), 40).await;
-    emu.set_faults(hls_flow::emulator::Faults {
-        timed_out: true,
-        ..Default::default()
-    });
+    // Every search page answers with half its entries and `CMR-Timed-Out: true`.
+    emu.set_faults(hls_flow::emulator::Faults::random(
+        1.0,
+        &[hls_flow::emulator::FaultKind::TimedOut],
+        0,
+    ));
     let dir = tempfile::tempdir().unwrap();
     let out = Output::parse(dir.path().to_str().unwrap()).unwrap();
     let mut opts = options(&emu);

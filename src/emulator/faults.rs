@@ -2,13 +2,13 @@
 //! fail in the wild can be reproduced on loopback.
 //!
 //! Two mechanisms, usable together:
-//! - deterministic ones (every n-th search or item request fails with a status; every
-//!   search page times out; ECHO10 records lose attributes), for tests of one behaviour;
+//! - deterministic ones (every n-th search or item request fails with a status; ECHO10
+//!   records lose attributes), for tests of one behaviour;
 //! - a random mix ([`Faults::rate`], [`Faults::kinds`]): each request is struck with
 //!   probability `rate`, by the `kinds` that apply to it taken in turn (so every kind comes
 //!   up). Draws are seeded by [`Faults::seed`] and the request's sequence number, so a
 //!   retried request draws again: random faults are transient, as in the wild, unless
-//!   `rate` is 1.
+//!   `rate` is 1 (then every request they apply to gets them).
 
 use super::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -163,9 +163,6 @@ pub struct Faults {
     pub fail_every_nth_item: Option<NonZeroU64>,
     /// The HTTP status of an every-n-th failure (default 503).
     pub status: u16,
-    /// Every search page answers with half its entries and `CMR-Timed-Out: true`, as CMR
-    /// does when a search runs out of time.
-    pub timed_out: bool,
     /// ECHO10 records leave out the optional CLOUD_COVERAGE attribute.
     pub echo10_without_cloud_cover: bool,
     /// The first ECHO10 record of every page loses its (required) GranuleUR.
@@ -188,7 +185,6 @@ impl Default for Faults {
             fail_every_nth_search: None,
             fail_every_nth_item: None,
             status: 503,
-            timed_out: false,
             echo10_without_cloud_cover: false,
             echo10_broken_record: false,
             rate: 0.0,

@@ -183,7 +183,7 @@ async fn search_as(
     hits.sort_by_key(|g| g.key());
     let bounds = page_bounds(&hits, after, query.page_size);
     let mut page: Vec<&Granule> = hits[bounds.clone()].to_vec();
-    let timed_out = faults.timed_out || fault == Some(FaultKind::TimedOut);
+    let timed_out = fault == Some(FaultKind::TimedOut);
     if timed_out {
         page.truncate(page.len() / 2);
     }
@@ -267,18 +267,14 @@ fn json_page(state: &AppState, raw: &str, page: &[&Granule], first_without_link:
         if i > 0 {
             body.push(',');
         }
-        if i == 0 && first_without_link {
-            let mut one = String::new();
-            match &g.entry {
-                Some(recorded) => one.push_str(recorded),
-                None => entry::render(&mut one, &g.meta, &state.base),
-            }
-            body.push_str(&inject::without_stac_link(&one));
-            continue;
-        }
+        let at = body.len();
         match &g.entry {
             Some(recorded) => body.push_str(recorded),
             None => entry::render(&mut body, &g.meta, &state.base),
+        }
+        if i == 0 && first_without_link {
+            let entry = body.split_off(at);
+            body.push_str(&inject::without_stac_link(&entry));
         }
     }
     body.push_str("]}}");
