@@ -3,12 +3,10 @@
 //! end every granule of the month is in the daily files and in the monthly partitions
 //! exactly once, and the state shows every task succeeded.
 
-use crate::harvest::{day, read_all};
+use crate::harvest::{day, read_all, synthetic};
 use crate::run::{Paths, emulator_ids, paths, status_json, stderr};
 use hls_flow::Collection;
-use hls_flow::emulator::{
-    DataSource, Emulator, EmulatorConfig, FaultKind, Faults, SyntheticConfig,
-};
+use hls_flow::emulator::{Emulator, FaultKind, Faults};
 use hls_flow::period::DayRange;
 use hls_flow::state::{StateStore, TaskState};
 use std::collections::BTreeSet;
@@ -73,20 +71,8 @@ async fn faults_of_every_kind_and_two_sigkills_lose_and_duplicate_nothing() {
         slow_ms: 600,
         ..Faults::random(0.1, &FaultKind::ALL, 2025)
     };
-    let emu = Emulator::start(
-        EmulatorConfig {
-            source: DataSource::Synthetic(SyntheticConfig {
-                start: day(2025, 2, 1),
-                end: day(2025, 2, 28),
-                granules_per_day: 40,
-                seed: 5,
-            }),
-            faults,
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let emu = synthetic(day(2025, 2, 1), day(2025, 2, 28), 40).await;
+    emu.set_faults(faults);
     let p = paths();
 
     run_and_kill(&emu, &p, 12).await;

@@ -2,12 +2,10 @@
 //! still complete (each granule once); when it persists, the day fails with the reason and
 //! the granules it could not write, and nothing is published.
 
-use crate::harvest::{day, options, read_all};
+use crate::harvest::{day, options, read_all, synthetic};
 use hls_flow::Collection;
 use hls_flow::api::{DailyOptions, DayOutcome, DayStatus, process_date_range};
-use hls_flow::emulator::{
-    DataSource, Emulator, EmulatorConfig, FaultKind, Faults, SyntheticConfig, Target,
-};
+use hls_flow::emulator::{Emulator, FaultKind, Faults, Target};
 use hls_flow::harvest::Source;
 use hls_flow::output::Output;
 use hls_flow::period::DayRange;
@@ -65,21 +63,11 @@ const CASES: [(FaultKind, Persistent); 15] = [
 
 const PAGE: u32 = 10;
 
+/// The synthetic 2024-07-01 (60 granules) with `faults` from the start.
 async fn emulator(faults: Faults) -> Emulator {
-    Emulator::start(
-        EmulatorConfig {
-            source: DataSource::Synthetic(SyntheticConfig {
-                start: day(2024, 7, 1),
-                end: day(2024, 7, 1),
-                granules_per_day: 60,
-                seed: 9,
-            }),
-            faults,
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap()
+    let emu = synthetic(day(2024, 7, 1), day(2024, 7, 1), 60).await;
+    emu.set_faults(faults);
+    emu
 }
 
 /// HLSS30 of 2024-07-01, pages of 10, a 300 ms request timeout, quick retries.
