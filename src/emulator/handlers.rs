@@ -19,7 +19,7 @@ use std::time::Instant;
 
 const JSON_UTF8: &str = "application/json;charset=utf-8";
 
-fn json_response(status: StatusCode, headers: HeaderMap, body: String) -> Response {
+pub(super) fn json_response(status: StatusCode, headers: HeaderMap, body: String) -> Response {
     let mut resp = (status, body).into_response();
     resp.headers_mut().extend(headers);
     resp.headers_mut()
@@ -27,7 +27,7 @@ fn json_response(status: StatusCode, headers: HeaderMap, body: String) -> Respon
     resp
 }
 
-fn errors_body(msg: &str) -> String {
+pub(super) fn errors_body(msg: &str) -> String {
     serde_json::json!({ "errors": [msg] }).to_string()
 }
 

@@ -2,6 +2,7 @@
 //! a body cut short (with or without the connection), or content that is wrong.
 
 use super::faults::{FaultKind, Faults};
+use super::handlers::{errors_body, json_response};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,19 +14,15 @@ pub(crate) fn status_response(kind: FaultKind, faults: &Faults) -> Response {
         .status()
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let body = serde_json::json!({ "errors": [format!("injected fault: {kind}")] }).to_string();
-    let mut resp = (status, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if kind == FaultKind::RateLimited
-        && let Ok(v) = HeaderValue::from_str(&faults.retry_after_s.to_string())
-    {
-        h.insert(header::RETRY_AFTER, v);
+    let mut headers = HeaderMap::new();
+    if kind == FaultKind::RateLimited {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(faults.retry_after_s));
     }
-    resp
+    json_response(
+        status,
+        headers,
+        errors_body(&format!("injected fault: {kind}")),
+    )
 }
 
 /// Waits out a slow fault.
@@ -85,7 +82,7 @@ fn cut_mid_body(body: Bytes) -> Response {
     resp
 }
 
-/// The item with another `id` (its granule's title with a different tile).
+/// The item with another `id` (its own with `.other` appended).
 pub(crate) fn with_other_id(item: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(item) {
         Ok(mut v) => {
