@@ -34,7 +34,9 @@ impl Drop for Emulator {
 // The child is waited for by `Emulator`'s `Drop`, which clippy cannot see.
 #[allow(clippy::zombie_processes)]
 fn emulator(start: &str, end: &str, per_day: u32, log: &Path) -> Emulator {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hls-flow-emulator"))
+    // The emulator is a binary of the workspace's other member, built beside hls-flow.
+    let bin = Path::new(env!("CARGO_BIN_EXE_hls-flow")).with_file_name("hls-flow-emulator");
+    let mut child = Command::new(bin)
         .args(["--port", "0", "--start", start, "--end", end, "--seed", "1"])
         .args(["--granules-per-day", &per_day.to_string()])
         .stdout(std::fs::File::create(log).expect("emulator log"))

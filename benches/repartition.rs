@@ -15,11 +15,11 @@
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use hls_flow::Collection;
-use hls_flow::geoparquet::FAST_ROW_GROUP_SIZE;
-use hls_flow::hls::{GranuleMeta, to_stac_item};
-use hls_flow::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions};
-use hls_flow::output::Output;
-use hls_flow::repartition::{RepartitionOptions, discover_daily, repartition_month};
+use hls_flow::source::hls::{GranuleMeta, to_stac_item};
+use hls_flow::write::geoparquet::FAST_ROW_GROUP_SIZE;
+use hls_flow::write::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions};
+use hls_flow::write::output::Output;
+use hls_flow::write::repartition::{RepartitionOptions, discover_daily, repartition_month};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -100,14 +100,14 @@ async fn make_daily(n: u32, daily: &Path) -> Result<(), Box<dyn std::error::Erro
 async fn child(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let src = Output::parse(dir.join("daily").to_str().ok_or("path")?)?;
     let dst = Output::parse(dir.join("monthly").to_str().ok_or("path")?)?;
-    for ((c, y, m), inputs) in &discover_daily(&src, "").await? {
+    for ((c, m), inputs) in &discover_daily(&src, "").await? {
         let t = Instant::now();
         let options = RepartitionOptions {
             overwrite: true,
             tmp_dir: Some(dir.to_path_buf()),
             ..RepartitionOptions::default()
         };
-        let r = repartition_month(&src, inputs, &dst, *c, *y, *m, &options).await?;
+        let r = repartition_month(&src, inputs, &dst, *c, *m, &options).await?;
         println!(
             "rows {} inputs {} row_groups {} bytes {} secs {:.3}",
             r.rows,

@@ -7,8 +7,8 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use hls_flow::Collection;
-use hls_flow::hls::{GranuleMeta, to_stac_item};
-use hls_flow::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions};
+use hls_flow::source::hls::{GranuleMeta, to_stac_item};
+use hls_flow::write::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions};
 use parquet::basic::{Compression, ZstdLevel};
 use stac::geoparquet::{WriterBuilder, WriterOptions};
 use std::time::Instant;

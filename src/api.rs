@@ -2,17 +2,17 @@
 //! `process_month`, `get_summary_stats` and the low-level `hls_to_stac_geoparquet`.
 
 use crate::bbox::Bbox;
-use crate::cmr::{CmrClient, DEFAULT_CMR_URL, MAX_PAGE_SIZE};
 use crate::collection::Collection;
 use crate::error::{Error, Result, one_line};
-use crate::geoparquet::row_count;
-use crate::harvest::{HarvestSettings, Harvester, Source, WindowReport};
-use crate::http::HttpSettings;
-use crate::items::ItemFetcher;
-use crate::output::Output;
-use crate::period::DayRange;
+use crate::period::{DayRange, Month};
 use crate::progress::{Progress, UnitBar};
-use crate::retry::RetryPolicy;
+use crate::source::cmr::{CmrClient, DEFAULT_CMR_URL, MAX_PAGE_SIZE};
+use crate::source::http::HttpSettings;
+use crate::source::items::ItemFetcher;
+use crate::source::retry::RetryPolicy;
+use crate::write::geoparquet::row_count;
+use crate::write::harvest::{HarvestSettings, Harvester, Source, WindowReport};
+use crate::write::output::Output;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use object_store::ObjectStore;
@@ -66,7 +66,7 @@ impl Endpoints {
 
     /// Builds a harvester on these endpoints.
     pub fn harvester(&self, settings: HarvestSettings) -> Result<Harvester> {
-        let http = crate::http::client(&self.http)?;
+        let http = crate::source::http::client(&self.http)?;
         let cmr = CmrClient::new(
             http.clone(),
             &self.cmr_url,
@@ -237,7 +237,7 @@ pub fn get_summary_stats(summary: &RunSummary) -> SummaryStats {
 /// ```no_run
 /// # async fn f() -> hls_flow::Result<()> {
 /// use hls_flow::api::{DailyOptions, Endpoints, process_date_range, get_summary_stats};
-/// use hls_flow::{output::Output, period::DayRange};
+/// use hls_flow::{write::output::Output, period::DayRange};
 /// let options = DailyOptions {
 ///     endpoints: Endpoints::with_cmr("http://127.0.0.1:9000"),
 ///     ..DailyOptions::default()
@@ -356,18 +356,17 @@ fn fill(
 /// ```no_run
 /// # async fn f() -> hls_flow::Result<()> {
 /// use hls_flow::api::{DailyOptions, process_month};
-/// let out = hls_flow::output::Output::parse("out")?;
-/// let summary = process_month(2024, 5, &out, &DailyOptions::default()).await?;
+/// let out = hls_flow::write::output::Output::parse("out")?;
+/// let summary = process_month("202405".parse()?, &out, &DailyOptions::default()).await?;
 /// assert_eq!(summary.outcomes.len(), 2 * 31);
 /// # Ok(()) }
 /// ```
 pub async fn process_month(
-    year: i32,
-    month: u32,
+    month: Month,
     output: &Output,
     options: &DailyOptions,
 ) -> Result<RunSummary> {
-    process_date_range(DayRange::month(year, month)?, output, options).await
+    process_date_range(DayRange::month(month), output, options).await
 }
 
 /// The low-level call: every granule of one collection whose start is in

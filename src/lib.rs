@@ -1,39 +1,33 @@
 //! hls-flow: a complete, queryable stac-geoparquet cache of NASA's HLS v2.0 STAC items.
 //!
 //! It asks CMR for every HLSL30 and HLSS30 granule of each UTC day, fetches each granule's
-//! STAC item, and writes stac-geoparquet files. The modules, each with one job:
-//! [`cmr`] (granule search), [`items`] (item fetches), [`harvest`] (one day into one file),
-//! [`geoparquet`] (writing and reading files), [`output`] (local folders and object stores),
-//! [`api`] (the library calls), [`emulator`] (a CMR + LP DAAC stand-in for offline work).
+//! STAC item, and writes stac-geoparquet files: daily files, then monthly hive partitions.
+//! The layers, each a folder:
+//!
+//! - [`source`]: where granules and items come from (CMR search, ECHO10 records, the
+//!   published `_stac.json` items, and the HTTP, retry and throttle machinery under them);
+//! - [`write`]: how they become files (a day harvested into a daily file, the parquet
+//!   writers, the repartition of a month, local folders and object stores);
+//! - [`engine`]: the work as tasks (the task model, the DAG, the checkpoint, the scheduler,
+//!   the executor that runs harvest and repartition tasks, `status`, workflow files);
+//! - [`cli`]: the command line, which only parses and calls the layers.
+//!
+//! Beside them: the domain's small types ([`Collection`], [`period`], [`bbox`]), the one
+//! [`Error`], and [`api`], the library calls of the Python tool hls-flow replaces. The CMR +
+//! LP DAAC emulator the tests run against is a crate of its own (`hls-flow-emulator`).
 
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod bbox;
 pub mod cli;
-pub mod cmr;
 pub mod collection;
-pub mod dag;
-pub mod echo10;
-pub mod emulator;
+pub mod engine;
 pub mod error;
-pub mod geoparquet;
-pub mod harvest;
-pub mod hls;
-pub mod hls_arrow;
-pub mod http;
-pub mod items;
-pub mod output;
 pub mod period;
-pub mod pipeline;
 pub mod progress;
-pub mod repartition;
-pub mod retry;
-pub mod scheduler;
-pub mod state;
-pub mod status;
-pub mod throttle;
-pub mod workflow;
+pub mod source;
+pub mod write;
 
 pub use collection::Collection;
 pub use error::{Error, Result};

@@ -23,13 +23,11 @@ impl DayRange {
     }
 
     /// Every day of a month.
-    pub fn month(year: i32, month: u32) -> Result<DayRange> {
-        let start = NaiveDate::from_ymd_opt(year, month, 1).ok_or_else(|| Error::InvalidDate {
-            input: format!("{year:04}{month:02}"),
-            reason: "no such month".into(),
-        })?;
-        let end = last_day_of_month(start);
-        Ok(DayRange { start, end })
+    pub fn month(month: Month) -> DayRange {
+        DayRange {
+            start: month.first_day(),
+            end: month.last_day(),
+        }
     }
 
     /// Parses what users type: `YYYYMM` (a month), `YYYYMMDD` (a day) or two `YYYYMMDD`
@@ -48,8 +46,7 @@ impl DayRange {
                 let s = one.as_ref().trim();
                 let digits: String = s.chars().filter(|c| *c != '-').collect();
                 if digits.len() == 6 {
-                    let (y, m) = parse_month(s)?;
-                    DayRange::month(y, m)
+                    Ok(DayRange::month(s.parse()?))
                 } else {
                     let d = parse_day(s)?;
                     Ok(DayRange { start: d, end: d })
@@ -104,23 +101,101 @@ pub fn parse_day(s: &str) -> Result<NaiveDate> {
     NaiveDate::from_ymd_opt(y, m, d).ok_or_else(|| err("no such day in that month"))
 }
 
-/// Parses `YYYYMM` (or `YYYY-MM`) into (year, month).
-pub fn parse_month(s: &str) -> Result<(i32, u32)> {
-    let s = s.trim();
-    let err = |reason: &str| Error::InvalidDate {
-        input: s.to_string(),
-        reason: reason.to_string(),
-    };
-    let digits: String = s.chars().filter(|c| *c != '-').collect();
-    if digits.len() != 6 || !digits.chars().all(|c| c.is_ascii_digit()) {
-        return Err(err("expected YYYYMM"));
+/// A calendar month: the unit of a repartition task and of a hive partition
+/// (`year=2024/month=05`). Always a valid month of a year chrono can represent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Month {
+    first: NaiveDate,
+}
+
+impl Month {
+    /// The month `month` (1–12) of `year`; an error if there is no such month.
+    pub fn new(year: i32, month: u32) -> Result<Month> {
+        NaiveDate::from_ymd_opt(year, month, 1)
+            .map(|first| Month { first })
+            .ok_or_else(|| Error::InvalidDate {
+                input: format!("{year:04}{month:02}"),
+                reason: "no such month".into(),
+            })
     }
-    let y: i32 = digits[..4].parse().map_err(|_| err("bad year"))?;
-    let m: u32 = digits[4..].parse().map_err(|_| err("bad month"))?;
-    if !(1..=12).contains(&m) {
-        return Err(err("month must be 01 to 12"));
+
+    /// The month `day` is in.
+    pub fn of(day: NaiveDate) -> Month {
+        Month {
+            first: day.with_day(1).unwrap_or(day),
+        }
     }
-    Ok((y, m))
+
+    /// The year.
+    pub fn year(self) -> i32 {
+        self.first.year()
+    }
+
+    /// The month of the year, 1–12.
+    pub fn number(self) -> u32 {
+        self.first.month()
+    }
+
+    /// Its first day.
+    pub fn first_day(self) -> NaiveDate {
+        self.first
+    }
+
+    /// Its last day.
+    pub fn last_day(self) -> NaiveDate {
+        last_day_of_month(self.first)
+    }
+
+    /// Its days, in order.
+    pub fn days(self) -> impl Iterator<Item = NaiveDate> {
+        DayRange::month(self).days()
+    }
+
+    /// The months that `range` touches, in order.
+    pub fn spanning(range: DayRange) -> impl Iterator<Item = Month> {
+        let last = Month::of(range.end);
+        std::iter::successors(Some(Month::of(range.start)), move |m| {
+            (*m < last).then(|| Month::of(m.last_day().succ_opt().unwrap_or(m.first)))
+        })
+    }
+}
+
+/// `YYYY-MM`, as the state file and `status` show a month.
+impl std::fmt::Display for Month {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year(), self.number())
+    }
+}
+
+/// Parses `YYYYMM` (or `YYYY-MM`).
+///
+/// ```
+/// use hls_flow::period::Month;
+/// let m: Month = "202402".parse().unwrap();
+/// assert_eq!((m.year(), m.number(), m.days().count()), (2024, 2, 29));
+/// assert_eq!("2024-02".parse::<Month>().unwrap(), m);
+/// assert!("202413".parse::<Month>().is_err());
+/// ```
+impl std::str::FromStr for Month {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Month> {
+        let s = s.trim();
+        let err = |reason: &str| Error::InvalidDate {
+            input: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let digits: String = s.chars().filter(|c| *c != '-').collect();
+        if digits.len() != 6 || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return Err(err("expected YYYYMM"));
+        }
+        let y: i32 = digits[..4].parse().map_err(|_| err("bad year"))?;
+        let m: u32 = digits[4..].parse().map_err(|_| err("bad month"))?;
+        if !(1..=12).contains(&m) {
+            return Err(err("month must be 01 to 12"));
+        }
+        Month::new(y, m)
+    }
 }
 
 /// The last day of the month `d` is in.
@@ -185,6 +260,18 @@ mod tests {
     }
 
     #[test]
+    fn months_know_their_days_and_the_months_of_a_range() {
+        let feb: Month = "202402".parse().unwrap();
+        assert_eq!(feb.last_day(), d(2024, 2, 29));
+        assert_eq!(feb.to_string(), "2024-02");
+        assert_eq!(Month::of(d(2024, 2, 17)), feb);
+        let range = DayRange::parse(&["20231230", "20240302"]).unwrap();
+        let months: Vec<String> = Month::spanning(range).map(|m| m.to_string()).collect();
+        assert_eq!(months, ["2023-12", "2024-01", "2024-02", "2024-03"]);
+        assert!(Month::new(2024, 0).is_err());
+    }
+
+    #[test]
     fn windows_cover_the_whole_day() {
         let (s, e) = day_window(d(2024, 12, 31));
         assert_eq!(s.to_rfc3339(), "2024-12-31T00:00:00+00:00");
@@ -196,7 +283,7 @@ mod tests {
         fn arbitrary_date_arguments_never_panic(a in ".{0,12}", b in ".{0,12}") {
             let _ = DayRange::parse(&[a.as_str()]);
             let _ = DayRange::parse(&[a.as_str(), b.as_str()]);
-            let _ = parse_month(&a);
+            let _ = a.parse::<Month>();
         }
 
         #[test]

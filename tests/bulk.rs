@@ -5,10 +5,10 @@ use crate::harvest::{day, options, read_all, synthetic};
 use futures::StreamExt;
 use hls_flow::Collection;
 use hls_flow::api::{DailyOptions, DayStatus, process_date_range};
-use hls_flow::cmr::{CmrClient, GranuleQuery};
-use hls_flow::harvest::Source;
-use hls_flow::output::Output;
 use hls_flow::period::{DayRange, day_window};
+use hls_flow::source::cmr::{CmrClient, GranuleQuery};
+use hls_flow::write::harvest::Source;
+use hls_flow::write::output::Output;
 
 #[tokio::test]
 async fn echo10_items_equal_the_served_items_for_every_granule_of_a_day() {
@@ -31,7 +31,7 @@ async fn echo10_items_equal_the_served_items_for_every_granule_of_a_day() {
             for rec in page.unwrap().records {
                 let (meta, missing) = rec.record.unwrap();
                 assert!(missing.is_empty(), "{}: {missing:?}", meta.granule_ur);
-                let built = hls_flow::hls::to_stac_item(&meta);
+                let built = hls_flow::source::hls::to_stac_item(&meta);
                 let url = format!(
                     "{}/lp-prod-public/{}/{id}/{id}_stac.json",
                     emu.base_url(),
@@ -124,7 +124,7 @@ async fn missing_optional_attributes_are_counted_and_missing_required_ones_fail_
     };
     let granules = emu.granules(Collection::Hlsl30, day(2024, 7, 1));
 
-    emu.set_faults(hls_flow::emulator::Faults {
+    emu.set_faults(hls_flow_emulator::Faults {
         echo10_without_cloud_cover: true,
         ..Default::default()
     });
@@ -142,7 +142,7 @@ async fn missing_optional_attributes_are_counted_and_missing_required_ones_fail_
             .all(|(_, v)| v["properties"].get("eo:cloud_cover").is_none())
     );
 
-    emu.set_faults(hls_flow::emulator::Faults {
+    emu.set_faults(hls_flow_emulator::Faults {
         echo10_broken_record: true,
         ..Default::default()
     });

@@ -34,3 +34,68 @@ pub fn one_line_error(out: &Output, code: i32, needle: &str) -> String {
     assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"));
     lines[0].to_string()
 }
+
+/// The Python interpreter of the test venv, which holds the real readers and servers the tests
+/// use (`tests/requirements.txt`: moto's S3 server, pyarrow, DuckDB, GeoPandas,
+/// stac-geoparquet, pystac, pystac-client).
+///
+/// `HLS_FLOW_TEST_VENV` names an existing venv; otherwise one is made once, on first use, in
+/// the build's temporary folder (`target/tmp/test-venv`, shared by every test run of this
+/// build), with `python3 -m venv` and pip. Creation holds a file lock, so concurrent test
+/// processes wait for each other instead of racing. Panics, saying why, when it cannot be
+/// made: these tests need the real components and are never skipped silently.
+pub fn python() -> std::path::PathBuf {
+    static PYTHON: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(make_venv).clone()
+}
+
+fn make_venv() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    use std::process::Command as Std;
+    if let Some(dir) = std::env::var_os("HLS_FLOW_TEST_VENV") {
+        let py = PathBuf::from(dir).join("bin/python");
+        assert!(
+            py.exists(),
+            "HLS_FLOW_TEST_VENV: no {} (create the venv with: python3 -m venv DIR && DIR/bin/pip install -r tests/requirements.txt)",
+            py.display()
+        );
+        return py;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-venv");
+    let requirements = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/requirements.txt");
+    let wanted = std::fs::read_to_string(requirements).expect("tests/requirements.txt");
+    let marker = dir.join("hls-flow-requirements.txt");
+    let py = dir.join("bin/python");
+    std::fs::create_dir_all(dir.parent().expect("a parent")).expect("the build's tmp folder");
+    let lock = std::fs::File::create(dir.with_extension("lock")).expect("the venv lock file");
+    lock.lock().expect("lock the venv");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) && py.exists() {
+        return py;
+    }
+    let run = |cmd: &mut Std, what: &str| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            out.status.success(),
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(
+        Std::new("python3").args(["-m", "venv"]).arg(&dir),
+        "python3 -m venv (on Debian: apt-get install python3-venv)",
+    );
+    run(
+        Std::new(&py).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            requirements,
+        ]),
+        "pip install -r tests/requirements.txt",
+    );
+    std::fs::write(&marker, &wanted).expect("write the venv marker");
+    py
+}

@@ -2,10 +2,10 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use hls_flow::Collection;
-use hls_flow::emulator::{
+use hls_flow::source::hls::{GranuleMeta, to_stac_item};
+use hls_flow_emulator::{
     DataSource, Emulator, EmulatorConfig, Faults, RequestCounts, SyntheticConfig,
 };
-use hls_flow::hls::{GranuleMeta, to_stac_item};
 use serde_json::Value;
 use std::path::PathBuf;
 

@@ -5,10 +5,10 @@
 use crate::harvest::{day, options, read_all, synthetic};
 use hls_flow::Collection;
 use hls_flow::api::{DailyOptions, DayOutcome, DayStatus, process_date_range};
-use hls_flow::emulator::{Emulator, FaultKind, Faults, Target};
-use hls_flow::harvest::Source;
-use hls_flow::output::Output;
 use hls_flow::period::DayRange;
+use hls_flow::write::harvest::Source;
+use hls_flow::write::output::Output;
+use hls_flow_emulator::{Emulator, FaultKind, Faults, Target};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

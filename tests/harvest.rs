@@ -5,9 +5,9 @@ use crate::common::hls_flow;
 use chrono::{NaiveDate, SecondsFormat, Timelike};
 use hls_flow::Collection;
 use hls_flow::api::{DailyOptions, DayStatus, Endpoints, process_date_range};
-use hls_flow::emulator::{DataSource, Emulator, EmulatorConfig, SyntheticConfig};
-use hls_flow::output::Output;
 use hls_flow::period::DayRange;
+use hls_flow::write::output::Output;
+use hls_flow_emulator::{DataSource, Emulator, EmulatorConfig, SyntheticConfig};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -459,9 +459,9 @@ async fn the_low_level_call_writes_one_window_to_any_store() {
 async fn a_page_flagged_cmr_timed_out_fails_the_day_never_counts_as_complete() {
     let emu = synthetic(day(2024, 5, 1), day(2024, 5, 1), 40).await;
     // Every search page answers with half its entries and `CMR-Timed-Out: true`.
-    emu.set_faults(hls_flow::emulator::Faults::random(
+    emu.set_faults(hls_flow_emulator::Faults::random(
         1.0,
-        &[hls_flow::emulator::FaultKind::TimedOut],
+        &[hls_flow_emulator::FaultKind::TimedOut],
         0,
     ));
     let dir = tempfile::tempdir().unwrap();

@@ -3,11 +3,12 @@
 use assert_cmd::Command;
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use hls_flow::Collection;
-use hls_flow::geoparquet::writer_options;
-use hls_flow::hls::{GranuleMeta, to_stac_item};
-use hls_flow::output::Output;
-use hls_flow::repartition::hilbert::bbox_key;
-use hls_flow::repartition::{
+use hls_flow::period::Month;
+use hls_flow::source::hls::{GranuleMeta, to_stac_item};
+use hls_flow::write::geoparquet::writer_options;
+use hls_flow::write::output::Output;
+use hls_flow::write::repartition::hilbert::bbox_key;
+use hls_flow::write::repartition::{
     RepartitionOptions, discover_daily, partition_path, repartition_month,
 };
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -217,14 +218,15 @@ async fn repartition_sorts_a_month_spatially_and_keeps_every_item() {
     assert_eq!(
         keys,
         [
-            (Collection::Hlsl30, 2024, 5),
-            (Collection::Hlss30, 2024, 5),
-            (Collection::Hlss30, 2024, 6)
+            (Collection::Hlsl30, may()),
+            (Collection::Hlss30, may()),
+            (Collection::Hlss30, Month::new(2024, 6).unwrap())
         ]
     );
-    assert_eq!(found[&(Collection::Hlss30, 2024, 5)].len(), 4);
+    assert_eq!(found[&(Collection::Hlss30, may())].len(), 4);
 
-    for ((collection, year, month), inputs) in &found {
+    for ((collection, month), inputs) in &found {
+        let (year, month_no) = (month.year(), month.number());
         let options = RepartitionOptions {
             row_group_size: 300,
             batch_size: 128,
@@ -238,23 +240,20 @@ async fn repartition_sorts_a_month_spatially_and_keeps_every_item() {
             tmp_dir: Some(tmp.clone()),
             ..RepartitionOptions::default()
         };
-        let report = repartition_month(&src, inputs, &dst, *collection, *year, *month, &options)
+        let report = repartition_month(&src, inputs, &dst, *collection, *month, &options)
             .await
             .unwrap();
         let out_path = dst_root.join(format!(
-            "{}/year={year}/month={month:02}/part-0.parquet",
+            "{}/year={year}/month={month_no:02}/part-0.parquet",
             collection.stac_id()
         ));
-        assert_eq!(
-            report.path,
-            partition_path(&dst, *collection, *year, *month)
-        );
+        assert_eq!(report.path, partition_path(&dst, *collection, *month));
         assert_eq!(
             report.output,
             format!("{}/{}", dst_root.display(), report.path)
         );
         assert_eq!(report.bytes, std::fs::metadata(&out_path).unwrap().len());
-        let daily = &files[&(*collection, *month)];
+        let daily = &files[&(*collection, month_no)];
         assert_eq!(report.inputs, daily.len());
 
         // Exactly the items of the daily files, each once, as the stac crate reads them.
@@ -353,9 +352,9 @@ async fn repartition_refuses_duplicates_and_unmergeable_days_leaving_the_old_par
         tmp_dir: Some(tmp.clone()),
         ..RepartitionOptions::default()
     };
-    let inputs = |found: &hls_flow::repartition::DailyFiles| found[&(c, 2024, 5)].clone();
+    let inputs = |found: &hls_flow::write::repartition::DailyFiles| found[&(c, may())].clone();
     let found = discover_daily(&src, "").await.unwrap();
-    let first = repartition_month(&src, &inputs(&found), &dst, c, 2024, 5, &options)
+    let first = repartition_month(&src, &inputs(&found), &dst, c, may(), &options)
         .await
         .unwrap();
     assert_eq!(first.rows, 50);
@@ -363,7 +362,7 @@ async fn repartition_refuses_duplicates_and_unmergeable_days_leaving_the_old_par
     let before = std::fs::read(&out_path).unwrap();
 
     // Again without overwrite: refused.
-    let e = repartition_month(&src, &inputs(&found), &dst, c, 2024, 5, &options)
+    let e = repartition_month(&src, &inputs(&found), &dst, c, may(), &options)
         .await
         .unwrap_err();
     assert!(matches!(e, hls_flow::Error::PartitionExists { .. }), "{e}");
@@ -376,7 +375,7 @@ async fn repartition_refuses_duplicates_and_unmergeable_days_leaving_the_old_par
         overwrite: true,
         ..options.clone()
     };
-    let e = repartition_month(&src, &inputs(&found), &dst, c, 2024, 5, &overwrite)
+    let e = repartition_month(&src, &inputs(&found), &dst, c, may(), &overwrite)
         .await
         .unwrap_err();
     let msg = e.to_string();
@@ -397,7 +396,7 @@ async fn repartition_refuses_duplicates_and_unmergeable_days_leaving_the_old_par
         day(5),
     );
     let found = discover_daily(&src, "").await.unwrap();
-    let e = repartition_month(&src, &inputs(&found), &dst, c, 2024, 5, &overwrite)
+    let e = repartition_month(&src, &inputs(&found), &dst, c, may(), &overwrite)
         .await
         .unwrap_err();
     let msg = e.to_string();
@@ -491,4 +490,8 @@ fn repartition_cli_writes_hive_partitions_and_needs_overwrite_to_replace() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+fn may() -> Month {
+    Month::new(2024, 5).unwrap()
 }

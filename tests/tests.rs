@@ -4,6 +4,7 @@ mod bulk;
 mod chaos;
 mod cli_input;
 mod common;
+mod echo10;
 mod emulator;
 mod faults;
 mod harvest;

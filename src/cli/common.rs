@@ -2,10 +2,10 @@
 
 use super::ExitStatus;
 use crate::api::Endpoints;
+use crate::engine::workflow::Workflow;
 use crate::error::{Error, one_line};
-use crate::http::HttpSettings;
-use crate::retry::RetryPolicy;
-use crate::workflow::Workflow;
+use crate::source::http::HttpSettings;
+use crate::source::retry::RetryPolicy;
 use std::io::Write;
 use std::time::Duration;
 

@@ -5,9 +5,9 @@ use super::common::{CliResult, EndpointArgs, print_lines};
 use crate::api::{DailyOptions, DayStatus, get_summary_stats, process_date_range};
 use crate::bbox::Bbox;
 use crate::collection::Collection;
-use crate::harvest::Source;
-use crate::output::Output;
 use crate::period::DayRange;
+use crate::write::harvest::Source;
+use crate::write::output::Output;
 
 /// Harvest HLS days from CMR into daily stac-geoparquet files
 /// (OUT/HLSS30_2.0/YYYY/MM/HLSS30_2.0-YYYY-MM-DD.parquet).
@@ -58,7 +58,7 @@ pub async fn run(args: Args) -> CliResult {
     let bbox = args.bbox.as_deref().map(str::parse::<Bbox>).transpose()?;
     let endpoints = args
         .endpoints
-        .resolve(&crate::workflow::Workflow::default())?;
+        .resolve(&crate::engine::workflow::Workflow::default())?;
     let output = Output::parse(&out[0])?;
     let options = DailyOptions {
         collections,

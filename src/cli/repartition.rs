@@ -3,9 +3,11 @@
 use super::ExitStatus;
 use super::common::{CliResult, print_lines};
 use crate::error::Error;
-use crate::output::Output;
 use crate::progress::Progress;
-use crate::repartition::{RepartitionOptions, discover_daily, partition_path, repartition_month};
+use crate::write::output::Output;
+use crate::write::repartition::{
+    RepartitionOptions, discover_daily, partition_path, repartition_month,
+};
 
 /// Repartition daily stac-geoparquet files (SRC/HLSS30_2.0/YYYY/MM/…parquet) into one
 /// spatially sorted file per collection and month
@@ -45,8 +47,8 @@ pub async fn run(args: Args) -> CliResult {
     }
     if !args.overwrite {
         // All or nothing: refuse before writing any partition.
-        for &(collection, year, month) in months.keys() {
-            let dest = partition_path(&dst, collection, year, month);
+        for &(collection, month) in months.keys() {
+            let dest = partition_path(&dst, collection, month);
             if dst.size_of(&dest).await?.is_some() {
                 return Err(Error::PartitionExists {
                     path: dst.show(&dest),
@@ -57,15 +59,14 @@ pub async fn run(args: Args) -> CliResult {
     }
     let progress = Progress::new(!args.no_progress, months.len() as u64, "months");
     let (mut items, mut bytes, mut files) = (0u64, 0u64, 0usize);
-    for ((collection, year, month), inputs) in &months {
-        let bar = progress.unit(&format!("{collection} {year:04}-{month:02}"));
+    for ((collection, month), inputs) in &months {
+        let bar = progress.unit(&format!("{collection} {month}"));
         let options = RepartitionOptions {
             overwrite: args.overwrite,
             progress: bar.clone(),
             ..RepartitionOptions::default()
         };
-        let result =
-            repartition_month(&src, inputs, &dst, *collection, *year, *month, &options).await;
+        let result = repartition_month(&src, inputs, &dst, *collection, *month, &options).await;
         bar.done();
         let report = match result {
             Ok(r) => r,

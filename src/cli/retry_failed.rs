@@ -4,8 +4,8 @@ use super::ExitStatus;
 use super::common::{CliResult, print_lines};
 use super::run::{RunOptions, interrupted, report};
 use crate::collection::Collection;
-use crate::period::{parse_day, parse_month};
-use crate::pipeline::RetryFilter;
+use crate::engine::pipeline::RetryFilter;
+use crate::period::parse_day;
 
 /// Re-queue failed tasks (all, or those of a collection, day or month) and run them, with
 /// the monthly repartitions waiting on them. Output and bbox are the state file's.
@@ -34,11 +34,11 @@ pub async fn run(args: Args) -> CliResult {
             .transpose()
             .map_err(crate::Error::from)?,
         day: args.day.as_deref().map(parse_day).transpose()?,
-        month: args.month.as_deref().map(parse_month).transpose()?,
+        month: args.month.as_deref().map(str::parse).transpose()?,
     };
     let wf = args.options.workflow()?;
     let cfg = args.options.config(&wf)?;
-    match crate::pipeline::retry_failed(&filter, &cfg, interrupted()).await? {
+    match crate::engine::pipeline::retry_failed(&filter, &cfg, interrupted()).await? {
         None => {
             print_lines(&["no failed task matches: nothing to retry".to_string()]);
             Ok(ExitStatus::Ok)

@@ -4,12 +4,12 @@ use super::ExitStatus;
 use super::common::{CliError, CliResult, EndpointArgs, print_lines};
 use crate::bbox::Bbox;
 use crate::collection::Collection;
-use crate::harvest::Source;
-use crate::output::Output;
+use crate::engine::pipeline::{DEFAULT_STATE, RunConfig, RunOutcome};
+use crate::engine::scheduler::SchedulerSettings;
+use crate::engine::workflow::Workflow;
 use crate::period::DayRange;
-use crate::pipeline::{DEFAULT_STATE, RunConfig, RunOutcome};
-use crate::scheduler::SchedulerSettings;
-use crate::workflow::Workflow;
+use crate::write::harvest::Source;
+use crate::write::output::Output;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -135,7 +135,7 @@ pub async fn run(args: Args) -> CliResult {
     cfg.bbox = args.bbox.as_deref().map(str::parse::<Bbox>).transpose()?;
     // Check the output before anything else happens.
     Output::parse(&cfg.output)?;
-    let outcome = crate::pipeline::run(range, &cfg, interrupted()).await?;
+    let outcome = crate::engine::pipeline::run(range, &cfg, interrupted()).await?;
     Ok(report(&outcome))
 }
 

@@ -2,9 +2,9 @@
 
 use super::ExitStatus;
 use super::common::{CliResult, print_lines};
-use crate::pipeline::DEFAULT_STATE;
-use crate::state::TaskState;
-use crate::status::StatusReport;
+use crate::engine::pipeline::DEFAULT_STATE;
+use crate::engine::state::TaskState;
+use crate::engine::status::StatusReport;
 use std::path::PathBuf;
 
 /// Show tasks by collection and month, failures with their errors and missing granules,
@@ -24,7 +24,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args) -> CliResult {
-    let report = crate::status::status(&args.state)?;
+    let report = crate::engine::status::status(&args.state)?;
     if args.json {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| crate::Error::Task(e.to_string()))?;

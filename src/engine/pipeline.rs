@@ -1,0 +1,375 @@
+//! The checkpointed pipeline: plans the DAG, records it in the state file, and runs it with
+//! the scheduler on the real executor (harvest days, repartition months).
+
+use crate::api::Endpoints;
+use crate::bbox::Bbox;
+use crate::collection::Collection;
+use crate::engine::dag::Dag;
+use crate::engine::scheduler::{Executor, RunReport, SchedulerSettings, run_tasks};
+use crate::engine::state::{StateStore, TaskKind, TaskOutput, TaskRow, TaskState};
+use crate::error::{Error, Result};
+use crate::period::{DayRange, Month};
+use crate::progress::{Progress, UnitBar};
+use crate::write::geoparquet::row_count;
+use crate::write::harvest::{HarvestSettings, Harvester, Source};
+use crate::write::output::Output;
+use chrono::NaiveDate;
+use object_store::path::Path as ObjPath;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Default place of the state file.
+pub const DEFAULT_STATE: &str = "state/hls-flow.sqlite";
+
+/// Everything a checkpointed run needs, resolved from defaults, a workflow file and flags.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Output location (local folder or object store URL).
+    pub output: String,
+    /// Folder below the output for daily files.
+    pub daily_prefix: String,
+    /// Collections.
+    pub collections: Vec<Collection>,
+    /// Spatial filter.
+    pub bbox: Option<Bbox>,
+    /// CMR and HTTP settings.
+    pub endpoints: Endpoints,
+    /// Item fetches at once within a day.
+    pub fetches_per_day: usize,
+    /// Scheduler limits and retry policy.
+    pub scheduler: SchedulerSettings,
+    /// The state file.
+    pub state: PathBuf,
+    /// Draw progress bars.
+    pub show_progress: bool,
+    /// Where temporary files go.
+    pub tmp_dir: Option<PathBuf>,
+    /// Where items come from.
+    pub source: Source,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            output: "out".into(),
+            daily_prefix: "daily".into(),
+            collections: Collection::ALL.to_vec(),
+            bbox: None,
+            endpoints: Endpoints::default(),
+            fetches_per_day: 50,
+            scheduler: SchedulerSettings::default(),
+            state: PathBuf::from(DEFAULT_STATE),
+            show_progress: false,
+            tmp_dir: None,
+            source: Source::StacJson,
+        }
+    }
+}
+
+/// The real executor: harvests days and repartitions months.
+#[derive(Debug)]
+pub struct Pipeline {
+    harvester: Harvester,
+    output: Output,
+    daily_prefix: String,
+    tmp_dir: Option<PathBuf>,
+}
+
+impl Pipeline {
+    /// A pipeline writing below `output`.
+    pub fn new(cfg: &RunConfig, output: Output) -> Result<Pipeline> {
+        let harvester = cfg.endpoints.harvester(HarvestSettings {
+            bbox: cfg.bbox,
+            max_concurrent_fetches: cfg.fetches_per_day.max(1),
+            tmp_dir: cfg.tmp_dir.clone(),
+            source: cfg.source,
+            ..HarvestSettings::default()
+        })?;
+        Ok(Pipeline {
+            harvester,
+            output,
+            daily_prefix: cfg.daily_prefix.clone(),
+            tmp_dir: cfg.tmp_dir.clone(),
+        })
+    }
+
+    async fn harvest(
+        &self,
+        collection: Collection,
+        day: NaiveDate,
+        bar: &UnitBar,
+    ) -> Result<TaskOutput> {
+        let dest = self.output.daily_path(&self.daily_prefix, collection, day);
+        let report = self
+            .harvester
+            .harvest_day(collection, day, &self.output, &dest, bar)
+            .await?;
+        Ok(TaskOutput {
+            cmr_hits: Some(report.cmr_hits),
+            items_written: report.written,
+            output_path: report.published.then(|| dest.to_string()),
+            output_size: report.bytes,
+        })
+    }
+
+    async fn repartition(
+        &self,
+        task: &TaskRow,
+        inputs: &[TaskRow],
+        bar: &UnitBar,
+    ) -> Result<TaskOutput> {
+        let paths: Vec<ObjPath> = inputs
+            .iter()
+            .filter_map(|t| t.output_path.as_deref())
+            .map(ObjPath::from)
+            .collect();
+        if paths.is_empty() {
+            // Every day of the month was empty (a small bounding box, say).
+            return Ok(TaskOutput::default());
+        }
+        let report = crate::write::repartition::repartition_month(
+            &self.output,
+            &paths,
+            &self.output,
+            task.spec.collection,
+            task.spec.month,
+            &crate::write::repartition::RepartitionOptions {
+                // A task that runs again rebuilds its partition from the same inputs.
+                overwrite: true,
+                tmp_dir: self.tmp_dir.clone(),
+                progress: bar.clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(TaskOutput {
+            cmr_hits: None,
+            items_written: report.rows,
+            output_path: Some(report.path.to_string()),
+            output_size: report.bytes,
+        })
+    }
+}
+
+impl Executor for Pipeline {
+    async fn run(&self, task: &TaskRow, inputs: &[TaskRow], bar: &UnitBar) -> Result<TaskOutput> {
+        match (task.spec.kind, task.spec.day) {
+            (TaskKind::Harvest, Some(day)) => self.harvest(task.spec.collection, day, bar).await,
+            (TaskKind::Repartition, _) => self.repartition(task, inputs, bar).await,
+            (TaskKind::Harvest, None) => {
+                Err(Error::Task(format!("{}: harvest without a day", task.key)))
+            }
+        }
+    }
+
+    async fn output_intact(&self, task: &TaskRow) -> Result<bool> {
+        let Some(path) = task.output_path.as_deref() else {
+            // Nothing was written: right only if there was nothing to write.
+            return Ok(task.items_written.unwrap_or(0) == 0);
+        };
+        let rows = row_count(&self.output, &ObjPath::from(path))
+            .await
+            .ok()
+            .flatten();
+        Ok(rows.is_some() && rows == task.items_written)
+    }
+}
+
+/// What a checkpointed run did.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The scheduler's report.
+    pub report: RunReport,
+    /// Tasks in the run's scope.
+    pub tasks: usize,
+    /// The run's id in the state file.
+    pub run_id: i64,
+}
+
+/// Opens the state file for a run with `cfg` and checks it belongs to the same output and
+/// bounding box (a state file describes one output).
+/// The folder of a run's temporary files (`--tmp-dir`, else `<state>.tmp/` beside the state
+/// file), emptied: the files in it are from a run that was killed.
+fn scratch_dir(cfg: &RunConfig) -> Result<PathBuf> {
+    let dir = cfg.tmp_dir.clone().unwrap_or_else(|| {
+        let mut name = cfg.state.as_os_str().to_owned();
+        name.push(".tmp");
+        PathBuf::from(name)
+    });
+    if cfg.tmp_dir.is_none() && dir.is_dir() {
+        let mut left = 0;
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(dir.display(), e))? {
+            let path = entry.map_err(|e| Error::io(dir.display(), e))?.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| Error::io(path.display(), e))?;
+            left += 1;
+        }
+        if left > 0 {
+            tracing::info!("removed {left} temporary files of an interrupted run");
+        }
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+    Ok(dir)
+}
+
+fn open_state(cfg: &RunConfig) -> Result<Arc<StateStore>> {
+    let state = StateStore::open_exclusive(&cfg.state)?;
+    let bbox = cfg.bbox.map(|b| b.to_string()).unwrap_or_default();
+    for (key, value) in [
+        ("output", cfg.output.as_str()),
+        ("bbox", bbox.as_str()),
+        ("daily_prefix", cfg.daily_prefix.as_str()),
+    ] {
+        match state.meta(key)? {
+            None => state.set_meta(key, value)?,
+            Some(stored) if stored == value => {}
+            Some(stored) => {
+                return Err(Error::State {
+                    path: cfg.state.display().to_string(),
+                    reason: format!(
+                        "it records {key} {stored:?}, not {value:?}; use another --state for another {key}"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(Arc::new(state))
+}
+
+async fn execute(
+    state: Arc<StateStore>,
+    cfg: &RunConfig,
+    scope: HashSet<i64>,
+    command: &str,
+    cancel: impl Future<Output = ()>,
+) -> Result<RunOutcome> {
+    let output = Output::parse(&cfg.output)?;
+    // Holding the state's lock, nobody else writes here: clear what a killed run left.
+    output.remove_staged_leftovers()?;
+    let mut cfg = cfg.clone();
+    cfg.tmp_dir = Some(scratch_dir(&cfg)?);
+    let cfg = &cfg;
+    let pipeline = Arc::new(Pipeline::new(cfg, output)?);
+    let run_id = state.start_run(command)?;
+    let pending = state
+        .tasks()?
+        .iter()
+        .filter(|t| scope.contains(&t.id) && t.state != TaskState::Succeeded)
+        .count();
+    let progress = Progress::new(cfg.show_progress, pending as u64, "tasks");
+    let result = run_tasks(
+        state.clone(),
+        pipeline,
+        &scope,
+        run_id,
+        &cfg.scheduler,
+        &progress,
+        cancel,
+    )
+    .await;
+    progress.finish();
+    let status = match &result {
+        Ok(r) if r.interrupted => "interrupted",
+        Ok(r) if r.failed.is_empty() && r.blocked == 0 => "succeeded",
+        _ => "failed",
+    };
+    state.end_run(run_id, status)?;
+    Ok(RunOutcome {
+        report: result?,
+        tasks: scope.len(),
+        run_id,
+    })
+}
+
+/// `hls-flow run`: plans the DAG for `range`, records it, and runs what is not done.
+/// Running it again after a crash finishes the work; over a complete range it does nothing.
+pub async fn run(
+    range: DayRange,
+    cfg: &RunConfig,
+    cancel: impl Future<Output = ()>,
+) -> Result<RunOutcome> {
+    let state = open_state(cfg)?;
+    let done: HashSet<String> = state
+        .tasks()?
+        .into_iter()
+        .filter(|t| t.state == TaskState::Succeeded)
+        .map(|t| t.key)
+        .collect();
+    let dag = Dag::plan(&cfg.collections, range, &done);
+    let (tasks, deps) = dag.ordered();
+    let ids = state.record_dag(&tasks, &deps)?;
+    let command = format!("run {}..{}", range.start, range.end);
+    execute(state, cfg, ids.into_iter().collect(), &command, cancel).await
+}
+
+/// Which failed tasks `retry-failed` takes.
+#[derive(Debug, Clone, Default)]
+pub struct RetryFilter {
+    /// Only this collection.
+    pub collection: Option<Collection>,
+    /// Only this day.
+    pub day: Option<NaiveDate>,
+    /// Only this month.
+    pub month: Option<Month>,
+}
+
+impl RetryFilter {
+    fn matches(&self, t: &TaskRow) -> bool {
+        self.collection.is_none_or(|c| c == t.spec.collection)
+            && self.day.is_none_or(|d| t.spec.day == Some(d))
+            && self.month.is_none_or(|m| t.spec.month == m)
+    }
+}
+
+/// `hls-flow retry-failed`: re-queues the failed tasks that match, and runs them with the
+/// tasks that depend on them. The output and bounding box are the state file's.
+pub async fn retry_failed(
+    filter: &RetryFilter,
+    cfg: &RunConfig,
+    cancel: impl Future<Output = ()>,
+) -> Result<Option<RunOutcome>> {
+    let probe = StateStore::open_exclusive(&cfg.state)?;
+    let mut cfg = cfg.clone();
+    if let Some(o) = probe.meta("output")? {
+        cfg.output = o;
+    }
+    if let Some(b) = probe.meta("bbox")? {
+        cfg.bbox = if b.is_empty() { None } else { Some(b.parse()?) };
+    }
+    if let Some(p) = probe.meta("daily_prefix")? {
+        cfg.daily_prefix = p;
+    }
+    drop(probe);
+    let state = open_state(&cfg)?;
+    let tasks = state.tasks()?;
+    let failed: Vec<&TaskRow> = tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Failed && filter.matches(t))
+        .collect();
+    if failed.is_empty() {
+        return Ok(None);
+    }
+    let mut dependents: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (task, dep) in state.deps()? {
+        dependents.entry(dep).or_default().push(task);
+    }
+    let mut scope = HashSet::new();
+    let mut stack: Vec<i64> = failed.iter().map(|t| t.id).collect();
+    for t in &failed {
+        state.mark_pending(t.id, None, "retry-failed")?;
+    }
+    while let Some(id) = stack.pop() {
+        if scope.insert(id) {
+            stack.extend(dependents.get(&id).into_iter().flatten().copied());
+        }
+    }
+    execute(state, &cfg, scope, "retry-failed", cancel)
+        .await
+        .map(Some)
+}

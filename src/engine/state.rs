@@ -1,0 +1,917 @@
+//! The SQLite checkpoint: runs, tasks, their dependencies and an event log, so that a
+//! crashed or interrupted run resumes exactly where it stopped.
+//!
+//! One process at a time may write a state file: it holds an OS lock (`flock`) on
+//! `<state>.lock`, which the kernel releases when the process dies, so the lock of a killed
+//! run is taken over without anyone deleting anything. WAL mode, one transaction per state
+//! change, and a schema version in `PRAGMA user_version`.
+
+use crate::collection::Collection;
+use crate::error::{Error, Result};
+use crate::period::Month;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::Serialize;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    command TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    status TEXT NOT NULL DEFAULT 'running'
+);
+CREATE TABLE tasks (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('harvest', 'repartition')),
+    key TEXT NOT NULL UNIQUE,
+    collection TEXT NOT NULL,
+    day TEXT,
+    month TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'succeeded', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    started_at TEXT,
+    ended_at TEXT,
+    cmr_hits INTEGER,
+    items_written INTEGER,
+    output_path TEXT,
+    output_size INTEGER,
+    missing TEXT,
+    run_id INTEGER REFERENCES runs(id)
+);
+CREATE TABLE deps (
+    task_id INTEGER NOT NULL REFERENCES tasks(id),
+    depends_on INTEGER NOT NULL REFERENCES tasks(id),
+    PRIMARY KEY (task_id, depends_on)
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    run_id INTEGER,
+    task_id INTEGER,
+    event TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX tasks_state ON tasks(state);
+CREATE INDEX events_task ON events(task_id);
+";
+
+/// What a task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Harvest one (collection, day) into a daily file.
+    Harvest,
+    /// Repartition one (collection, month) of daily files into a hive partition.
+    Repartition,
+}
+
+impl TaskKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Harvest => "harvest",
+            TaskKind::Repartition => "repartition",
+        }
+    }
+}
+
+/// Where a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Waiting to run (or to be re-run).
+    Pending,
+    /// Running now (or was, when its process died).
+    Running,
+    /// Done; its output is in place.
+    Succeeded,
+    /// Failed after its attempts; `last_error` says why.
+    Failed,
+}
+
+impl TaskState {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<TaskState> {
+        Some(match s {
+            "pending" => TaskState::Pending,
+            "running" => TaskState::Running,
+            "succeeded" => TaskState::Succeeded,
+            "failed" => TaskState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A task as the DAG defines it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskSpec {
+    /// What it does.
+    pub kind: TaskKind,
+    /// The collection.
+    pub collection: Collection,
+    /// The day (harvest tasks).
+    pub day: Option<NaiveDate>,
+    /// The month (of the day, for harvest tasks).
+    pub month: Month,
+}
+
+impl TaskSpec {
+    /// The harvest of one day.
+    pub fn harvest(collection: Collection, day: NaiveDate) -> TaskSpec {
+        TaskSpec {
+            kind: TaskKind::Harvest,
+            collection,
+            day: Some(day),
+            month: Month::of(day),
+        }
+    }
+
+    /// The repartition of one month.
+    pub fn repartition(collection: Collection, month: Month) -> TaskSpec {
+        TaskSpec {
+            kind: TaskKind::Repartition,
+            collection,
+            day: None,
+            month,
+        }
+    }
+
+    /// The unique key: `harvest/HLSL30/2024-05-15`, `repartition/HLSL30/2024-05`.
+    pub fn key(&self) -> String {
+        match self.day {
+            Some(d) => format!("{}/{}/{d}", self.kind.as_str(), self.collection),
+            None => format!("{}/{}/{}", self.kind.as_str(), self.collection, self.month),
+        }
+    }
+}
+
+/// A task as the state file holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskRow {
+    /// Row id.
+    pub id: i64,
+    /// What it does.
+    #[serde(flatten, serialize_with = "ser_spec")]
+    pub spec: TaskSpec,
+    /// Unique key.
+    pub key: String,
+    /// Where it is.
+    pub state: TaskState,
+    /// Attempts so far (over all runs).
+    pub attempts: u32,
+    /// Error of the last failed attempt.
+    pub last_error: Option<String>,
+    /// Start of the last attempt.
+    pub started_at: Option<String>,
+    /// End of the last attempt.
+    pub ended_at: Option<String>,
+    /// `CMR-Hits` of a harvest.
+    pub cmr_hits: Option<u64>,
+    /// Items written.
+    pub items_written: Option<u64>,
+    /// The output file.
+    pub output_path: Option<String>,
+    /// Its size in bytes.
+    pub output_size: Option<u64>,
+    /// Granules that could not be written, with reasons.
+    pub missing: Vec<(String, String)>,
+    /// The run of the last attempt.
+    pub run_id: Option<i64>,
+}
+
+fn ser_spec<S: serde::Serializer>(spec: &TaskSpec, s: S) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(4))?;
+    m.serialize_entry("kind", &spec.kind)?;
+    m.serialize_entry("collection", &spec.collection)?;
+    m.serialize_entry("day", &spec.day.map(|d| d.to_string()))?;
+    m.serialize_entry("month", &spec.month.to_string())?;
+    m.end()
+}
+
+/// What a task produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskOutput {
+    /// `CMR-Hits` of a harvest.
+    pub cmr_hits: Option<u64>,
+    /// Items written.
+    pub items_written: u64,
+    /// The output file, if one was written.
+    pub output_path: Option<String>,
+    /// Its size.
+    pub output_size: u64,
+}
+
+/// A run as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRow {
+    /// Run id.
+    pub id: i64,
+    /// The command line.
+    pub command: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Start.
+    pub started_at: String,
+    /// End, if it ended cleanly.
+    pub ended_at: Option<String>,
+    /// `running`, `succeeded`, `failed`, `interrupted`.
+    pub status: String,
+}
+
+/// An open state file.
+#[derive(Debug)]
+pub struct StateStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    _lock: Option<File>,
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The lock file beside a state file.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+impl StateStore {
+    /// Opens (creating if needed) a state file for writing, taking its lock. Tasks left
+    /// `running` by a dead process go back to `pending`.
+    pub fn open_exclusive(path: &Path) -> Result<StateStore> {
+        let serr = |reason: String| Error::State {
+            path: path.display().to_string(),
+            reason,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| serr(format!("cannot create its folder: {e}")))?;
+        }
+        check_header(path)?;
+        let lock = take_lock(path)?;
+        let conn = open_conn(path, false)?;
+        let store = StateStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            _lock: Some(lock),
+        };
+        store.migrate()?;
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// Opens an existing state file to read it while a run may be writing it (no lock).
+    pub fn open_read_only(path: &Path) -> Result<StateStore> {
+        if !path.exists() {
+            return Err(Error::State {
+                path: path.display().to_string(),
+                reason: "no such file (nothing has run with this --state yet)".into(),
+            });
+        }
+        check_header(path)?;
+        let conn = open_conn(path, true)?;
+        let store = StateStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            _lock: None,
+        };
+        store.check_version()?;
+        Ok(store)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::State {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| self.err("state connection poisoned"))?;
+        f(&mut conn).map_err(|e| self.err(e))
+    }
+
+    fn check_version(&self) -> Result<i64> {
+        let (version, tables): (i64, i64) = self.with(|c| {
+            let v = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let t = c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok((v, t))
+        })?;
+        if version == 0 && tables == 0 {
+            return Ok(0);
+        }
+        if version == 0 {
+            return Err(self.err("an SQLite database, but not an hls-flow state file"));
+        }
+        if version != SCHEMA_VERSION {
+            return Err(self.err(format!(
+                "schema version {version}; this hls-flow reads version {SCHEMA_VERSION}"
+            )));
+        }
+        let app: Option<String> = self.with(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = 'app'", [], |r| r.get(0))
+                .optional()
+        })?;
+        if app.as_deref() != Some("hls-flow") {
+            return Err(self.err("not an hls-flow state file"));
+        }
+        Ok(version)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        if self.check_version()? == 0 {
+            self.with(|c| {
+                let tx = c.transaction()?;
+                tx.execute_batch(SCHEMA)?;
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('app', 'hls-flow')",
+                    [],
+                )?;
+                tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+                tx.commit()
+            })?;
+        }
+        Ok(())
+    }
+
+    fn recover(&self) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let ids: Vec<i64> = {
+                let mut st = tx.prepare("SELECT id FROM tasks WHERE state = 'running'")?;
+                st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+            };
+            for id in &ids {
+                tx.execute("UPDATE tasks SET state = 'pending' WHERE id = ?1", [id])?;
+                tx.execute(
+                    "INSERT INTO events (at, task_id, event, detail) VALUES (?1, ?2, 'recovered', 'was running when its process died; will run again')",
+                    params![now(), id],
+                )?;
+            }
+            tx.execute(
+                "UPDATE runs SET status = 'interrupted', ended_at = ?1 WHERE status = 'running'",
+                [now()],
+            )?;
+            tx.commit()
+        })
+    }
+
+    /// Reads a setting stored in the state (`output`, `bbox`, …).
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    /// Stores a setting.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Records the start of a run.
+    pub fn start_run(&self, command: &str) -> Result<i64> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO runs (command, pid, started_at) VALUES (?1, ?2, ?3)",
+                params![command, std::process::id(), now()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Records the end of a run.
+    pub fn end_run(&self, run_id: i64, status: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET ended_at = ?1, status = ?2 WHERE id = ?3",
+                params![now(), status, run_id],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The latest run.
+    pub fn last_run(&self) -> Result<Option<RunRow>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, command, pid, started_at, ended_at, status FROM runs ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(RunRow {
+                        id: r.get(0)?,
+                        command: r.get(1)?,
+                        pid: r.get(2)?,
+                        started_at: r.get(3)?,
+                        ended_at: r.get(4)?,
+                        status: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Records a DAG: its tasks (new ones as `pending`; existing ones untouched) and
+    /// dependencies, in one transaction. Returns the task ids by key.
+    pub fn record_dag(&self, tasks: &[TaskSpec], deps: &[(usize, usize)]) -> Result<Vec<i64>> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let mut ids = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                tx.execute(
+                    "INSERT INTO tasks (kind, key, collection, day, month, state) VALUES (?1, ?2, ?3, ?4, ?5, 'pending') ON CONFLICT(key) DO NOTHING",
+                    params![
+                        t.kind.as_str(),
+                        t.key(),
+                        t.collection.short_name(),
+                        t.day.map(|d| d.to_string()),
+                        t.month.to_string()
+                    ],
+                )?;
+                let id: i64 =
+                    tx.query_row("SELECT id FROM tasks WHERE key = ?1", [t.key()], |r| r.get(0))?;
+                ids.push(id);
+            }
+            for &(task, dep) in deps {
+                tx.execute(
+                    "INSERT OR IGNORE INTO deps (task_id, depends_on) VALUES (?1, ?2)",
+                    params![ids[task], ids[dep]],
+                )?;
+            }
+            tx.commit()?;
+            Ok(ids)
+        })
+    }
+
+    /// Every task.
+    pub fn tasks(&self) -> Result<Vec<TaskRow>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, kind, key, collection, day, month, state, attempts, last_error, started_at, ended_at, cmr_hits, items_written, output_path, output_size, missing, run_id FROM tasks ORDER BY id",
+            )?;
+            let rows = st.query_map([], row_to_task)?;
+            rows.collect()
+        })
+    }
+
+    /// Dependencies as (task, depends on).
+    pub fn deps(&self) -> Result<Vec<(i64, i64)>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT task_id, depends_on FROM deps")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    fn event(
+        tx: &rusqlite::Transaction<'_>,
+        run: Option<i64>,
+        task: i64,
+        event: &str,
+        detail: Option<&str>,
+    ) -> rusqlite::Result<()> {
+        tx.execute(
+            "INSERT INTO events (at, run_id, task_id, event, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now(), run, task, event, detail],
+        )
+        .map(|_| ())
+    }
+
+    /// Marks a task running for one more attempt; returns the attempt number.
+    pub fn mark_running(&self, task: i64, run: i64) -> Result<u32> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = ?1, ended_at = NULL, run_id = ?2 WHERE id = ?3",
+                params![now(), run, task],
+            )?;
+            let attempts: u32 =
+                tx.query_row("SELECT attempts FROM tasks WHERE id = ?1", [task], |r| r.get(0))?;
+            Self::event(&tx, Some(run), task, "started", Some(&format!("attempt {attempts}")))?;
+            tx.commit()?;
+            Ok(attempts)
+        })
+    }
+
+    /// Records the error of one failed attempt (the task stays running, to be retried).
+    pub fn record_attempt_error(
+        &self,
+        task: i64,
+        run: i64,
+        attempt: u32,
+        error: &str,
+    ) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE tasks SET last_error = ?1 WHERE id = ?2",
+                params![error, task],
+            )?;
+            Self::event(
+                &tx,
+                Some(run),
+                task,
+                "attempt_failed",
+                Some(&format!("attempt {attempt}: {error}")),
+            )?;
+            tx.commit()
+        })
+    }
+
+    /// Marks a task succeeded with what it produced.
+    pub fn mark_succeeded(&self, task: i64, run: i64, out: &TaskOutput) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE tasks SET state = 'succeeded', ended_at = ?1, last_error = NULL, missing = NULL, cmr_hits = ?2, items_written = ?3, output_path = ?4, output_size = ?5 WHERE id = ?6",
+                params![now(), out.cmr_hits, out.items_written, out.output_path, out.output_size, task],
+            )?;
+            Self::event(&tx, Some(run), task, "succeeded", Some(&format!("{} items", out.items_written)))?;
+            tx.commit()
+        })
+    }
+
+    /// Marks a task failed, with its last error and the granules it could not write.
+    pub fn mark_failed(
+        &self,
+        task: i64,
+        run: i64,
+        error: &str,
+        missing: &[(String, String)],
+    ) -> Result<()> {
+        let missing = if missing.is_empty() {
+            None
+        } else {
+            serde_json::to_string(missing).ok()
+        };
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE tasks SET state = 'failed', ended_at = ?1, last_error = ?2, missing = ?3 WHERE id = ?4",
+                params![now(), error, missing, task],
+            )?;
+            Self::event(&tx, Some(run), task, "failed", Some(error))?;
+            tx.commit()
+        })
+    }
+
+    /// Puts a task back to `pending` (interrupted, or its output went missing).
+    pub fn mark_pending(&self, task: i64, run: Option<i64>, why: &str) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute("UPDATE tasks SET state = 'pending' WHERE id = ?1", [task])?;
+            Self::event(&tx, run, task, "requeued", Some(why))?;
+            tx.commit()
+        })
+    }
+
+    /// Events of a task, oldest first: (at, event, detail).
+    pub fn events(&self, task: i64) -> Result<Vec<(String, String, Option<String>)>> {
+        self.with(|c| {
+            let mut st =
+                c.prepare("SELECT at, event, detail FROM events WHERE task_id = ?1 ORDER BY id")?;
+            let rows = st.query_map([task], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+    }
+}
+
+fn row_to_task(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
+    let bad = |i: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            what.to_string().into(),
+        )
+    };
+    let kind: String = r.get(1)?;
+    let kind = match kind.as_str() {
+        "harvest" => TaskKind::Harvest,
+        "repartition" => TaskKind::Repartition,
+        _ => return Err(bad(1, "unknown task kind")),
+    };
+    let collection: String = r.get(3)?;
+    let collection: Collection = collection
+        .parse()
+        .map_err(|_| bad(3, "unknown collection"))?;
+    let day: Option<String> = r.get(4)?;
+    let day = match day {
+        Some(d) => Some(d.parse::<NaiveDate>().map_err(|_| bad(4, "bad day"))?),
+        None => None,
+    };
+    let month: String = r.get(5)?;
+    let month: Month = month.parse().map_err(|_| bad(5, "bad month"))?;
+    let state: String = r.get(6)?;
+    let state = TaskState::parse(&state).ok_or_else(|| bad(6, "bad state"))?;
+    let missing: Option<String> = r.get(15)?;
+    let missing = missing
+        .and_then(|m| serde_json::from_str(&m).ok())
+        .unwrap_or_default();
+    Ok(TaskRow {
+        id: r.get(0)?,
+        spec: TaskSpec {
+            kind,
+            collection,
+            day,
+            month,
+        },
+        key: r.get(2)?,
+        state,
+        attempts: r.get(7)?,
+        last_error: r.get(8)?,
+        started_at: r.get(9)?,
+        ended_at: r.get(10)?,
+        cmr_hits: r.get(11)?,
+        items_written: r.get(12)?,
+        output_path: r.get(13)?,
+        output_size: r.get(14)?,
+        missing,
+        run_id: r.get(16)?,
+    })
+}
+
+/// Refuses a file that exists but is not an SQLite database, before SQLite touches it.
+fn check_header(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let Ok(mut f) = File::open(path) else {
+        return Ok(());
+    };
+    let mut head = [0u8; 16];
+    let n = f.read(&mut head).unwrap_or(0);
+    if n == 0 {
+        return Ok(());
+    }
+    if n < 16 || &head != b"SQLite format 3\0" {
+        return Err(Error::State {
+            path: path.display().to_string(),
+            reason: "not an SQLite database".into(),
+        });
+    }
+    Ok(())
+}
+
+fn take_lock(path: &Path) -> Result<File> {
+    let lp = lock_path(path);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lp)
+        .map_err(|e| Error::State {
+            path: lp.display().to_string(),
+            reason: format!("cannot open the lock file: {e}"),
+        })?;
+    match f.try_lock() {
+        Ok(()) => {
+            let _ = f.set_len(0);
+            let _ = writeln!(f, "{}", std::process::id());
+            let _ = f.flush();
+            Ok(f)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+            path: path.display().to_string(),
+            pid: lock_holder(path),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::State {
+            path: lp.display().to_string(),
+            reason: format!("cannot lock: {e}"),
+        }),
+    }
+}
+
+/// The pid written in a state file's lock file, if a live process holds the lock.
+pub fn lock_holder(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(lock_path(path))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether a live process holds the lock of a state file.
+pub fn is_locked(path: &Path) -> bool {
+    let Ok(f) = File::open(lock_path(path)) else {
+        return false;
+    };
+    match f.try_lock_shared() {
+        Ok(()) => {
+            let _ = f.unlock();
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
+    let serr = |e: &dyn std::fmt::Display| Error::State {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| serr(&e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|e| serr(&e))?;
+    if !read_only {
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| serr(&e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(serr(&format!(
+                "could not switch to WAL mode (journal_mode is {mode})"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| serr(&e))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| serr(&e))?;
+    }
+    // Touch the schema so that a damaged file fails here, with its path.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| serr(&e))?;
+    Ok(conn)
+}
+
+/// Parses a stored RFC 3339 time.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 5, d).unwrap()
+    }
+
+    #[test]
+    fn records_a_dag_and_walks_a_task_through_its_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let st = StateStore::open_exclusive(&path).unwrap();
+        let tasks = vec![
+            TaskSpec::harvest(Collection::Hlsl30, day(1)),
+            TaskSpec::harvest(Collection::Hlsl30, day(2)),
+            TaskSpec::repartition(Collection::Hlsl30, Month::new(2024, 5).unwrap()),
+        ];
+        let ids = st.record_dag(&tasks, &[(2, 0), (2, 1)]).unwrap();
+        // Recording again changes nothing.
+        assert_eq!(st.record_dag(&tasks, &[(2, 0), (2, 1)]).unwrap(), ids);
+        assert_eq!(st.deps().unwrap().len(), 2);
+        let run = st.start_run("test").unwrap();
+        assert_eq!(st.mark_running(ids[0], run).unwrap(), 1);
+        st.record_attempt_error(ids[0], run, 1, "boom").unwrap();
+        assert_eq!(st.mark_running(ids[0], run).unwrap(), 2);
+        st.mark_failed(ids[0], run, "boom again", &[("g1".into(), "404".into())])
+            .unwrap();
+        st.mark_running(ids[1], run).unwrap();
+        st.mark_succeeded(
+            ids[1],
+            run,
+            &TaskOutput {
+                cmr_hits: Some(7),
+                items_written: 5,
+                output_path: Some("out/x.parquet".into()),
+                output_size: 123,
+            },
+        )
+        .unwrap();
+        let rows = st.tasks().unwrap();
+        assert_eq!(rows[0].state, TaskState::Failed);
+        assert_eq!(rows[0].attempts, 2);
+        assert_eq!(rows[0].last_error.as_deref(), Some("boom again"));
+        assert_eq!(rows[0].missing, vec![("g1".to_string(), "404".to_string())]);
+        assert_eq!(rows[1].state, TaskState::Succeeded);
+        assert_eq!(rows[1].items_written, Some(5));
+        assert_eq!(rows[2].state, TaskState::Pending);
+        assert_eq!(rows[2].key, "repartition/HLSL30/2024-05");
+        let events = st.events(ids[0]).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(kinds, ["started", "attempt_failed", "started", "failed"]);
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_and_running_tasks_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let st = StateStore::open_exclusive(&path).unwrap();
+        let ids = st
+            .record_dag(&[TaskSpec::harvest(Collection::Hlss30, day(3))], &[])
+            .unwrap();
+        let run = st.start_run("test").unwrap();
+        st.mark_running(ids[0], run).unwrap();
+        assert!(is_locked(&path));
+        let e = StateStore::open_exclusive(&path).unwrap_err();
+        assert!(
+            matches!(e, Error::Locked { pid: Some(p), .. } if p == std::process::id()),
+            "{e}"
+        );
+        // Readers are welcome while it runs.
+        let ro = StateStore::open_read_only(&path).unwrap();
+        assert_eq!(ro.tasks().unwrap()[0].state, TaskState::Running);
+        drop(st);
+        assert!(!is_locked(&path));
+        let st = StateStore::open_exclusive(&path).unwrap();
+        let row = &st.tasks().unwrap()[0];
+        assert_eq!(row.state, TaskState::Pending);
+        assert_eq!(st.last_run().unwrap().unwrap().status, "interrupted");
+        assert!(
+            st.events(ids[0])
+                .unwrap()
+                .iter()
+                .any(|e| e.1 == "recovered")
+        );
+    }
+
+    #[test]
+    fn refuses_files_that_are_not_state_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("text.sqlite");
+        std::fs::write(&text, "hello, I am not a database at all").unwrap();
+        let e = StateStore::open_exclusive(&text).unwrap_err();
+        assert!(e.to_string().contains("not an SQLite database"), "{e}");
+        assert!(e.is_usage());
+
+        let other = dir.path().join("other.sqlite");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        let e = StateStore::open_exclusive(&other).unwrap_err();
+        assert!(e.to_string().contains("not an hls-flow state file"), "{e}");
+
+        let newer = dir.path().join("newer.sqlite");
+        drop(StateStore::open_exclusive(&newer).unwrap());
+        Connection::open(&newer)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
+        let e = StateStore::open_exclusive(&newer).unwrap_err();
+        assert!(e.to_string().contains("schema version 99"), "{e}");
+
+        let missing = StateStore::open_read_only(&dir.path().join("none.sqlite")).unwrap_err();
+        assert!(missing.to_string().contains("no such file"), "{missing}");
+    }
+
+    #[test]
+    fn uses_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateStore::open_exclusive(&dir.path().join("s.sqlite")).unwrap();
+        let mode: String = st
+            .with(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}

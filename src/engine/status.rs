@@ -1,0 +1,176 @@
+//! What a state file says: tasks by collection and month, failures with their errors and
+//! missing granules, and the progress and ETA of a live run.
+
+use crate::collection::Collection;
+use crate::engine::state::{
+    RunRow, StateStore, TaskKind, TaskRow, TaskState, is_locked, parse_time,
+};
+use crate::error::Result;
+use chrono::Utc;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Task counts by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Counts {
+    /// Pending.
+    pub pending: usize,
+    /// Running.
+    pub running: usize,
+    /// Succeeded.
+    pub succeeded: usize,
+    /// Failed.
+    pub failed: usize,
+}
+
+impl Counts {
+    fn add(&mut self, s: TaskState) {
+        match s {
+            TaskState::Pending => self.pending += 1,
+            TaskState::Running => self.running += 1,
+            TaskState::Succeeded => self.succeeded += 1,
+            TaskState::Failed => self.failed += 1,
+        }
+    }
+
+    /// All tasks.
+    pub fn total(&self) -> usize {
+        self.pending + self.running + self.succeeded + self.failed
+    }
+}
+
+/// One (collection, month).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonthStatus {
+    /// The collection.
+    pub collection: Collection,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Harvest tasks by state.
+    pub harvest: Counts,
+    /// The repartition task's state, if the month has one.
+    pub repartition: Option<TaskState>,
+    /// Items written by its succeeded harvest tasks (daily files).
+    pub items_written: u64,
+    /// Rows of its monthly partition, if written.
+    pub partition_rows: Option<u64>,
+    /// `CMR-Hits` summed over its harvested days.
+    pub cmr_hits: u64,
+}
+
+/// A live run's progress.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveRun {
+    /// The run.
+    pub run: RunRow,
+    /// Tasks it finished so far.
+    pub done: usize,
+    /// Tasks left (pending or running).
+    pub remaining: usize,
+    /// Estimated seconds to go, once something has finished.
+    pub eta_seconds: Option<u64>,
+}
+
+/// Everything `hls-flow status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusReport {
+    /// The state file.
+    pub state_file: String,
+    /// The output it describes.
+    pub output: Option<String>,
+    /// Its bounding box, if any.
+    pub bbox: Option<String>,
+    /// All tasks by state.
+    pub totals: Counts,
+    /// Items in daily files.
+    pub items_written: u64,
+    /// Per collection and month, in order.
+    pub months: Vec<MonthStatus>,
+    /// Failed tasks, with last error and missing granules.
+    pub failed: Vec<TaskRow>,
+    /// The live run, if a process holds the state file.
+    pub live_run: Option<LiveRun>,
+    /// The latest run, live or not.
+    pub last_run: Option<RunRow>,
+}
+
+/// Reads a state file (also while a run is writing it).
+pub fn status(path: &Path) -> Result<StatusReport> {
+    let state = StateStore::open_read_only(path)?;
+    let tasks = state.tasks()?;
+    let mut months: BTreeMap<(Collection, String), MonthStatus> = BTreeMap::new();
+    let mut totals = Counts::default();
+    let mut items = 0;
+    for t in &tasks {
+        totals.add(t.state);
+        let m = months
+            .entry((t.spec.collection, t.spec.month.to_string()))
+            .or_insert_with(|| MonthStatus {
+                collection: t.spec.collection,
+                month: t.spec.month.to_string(),
+                harvest: Counts::default(),
+                repartition: None,
+                items_written: 0,
+                partition_rows: None,
+                cmr_hits: 0,
+            });
+        match t.spec.kind {
+            TaskKind::Harvest => {
+                m.harvest.add(t.state);
+                if t.state == TaskState::Succeeded {
+                    let n = t.items_written.unwrap_or(0);
+                    m.items_written += n;
+                    items += n;
+                    m.cmr_hits += t.cmr_hits.unwrap_or(0);
+                }
+            }
+            TaskKind::Repartition => {
+                m.repartition = Some(t.state);
+                if t.state == TaskState::Succeeded {
+                    m.partition_rows = t.items_written;
+                }
+            }
+        }
+    }
+    let last_run = state.last_run()?;
+    let live_run = match &last_run {
+        Some(run) if run.status == "running" && is_locked(path) => {
+            let done = tasks
+                .iter()
+                .filter(|t| {
+                    t.run_id == Some(run.id)
+                        && matches!(t.state, TaskState::Succeeded | TaskState::Failed)
+                })
+                .count();
+            let remaining = totals.pending + totals.running;
+            let elapsed = parse_time(&run.started_at)
+                .map(|s| (Utc::now() - s).num_milliseconds().max(0) as f64 / 1000.0);
+            let eta_seconds = match elapsed {
+                Some(e) if done > 0 => Some((e / done as f64 * remaining as f64).round() as u64),
+                _ => None,
+            };
+            Some(LiveRun {
+                run: run.clone(),
+                done,
+                remaining,
+                eta_seconds,
+            })
+        }
+        _ => None,
+    };
+    Ok(StatusReport {
+        state_file: path.display().to_string(),
+        output: state.meta("output")?,
+        bbox: state.meta("bbox")?.filter(|b| !b.is_empty()),
+        totals,
+        items_written: items,
+        months: months.into_values().collect(),
+        failed: tasks
+            .into_iter()
+            .filter(|t| t.state == TaskState::Failed)
+            .collect(),
+        live_run,
+        last_run,
+    })
+}

@@ -1,0 +1,74 @@
+//! A fast stac-geoparquet write path for the fixed shape of HLS v2.0 items.
+//!
+//! The `stac` crate writes items through a generic path (`stac::Item` → `serde_json::Value`
+//! → arrow-json schema inference → record batch). HLS items all have the same shape, so
+//! this module declares that shape once, as a fixed Arrow schema per collection
+//! ([`hls_schema`]), and goes from an item's JSON bytes straight into column builders
+//! through typed serde structs that borrow their strings from the input.
+//!
+//! The file it writes reads back, with `stac::geoparquet::from_reader`, to exactly the
+//! items the `stac` crate's own writer's file reads back to: same columns and types, same
+//! WKB geometry, same `geo` and `stac-geoparquet` metadata. Two behaviours of the `stac`
+//! writer are reproduced on purpose: `stac_version` is stored as the `stac` crate's version
+//! (`1.1.0`), and datetimes are stored as milliseconds (sub-millisecond digits are floored).
+//!
+//! Anything outside the fixed shape (an unknown property, asset key or member, a value of
+//! the wrong type, a non-MultiPolygon geometry) is refused with an [`HlsArrowError`] that
+//! names it and the item, so that the caller can write that file with the generic writer.
+//!
+//! ```no_run
+//! use hls_flow::Collection;
+//! use hls_flow::write::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let file = std::fs::File::create("HLSS30_2.0.parquet")?;
+//! let mut writer = HlsGeoparquetWriter::new(file, Collection::Hlss30, HlsWriterOptions::default())?;
+//! writer.write_json(br#"{"type": "Feature", "...": "..."}"#)?;
+//! let stats = writer.finish()?;
+//! println!("{} items, {} bytes", stats.items, stats.bytes);
+//! # Ok(())
+//! # }
+//! ```
+
+mod builder;
+mod error;
+mod item;
+mod json;
+mod schema;
+mod stac_item;
+mod wkb;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use builder::HlsBatchBuilder;
+pub use error::{HlsArrowError, Result};
+pub use schema::{AssetSlot, GEOMETRY, THUMBNAIL, asset_slots, hls_schema};
+pub use writer::{HlsGeoparquetWriter, HlsWriterOptions, WriteStats};
+
+use crate::Collection;
+
+impl HlsBatchBuilder {
+    /// Checks one item's JSON bytes against the collection's fixed shape and appends it as
+    /// a row; on error nothing is appended.
+    pub fn append_json(&mut self, json: &[u8]) -> Result<()> {
+        let item = json::parse_item(json, self.slots(), self.collection_id())?;
+        self.append(&item);
+        Ok(())
+    }
+
+    /// Checks a `stac::Item` against the collection's fixed shape and appends it as a row;
+    /// on error nothing is appended.
+    pub fn append_item(&mut self, item: &stac::Item) -> Result<()> {
+        let item = stac_item::from_stac_item(item, self.slots(), self.collection_id())?;
+        self.append(&item);
+        Ok(())
+    }
+}
+
+/// Checks one item's JSON bytes against a collection's fixed shape without writing it: the
+/// error a [`HlsGeoparquetWriter`] would return, or `Ok`.
+pub fn check_json(json: &[u8], collection: Collection) -> Result<()> {
+    json::parse_item(json, &asset_slots(collection), collection.stac_id()).map(|_| ())
+}

@@ -1,0 +1,489 @@
+//! Proof of equivalence with the `stac` crate's writer, and the shape errors.
+
+use super::*;
+use crate::Collection;
+use crate::source::hls::{GranuleMeta, to_stac_item};
+use arrow_array::RecordBatchReader;
+use bytes::Bytes;
+use chrono::{Duration, TimeZone, Utc};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use serde_json::{Value, json};
+use stac::geoparquet::{WriterBuilder, WriterOptions};
+
+/// A varied granule: item 0 has every optional attribute (so the `stac` writer infers the
+/// full schema from the first item); others miss some, cross the equator, the antimeridian
+/// and midnight, and have one or two polygons.
+fn meta(collection: Collection, i: usize) -> GranuleMeta {
+    let day = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + Duration::days((i % 366) as i64);
+    let begin = match i % 10 {
+        1 => day + Duration::milliseconds(86_399_950), // 23:59:59.950
+        2 => day,                                      // 00:00:00.000000
+        3 => day + Duration::microseconds(86_399_999_999), // 23:59:59.999999
+        4 => day + Duration::microseconds(43_200_000_500), // 12:00:00.000500
+        5 => day + Duration::microseconds(1_999),
+        _ => {
+            day + Duration::seconds((i as i64 * 7_919) % 86_400)
+                + Duration::microseconds((i as i64 * 104_729) % 1_000_000)
+        }
+    };
+    let end = if i % 6 == 5 {
+        begin + Duration::microseconds(1_234_567)
+    } else {
+        begin
+    };
+    let lon = -177.0 + (i as f64 * 1.37) % 350.0;
+    let lat = if i % 4 == 3 { -33.5 } else { 71.1 } - (i as f64 * 0.11) % 5.0;
+    let ring = |dx: f64| {
+        vec![
+            (lon + dx, lat),
+            (lon + dx, lat + 0.72),
+            (lon + dx + 1.45, lat + 0.46),
+            (lon + dx + 1.47, lat + 0.01),
+        ]
+    };
+    let mut polygons = vec![ring(0.0)];
+    if i % 3 == 2 {
+        polygons.push(ring(2.1));
+    }
+    let (platform, instrument) = match (collection, i % 3) {
+        (Collection::Hlsl30, 0) => ("LANDSAT-8", "OLI"),
+        (Collection::Hlsl30, _) => ("LANDSAT-9", "OLI"),
+        (Collection::Hlss30, 0) => ("Sentinel-2A", "Sentinel-2 MSI"),
+        (Collection::Hlss30, 1) => ("Sentinel-2B", "Sentinel-2 MSI"),
+        (Collection::Hlss30, _) => ("Sentinel-2C", "Sentinel-2 MSI"),
+    };
+    let zone = 1 + i % 60;
+    let tile = format!("{zone:02}W{}V", ["E", "F", "G"][i % 3]);
+    let some_unless = |n: usize| i % n != n - 1;
+    GranuleMeta {
+        collection,
+        granule_ur: format!(
+            "HLS.{}.T{tile}.{}.v2.0.{i}",
+            collection.product(),
+            begin.format("%Y%jT%H%M%S")
+        ),
+        concept_id: format!("G{}-LPCLOUD", 3_000_000_000u64 + i as u64),
+        begin,
+        end,
+        updated: end,
+        platform: platform.into(),
+        instrument: instrument.into(),
+        polygons,
+        cloud_cover: some_unless(7).then_some((i % 101) as f64),
+        mgrs_tile: some_unless(19).then_some(tile),
+        ulx: some_unless(11).then_some(199_980.0 + (i % 5) as f64 * 109_800.0),
+        uly: Some(if i % 4 == 3 {
+            -3_700_020.0 + i as f64
+        } else {
+            8_000_040.0
+        }),
+        nrows: some_unless(17).then_some(3660),
+        ncols: Some(3660),
+        resolution: Some(30.0),
+        sun_azimuth: some_unless(23).then_some(187.71039035 - i as f64 * 0.31),
+        view_azimuth: some_unless(29).then_some(296.0704673 - i as f64 * 0.07),
+        doi: some_unless(13).then_some(collection.doi().to_string()),
+    }
+}
+
+/// The item as published plus `collection`, as the cache stores it.
+fn item_json(collection: Collection, i: usize) -> Value {
+    let mut item = to_stac_item(&meta(collection, i));
+    item["collection"] = json!(collection.stac_id());
+    item
+}
+
+fn zstd3() -> Compression {
+    Compression::ZSTD(ZstdLevel::try_new(3).unwrap())
+}
+
+fn stac_file(items: Vec<stac::Item>) -> Bytes {
+    let mut buf = Vec::new();
+    WriterBuilder::new(&mut buf)
+        .writer_options(WriterOptions::new().with_compression(zstd3()))
+        .build(items)
+        .unwrap()
+        .finish()
+        .unwrap();
+    Bytes::from(buf)
+}
+
+fn small_batches() -> HlsWriterOptions {
+    HlsWriterOptions::default()
+        .with_batch_rows(64)
+        .with_max_row_group_row_count(100)
+}
+
+fn fast_file_from_json(collection: Collection, jsons: &[Vec<u8>]) -> (Bytes, WriteStats) {
+    let mut w = HlsGeoparquetWriter::new(Vec::new(), collection, small_batches()).unwrap();
+    for json in jsons {
+        w.write_json(json).unwrap();
+    }
+    let (buf, stats) = w.finish_into_inner().unwrap();
+    (Bytes::from(buf), stats)
+}
+
+fn fast_file_from_items(collection: Collection, items: &[stac::Item]) -> Bytes {
+    let mut buf = Vec::new();
+    let mut w = HlsGeoparquetWriter::new(&mut buf, collection, small_batches()).unwrap();
+    for item in items {
+        w.write_item(item).unwrap();
+    }
+    let stats = w.finish().unwrap();
+    assert_eq!(stats.items, items.len() as u64);
+    Bytes::from(buf)
+}
+
+fn read_back(file: &Bytes) -> Vec<Value> {
+    stac::geoparquet::from_reader(file.clone())
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|item| serde_json::to_value(item).unwrap())
+        .collect()
+}
+
+fn key_value(file: &Bytes, key: &str) -> Value {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file.clone()).unwrap();
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap();
+    let value = kv.iter().find(|kv| kv.key == key).unwrap();
+    serde_json::from_str(value.value.as_deref().unwrap()).unwrap()
+}
+
+/// Every column of the file, read as one batch per column, and its Parquet schema.
+fn columns(file: &Bytes) -> (arrow_schema::SchemaRef, Vec<arrow_array::ArrayRef>, String) {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file.clone()).unwrap();
+    let mut parquet_schema = Vec::new();
+    parquet::schema::printer::print_schema(
+        &mut parquet_schema,
+        builder.metadata().file_metadata().schema(),
+    );
+    let reader = builder.with_batch_size(1_000_000).build().unwrap();
+    let schema = reader.schema();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    assert_eq!(batches.len(), 1, "one batch across row groups");
+    (
+        schema,
+        batches[0].columns().to_vec(),
+        String::from_utf8(parquet_schema).unwrap(),
+    )
+}
+
+fn assert_equivalent(collection: Collection, n: usize) {
+    let values: Vec<Value> = (0..n).map(|i| item_json(collection, i)).collect();
+    let jsons: Vec<Vec<u8>> = values
+        .iter()
+        .map(|v| serde_json::to_vec(v).unwrap())
+        .collect();
+    // Parsed from the same bytes: serde_json's default float parsing is not always the
+    // closest f64 (no `float_roundtrip`), and both paths should see the same numbers.
+    let items: Vec<stac::Item> = jsons
+        .iter()
+        .map(|json| serde_json::from_slice(json).unwrap())
+        .collect();
+
+    let expected_file = stac_file(items.clone());
+    let (fast_file, stats) = fast_file_from_json(collection, &jsons);
+    let fast_items_file = fast_file_from_items(collection, &items);
+    assert_eq!(stats.items, n as u64);
+    assert_eq!(stats.batches, n.div_ceil(64) as u64);
+    assert_eq!(stats.row_groups, n.div_ceil(100));
+    assert_eq!(stats.bytes, fast_file.len() as u64);
+
+    let expected = read_back(&expected_file);
+    assert_eq!(expected.len(), n);
+    for file in [&fast_file, &fast_items_file] {
+        let got = read_back(file);
+        assert_eq!(got.len(), n);
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert!(g == e, "item {i}:\n{g}\n{e}");
+            // Same key order too.
+            assert_eq!(g.to_string(), e.to_string(), "item {i}");
+        }
+    }
+
+    // Same Arrow schema (names, types, nesting, nullability, field metadata), same Parquet
+    // schema, same column contents (WKB bytes, dictionaries, timestamps).
+    let (expected_schema, expected_columns, expected_parquet) = columns(&expected_file);
+    for file in [&fast_file, &fast_items_file] {
+        let (schema, cols, parquet_schema) = columns(file);
+        assert_eq!(schema.fields(), expected_schema.fields());
+        assert_eq!(parquet_schema, expected_parquet);
+        for (i, (g, e)) in cols.iter().zip(&expected_columns).enumerate() {
+            assert_eq!(
+                g.to_data(),
+                e.to_data(),
+                "column {}",
+                schema.field(i).name()
+            );
+        }
+        assert_eq!(key_value(file, "geo"), key_value(&expected_file, "geo"));
+        assert_eq!(
+            key_value(file, "stac-geoparquet"),
+            key_value(&expected_file, "stac-geoparquet")
+        );
+    }
+    assert_eq!(
+        HlsBatchBuilder::new(collection).schema().fields(),
+        expected_schema.fields()
+    );
+}
+
+#[test]
+fn s30_reads_back_as_the_stac_writers_file() {
+    assert_equivalent(Collection::Hlss30, 300);
+}
+
+#[test]
+fn l30_reads_back_as_the_stac_writers_file() {
+    assert_equivalent(Collection::Hlsl30, 300);
+}
+
+#[test]
+fn the_real_item_reads_back_as_with_the_stac_writer() {
+    let json =
+        include_bytes!("../../../tests/fixtures/stac/HLS.S30.T01WEV.2024153T000609.v2.0_stac.json");
+    let item: stac::Item = serde_json::from_slice(json).unwrap();
+    let mut with_collection = item.clone();
+    with_collection.collection = Some("HLSS30_2.0".into());
+    let expected = read_back(&stac_file(vec![with_collection]));
+    let (fast, _) = fast_file_from_json(Collection::Hlss30, &[json.to_vec()]);
+    assert_eq!(read_back(&fast), expected);
+    assert_eq!(
+        read_back(&fast_file_from_items(Collection::Hlss30, &[item])),
+        expected
+    );
+}
+
+#[test]
+fn missing_optional_attributes_read_back_absent() {
+    let mut m = meta(Collection::Hlss30, 0);
+    m.cloud_cover = None;
+    m.ulx = None;
+    m.doi = None;
+    m.mgrs_tile = None;
+    let json = serde_json::to_vec(&to_stac_item(&m)).unwrap();
+    let (file, _) = fast_file_from_json(Collection::Hlss30, &[json]);
+    let item = &read_back(&file)[0];
+    let props = item["properties"].as_object().unwrap();
+    for key in ["eo:cloud_cover", "proj:transform", "sci:doi", "proj:epsg"] {
+        assert!(!props.contains_key(key), "{key} should be absent");
+    }
+    assert!(props.contains_key("proj:shape"));
+    assert_eq!(item["links"].as_array().unwrap().len(), 1);
+    assert_eq!(item["collection"], "HLSS30_2.0");
+}
+
+#[test]
+fn timestamps_are_floored_to_milliseconds_like_arrow_json() {
+    let mut m = meta(Collection::Hlsl30, 0);
+    m.begin =
+        Utc.with_ymd_and_hms(2024, 12, 31, 23, 59, 59).unwrap() + Duration::microseconds(999_999);
+    m.end = m.begin;
+    let json = serde_json::to_vec(&to_stac_item(&m)).unwrap();
+    let (file, _) = fast_file_from_json(Collection::Hlsl30, &[json]);
+    let item = &read_back(&file)[0];
+    assert_eq!(item["properties"]["datetime"], "2024-12-31T23:59:59.999Z");
+}
+
+fn error_for(collection: Collection, edit: impl FnOnce(&mut Value)) -> HlsArrowError {
+    let mut value = item_json(collection, 0);
+    edit(&mut value);
+    let json = serde_json::to_vec(&value).unwrap();
+    let mut w =
+        HlsGeoparquetWriter::new(Vec::new(), collection, HlsWriterOptions::default()).unwrap();
+    let err = w.write_json(&json).unwrap_err();
+    assert!(err.is_shape_mismatch());
+    // The same item as a `stac::Item` is refused too, when it can be one.
+    if let Ok(item) = serde_json::from_value::<stac::Item>(value) {
+        assert!(w.write_item(&item).is_err(), "write_item accepted {err}");
+    }
+    assert_eq!(w.items(), 0);
+    err
+}
+
+#[test]
+fn unknown_property_is_named() {
+    let err = error_for(Collection::Hlss30, |v| {
+        v["properties"]["s2:tile_id"] = json!("x");
+    });
+    assert!(
+        matches!(&err, HlsArrowError::UnknownProperty { key, id: Some(_) } if key == "s2:tile_id"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("s2:tile_id"));
+}
+
+#[test]
+fn unknown_property_with_null_value_is_named() {
+    let err = error_for(Collection::Hlss30, |v| {
+        v["properties"]["s2:product_uri"] = Value::Null;
+    });
+    assert!(
+        matches!(&err, HlsArrowError::UnknownProperty { key, .. } if key == "s2:product_uri"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_asset_is_named() {
+    let err = error_for(Collection::Hlss30, |v| {
+        v["assets"]["B13"] = v["assets"]["B12"].clone();
+    });
+    assert!(
+        matches!(&err, HlsArrowError::UnknownAsset { key, .. } if key == "B13"),
+        "{err}"
+    );
+    // An S30-only asset in an L30 item.
+    let err = error_for(Collection::Hlsl30, |v| {
+        v["assets"]["B8A"] = v["assets"]["B01"].clone();
+    });
+    assert!(
+        matches!(&err, HlsArrowError::UnknownAsset { key, .. } if key == "B8A"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_top_level_field_is_named() {
+    let err = error_for(Collection::Hlss30, |v| v["stac_extra"] = json!(1));
+    assert!(
+        matches!(&err, HlsArrowError::UnknownField { field, .. } if field == "stac_extra"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fields_outside_the_schema_are_named() {
+    let err = error_for(Collection::Hlss30, |v| {
+        v["assets"]["B05"]["eo:bands"][0]["common_name"] = json!("rededge");
+    });
+    assert!(
+        matches!(&err, HlsArrowError::UnexpectedField { field, .. } if field == "assets.B05.eo:bands[0].common_name"),
+        "{err}"
+    );
+    let err = error_for(Collection::Hlss30, |v| {
+        v["assets"]["thumbnail"]["eo:bands"] = json!([{"name": "rgb"}]);
+    });
+    assert!(
+        matches!(&err, HlsArrowError::UnexpectedField { field, .. } if field == "assets.thumbnail.eo:bands"),
+        "{err}"
+    );
+    let err = error_for(Collection::Hlss30, |v| {
+        v["assets"]["B01"]["title"] = json!("Coastal");
+    });
+    let message = err.to_string();
+    assert!(
+        message.contains("assets.B01") && message.contains("title"),
+        "{message}"
+    );
+    let err = error_for(Collection::Hlss30, |v| {
+        v["links"][0]["title"] = json!("self");
+    });
+    assert!(err.to_string().contains("title"), "{err}");
+}
+
+#[test]
+fn wrong_types_are_named() {
+    let err = error_for(Collection::Hlss30, |v| {
+        v["properties"]["eo:cloud_cover"] = json!("18");
+    });
+    assert!(
+        err.to_string().contains("properties.eo:cloud_cover"),
+        "{err}"
+    );
+    assert_eq!(
+        err.item_id(),
+        Some(item_json(Collection::Hlss30, 0)["id"].as_str().unwrap())
+    );
+    let err = error_for(Collection::Hlss30, |v| {
+        v["properties"]["proj:shape"] = json!([3660.5, 3660]);
+    });
+    assert!(err.to_string().contains("properties.proj:shape"), "{err}");
+    let err = error_for(Collection::Hlss30, |v| {
+        v["properties"]["datetime"] = json!("yesterday");
+    });
+    assert!(err.to_string().contains("properties.datetime"), "{err}");
+    let err = error_for(Collection::Hlss30, |v| {
+        v["geometry"] = json!({"type": "Polygon", "coordinates": [[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]]});
+    });
+    assert!(err.to_string().contains("geometry.type"), "{err}");
+    let err = error_for(Collection::Hlss30, |v| {
+        v["geometry"]["coordinates"][0][0][0] = json!([1.0, 2.0, 3.0]);
+    });
+    assert!(err.to_string().contains("geometry.coordinates"), "{err}");
+    let err = error_for(Collection::Hlss30, |v| {
+        v["collection"] = json!("HLSL30_2.0")
+    });
+    assert!(err.to_string().contains("collection"), "{err}");
+    let err = error_for(Collection::Hlss30, |v| {
+        v["bbox"] = json!([0, 0, 0, 1, 1, 1])
+    });
+    assert!(err.to_string().contains("bbox"), "{err}");
+}
+
+#[test]
+fn malformed_json_is_an_error_never_a_panic() {
+    let json = serde_json::to_vec(&item_json(Collection::Hlss30, 0)).unwrap();
+    let mut w =
+        HlsGeoparquetWriter::new(Vec::new(), Collection::Hlss30, HlsWriterOptions::default())
+            .unwrap();
+    for cut in 0..json.len() {
+        let err = w.write_json(&json[..cut]).unwrap_err();
+        assert!(err.is_shape_mismatch());
+    }
+    for bad in [
+        &b""[..],
+        b"null",
+        b"[]",
+        b"{}",
+        b"\xff\xfe",
+        b"{\"id\": 5}",
+        b"{\"type\":\"Feature\"}",
+    ] {
+        assert!(w.write_json(bad).is_err());
+    }
+    // The writer is still good after all those refusals.
+    w.write_json(&json).unwrap();
+    let stats = w.finish().unwrap();
+    assert_eq!(stats.items, 1);
+}
+
+#[test]
+fn escaped_strings_and_any_key_order_are_fine() {
+    let value = item_json(Collection::Hlsl30, 1);
+    // Reverse the key order of every object, and escape the slashes of the hrefs.
+    fn reverse(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .rev()
+                    .map(|(k, v)| (k.clone(), reverse(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(reverse).collect()),
+            other => other.clone(),
+        }
+    }
+    let json = serde_json::to_string(&reverse(&value))
+        .unwrap()
+        .replace('/', "\\/");
+    let (file, _) = fast_file_from_json(Collection::Hlsl30, &[json.into_bytes()]);
+    let item: stac::Item = serde_json::from_value(value).unwrap();
+    assert_eq!(read_back(&file), read_back(&stac_file(vec![item])));
+}
+
+#[test]
+fn an_empty_file_is_still_stac_geoparquet() {
+    let w = HlsGeoparquetWriter::new(Vec::new(), Collection::Hlsl30, HlsWriterOptions::default())
+        .unwrap();
+    let (buf, stats) = w.finish_into_inner().unwrap();
+    assert_eq!(stats.items, 0);
+    let items = stac::geoparquet::from_reader(Bytes::from(buf)).unwrap();
+    assert!(items.items.is_empty());
+}
