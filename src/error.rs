@@ -145,15 +145,6 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// An item outside the fixed HLS shape of the fast writer (the harvest then writes the
-    /// file again with the `stac` crate's generic writer).
-    #[error("writing {path}: {reason}")]
-    ShapeMismatch {
-        /// The file being written.
-        path: String,
-        /// What does not fit.
-        reason: String,
-    },
     /// An object store operation that failed.
     #[error("object store, {path}: {source}")]
     Store {

@@ -306,7 +306,7 @@ pub(crate) async fn item(
     if g.meta.collection.bucket_folder() != folder {
         return not_found_response(&state, "The specified key does not exist.");
     }
-    let body = g.item_body();
+    let body = state.edited_item(&id, g.item_body());
     let body = match fault {
         Some(FaultKind::NotStac) => Bytes::from_static(inject::NOT_AN_ITEM.as_bytes()),
         Some(FaultKind::IdMismatch) => {

@@ -44,6 +44,7 @@ pub use synthetic::SyntheticConfig;
 
 use axum::Router;
 use axum::routing::get;
+use bytes::Bytes;
 use chrono::NaiveDate;
 use counts::Counters;
 use hls_flow::collection::Collection;
@@ -86,7 +87,12 @@ pub(crate) struct AppState {
     fault_counts: std::sync::Mutex<BTreeMap<String, u64>>,
     request_seq: AtomicU64,
     started_ns: u64,
+    /// Edits applied to chosen granules' `_stac.json` (see [`Emulator::edit_item`]).
+    item_edits: std::sync::RwLock<std::collections::HashMap<String, ItemEdit>>,
 }
+
+/// An edit of a served `_stac.json`, as JSON (see [`Emulator::edit_item`]).
+pub type ItemEdit = Arc<dyn Fn(&mut serde_json::Value) + Send + Sync>;
 
 /// A running emulator. Dropping it stops the server too; [`Emulator::shutdown`] also
 /// waits until it has stopped.
@@ -133,6 +139,22 @@ impl AppState {
         match self.faults.write() {
             Ok(mut f) => *f = faults,
             Err(poisoned) => *poisoned.into_inner() = faults,
+        }
+    }
+
+    /// Granule `id`'s `_stac.json` with its edit applied, if it has one.
+    pub(crate) fn edited_item(&self, id: &str, body: Bytes) -> Bytes {
+        let edit = match self.item_edits.read() {
+            Ok(e) => e.get(id).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(id).cloned(),
+        };
+        let Some(edit) = edit else { return body };
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(mut value) => {
+                edit(&mut value);
+                Bytes::from(value.to_string())
+            }
+            Err(_) => body,
         }
     }
 
@@ -184,6 +206,7 @@ impl Emulator {
             fault_counts: Default::default(),
             request_seq: AtomicU64::new(0),
             started_ns,
+            item_edits: Default::default(),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let app = router(state.clone());
@@ -220,6 +243,21 @@ impl Emulator {
             Ok(m) => m.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// From now on, serves granule `id`'s `_stac.json` changed by `edit` (e.g. an extra
+    /// property, or an asset removed), to give the harvest items of a new shape. The body is
+    /// re-rendered on each request; a later edit of the same granule replaces this one.
+    pub fn edit_item(
+        &self,
+        id: &str,
+        edit: impl Fn(&mut serde_json::Value) + Send + Sync + 'static,
+    ) {
+        let mut edits = match self.state.item_edits.write() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        edits.insert(id.to_string(), Arc::new(edit));
     }
 
     /// What has been answered so far.

@@ -133,16 +133,27 @@ fn write_stac(
     tmp_dir: Option<std::path::PathBuf>,
     mut rx: mpsc::Receiver<Vec<ItemRow>>,
 ) -> Result<Option<FinishedFile>> {
+    let batches = std::iter::from_fn(move || rx.blocking_recv().map(Ok));
+    write_stac_batches(&label, &tmp_dir, batches)
+}
+
+/// Writes batches of items with the `stac` crate's writer, which takes its schema from the
+/// first batch: a field that only a later item has is refused rather than dropped.
+fn write_stac_batches(
+    label: &str,
+    tmp_dir: &Option<std::path::PathBuf>,
+    batches: impl Iterator<Item = Result<Vec<ItemRow>>>,
+) -> Result<Option<FinishedFile>> {
     let werr = |reason: String| Error::Write {
-        path: label.clone(),
+        path: label.to_string(),
         reason,
     };
     let mut writer = None;
     let mut file = None;
     let mut rows = 0u64;
     let mut columns: BTreeSet<String> = BTreeSet::new();
-    while let Some(batch) = rx.blocking_recv() {
-        let batch = batch
+    for batch in batches {
+        let batch = batch?
             .into_iter()
             .map(|row| match row {
                 ItemRow::Item(item) => Ok(*item),
@@ -160,11 +171,7 @@ fn write_stac(
                 for item in &batch {
                     columns.extend(field_names(item));
                 }
-                let tmp = match &tmp_dir {
-                    Some(d) => NamedTempFile::new_in(d),
-                    None => NamedTempFile::new(),
-                }
-                .map_err(|e| werr(format!("temporary file: {e}")))?;
+                let tmp = temp_file(tmp_dir).map_err(|e| werr(format!("temporary file: {e}")))?;
                 let out = tmp
                     .reopen()
                     .map_err(|e| werr(format!("temporary file: {e}")))?;
@@ -206,6 +213,10 @@ fn temp_file(tmp_dir: &Option<std::path::PathBuf>) -> std::io::Result<NamedTempF
     }
 }
 
+/// The fixed-schema writer. Every row's JSON is also spilled, as it arrives, to a file in
+/// `tmp_dir`: if a row turns out to have a shape the fixed schema cannot hold, the rest of
+/// the rows are only spilled, and at the end the spilled rows are replayed into the `stac`
+/// crate's writer. The items are never fetched again and never held in memory together.
 fn write_fast(
     label: String,
     tmp_dir: Option<std::path::PathBuf>,
@@ -223,27 +234,35 @@ fn write_fast(
     let options = HlsWriterOptions::default()
         .with_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .with_max_row_group_row_count(FAST_ROW_GROUP_SIZE);
-    let mut w =
+    let mut fast = Some(
         HlsGeoparquetWriter::new(BufWriter::with_capacity(1 << 20, out), collection, options)
-            .map_err(|e| werr(e.to_string()))?;
+            .map_err(|e| werr(e.to_string()))?,
+    );
+    let mut spill = Spill::create(&tmp_dir).map_err(|e| werr(format!("spill file: {e}")))?;
     while let Some(batch) = rx.blocking_recv() {
         for row in &batch {
-            match row {
+            spill
+                .push(row)
+                .map_err(|e| werr(format!("spill file: {e}")))?;
+            let Some(w) = fast.as_mut() else { continue };
+            let written = match row {
                 ItemRow::Json(json) => w.write_json(json),
                 ItemRow::Item(item) => w.write_item(item),
-            }
-            .map_err(|e| {
-                if e.is_shape_mismatch() {
-                    Error::ShapeMismatch {
-                        path: label.clone(),
-                        reason: e.to_string(),
-                    }
-                } else {
-                    werr(e.to_string())
+            };
+            match written {
+                Ok(()) => {}
+                Err(e) if e.is_shape_mismatch() => {
+                    tracing::warn!("{label}: {e}; writing it with the generic stac writer");
+                    fast = None;
                 }
-            })?;
+                Err(e) => return Err(werr(e.to_string())),
+            }
         }
     }
+    let Some(w) = fast else {
+        drop(tmp);
+        return replay(&label, &tmp_dir, spill, collection);
+    };
     let stats = w.finish().map_err(|e| werr(e.to_string()))?;
     if stats.items == 0 {
         return Ok(None);
@@ -252,6 +271,159 @@ fn write_fast(
         file: tmp,
         rows: stats.items,
     }))
+}
+
+/// Writes the spilled rows with the `stac` crate's writer, as built items of `collection`.
+/// That writer takes its schema from its first batch, so the first batch holds, besides
+/// the first rows, every row that brings a property or asset no earlier row has (found in a
+/// first pass over the spill file); the other rows follow in their order.
+fn replay(
+    label: &str,
+    tmp_dir: &Option<std::path::PathBuf>,
+    spill: Spill,
+    collection: Collection,
+) -> Result<Option<FinishedFile>> {
+    let werr = |reason: String| Error::Write {
+        path: label.to_string(),
+        reason,
+    };
+    let spilled = spill
+        .finish()
+        .map_err(|e| werr(format!("spill file: {e}")))?;
+    let item = |json: &[u8]| -> Result<Item> {
+        let mut item: Item =
+            serde_json::from_slice(json).map_err(|e| werr(format!("not a STAC item: {e}")))?;
+        item.collection = Some(collection.stac_id().to_string());
+        Ok(item)
+    };
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut first: BTreeSet<u64> = BTreeSet::new();
+    let mut rows = spilled
+        .rows()
+        .map_err(|e| werr(format!("spill file: {e}")))?;
+    let mut n = 0u64;
+    while let Some(json) = rows
+        .next_row()
+        .map_err(|e| werr(format!("spill file: {e}")))?
+    {
+        let item = item(&json)?;
+        let mut new = false;
+        for f in field_names(&item) {
+            new |= seen.insert(f);
+        }
+        if new || (n as usize) < DEFAULT_BATCH_SIZE {
+            first.insert(n);
+        }
+        n += 1;
+    }
+    // The first batch: the rows picked above, read again by position.
+    let mut head = Vec::with_capacity(first.len());
+    let mut rows = spilled
+        .rows()
+        .map_err(|e| werr(format!("spill file: {e}")))?;
+    let mut n = 0u64;
+    while let Some(json) = rows
+        .next_row()
+        .map_err(|e| werr(format!("spill file: {e}")))?
+    {
+        if first.contains(&n) {
+            head.push(ItemRow::from(item(&json)?));
+        }
+        n += 1;
+    }
+    let mut rest = spilled
+        .rows()
+        .map_err(|e| werr(format!("spill file: {e}")))?;
+    let mut n = 0u64;
+    let mut head = Some(head);
+    let batches = std::iter::from_fn(|| {
+        if let Some(head) = head.take() {
+            return Some(Ok(head));
+        }
+        let mut batch = Vec::with_capacity(DEFAULT_BATCH_SIZE);
+        while batch.len() < DEFAULT_BATCH_SIZE {
+            match rest.next_row() {
+                Ok(Some(json)) => {
+                    let picked = first.contains(&n);
+                    n += 1;
+                    if !picked {
+                        match item(&json) {
+                            Ok(i) => batch.push(ItemRow::from(i)),
+                            Err(e) => return Some(Err(e)),
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Some(Err(werr(format!("spill file: {e}")))),
+            }
+        }
+        (!batch.is_empty()).then_some(Ok(batch))
+    });
+    write_stac_batches(label, tmp_dir, batches)
+}
+
+/// The rows of one file as they arrived, length-prefixed JSON in a temporary file.
+struct Spill {
+    out: BufWriter<NamedTempFile>,
+}
+
+impl Spill {
+    fn create(tmp_dir: &Option<std::path::PathBuf>) -> std::io::Result<Spill> {
+        Ok(Spill {
+            out: BufWriter::with_capacity(1 << 20, temp_file(tmp_dir)?),
+        })
+    }
+
+    fn push(&mut self, row: &ItemRow) -> std::io::Result<()> {
+        use std::io::Write;
+        let owned;
+        let json: &[u8] = match row {
+            ItemRow::Json(json) => json,
+            ItemRow::Item(item) => {
+                owned = serde_json::to_vec(item)?;
+                &owned
+            }
+        };
+        let len = u32::try_from(json.len()).map_err(std::io::Error::other)?;
+        self.out.write_all(&len.to_le_bytes())?;
+        self.out.write_all(json)
+    }
+
+    fn finish(self) -> std::io::Result<NamedTempFile> {
+        self.out.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+/// Reading a finished spill file from its start.
+trait SpillFile {
+    fn rows(&self) -> std::io::Result<SpillRows>;
+}
+
+impl SpillFile for NamedTempFile {
+    fn rows(&self) -> std::io::Result<SpillRows> {
+        Ok(SpillRows {
+            input: std::io::BufReader::with_capacity(1 << 20, self.reopen()?),
+        })
+    }
+}
+
+struct SpillRows {
+    input: std::io::BufReader<std::fs::File>,
+}
+
+impl SpillRows {
+    fn next_row(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let mut len = [0u8; 4];
+        match self.input.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let mut json = vec![0u8; u32::from_le_bytes(len) as usize];
+        self.input.read_exact(&mut json)?;
+        Ok(Some(json))
+    }
 }
 
 /// Property and asset names of an item: the parts of its schema that vary.
@@ -397,24 +569,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_item_outside_the_hls_shape_is_a_shape_mismatch_for_the_fast_writer_only() {
+    async fn an_item_outside_the_hls_shape_sends_the_file_to_the_generic_writer() {
         let mut odd = real_item();
+        odd.id = "odd".into();
         odd.properties
             .additional_fields
             .insert("hls:new_property".into(), serde_json::json!(1));
-        let e = write(WriterKind::Fast(Collection::Hlss30), vec![odd.clone()])
-            .await
-            .unwrap_err();
-        assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
-        assert!(e.to_string().contains("hls:new_property"), "{e}");
-        let generic = write(WriterKind::Stac, vec![odd]).await.unwrap().unwrap();
-        assert_eq!(generic.rows, 1);
-        assert!(write(WriterKind::Stac, vec![]).await.unwrap().is_none());
-        assert!(
-            write(WriterKind::Fast(Collection::Hlss30), vec![])
-                .await
-                .unwrap()
-                .is_none()
+        // More rows than a batch, the odd one last: its field is still a column.
+        let mut items: Vec<Item> = (0..DEFAULT_BATCH_SIZE + 3)
+            .map(|i| {
+                let mut item = real_item();
+                item.id = format!("item-{i}");
+                item
+            })
+            .collect();
+        items.push(odd);
+        let fast = WriterKind::Fast(Collection::Hlss30);
+        let file = write(fast, items.clone()).await.unwrap().unwrap();
+        assert_eq!(file.rows, items.len() as u64);
+        // The same items as the generic writer gives, in another order.
+        let generic = write(WriterKind::Stac, items).await.unwrap().unwrap();
+        let mut back = read(&file);
+        let mut expected = read(&generic);
+        back.sort_by(|a, b| a.id.cmp(&b.id));
+        expected.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(back, expected);
+        let odd = back.iter().find(|i| i.id == "odd").unwrap();
+        assert_eq!(
+            odd.properties.additional_fields.get("hls:new_property"),
+            Some(&serde_json::json!(1))
         );
+        assert!(write(WriterKind::Stac, vec![]).await.unwrap().is_none());
+        assert!(write(fast, vec![]).await.unwrap().is_none());
     }
 }

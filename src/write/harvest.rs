@@ -353,44 +353,11 @@ impl Harvester {
         dest: &Path,
         bar: &UnitBar,
     ) -> Result<WindowReport> {
-        let fast = WriterKind::Fast(collection);
         let kind = if self.settings.fast_writer {
-            fast
+            WriterKind::Fast(collection)
         } else {
             WriterKind::Stac
         };
-        match self
-            .harvest_window_with(collection, start, end, output, dest, bar, kind)
-            .await
-        {
-            Err(Error::ShapeMismatch { path, reason }) if kind == fast => {
-                tracing::warn!("{path}: {reason}; writing it with the generic stac writer");
-                self.harvest_window_with(
-                    collection,
-                    start,
-                    end,
-                    output,
-                    dest,
-                    bar,
-                    WriterKind::Stac,
-                )
-                .await
-            }
-            other => other,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn harvest_window_with(
-        &self,
-        collection: Collection,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        output: &Output,
-        dest: &Path,
-        bar: &UnitBar,
-        kind: WriterKind,
-    ) -> Result<WindowReport> {
         // CMR's temporal search is inclusive at both ends and matches by intersection: the
         // query [start, end] returns every granule starting in [start, end) (and some
         // neighbours, dropped below), so nothing in the last second of a day is lost.
@@ -549,14 +516,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fetched_bytes_go_to_the_fast_writer_and_an_odd_item_to_the_generic_one() {
+    async fn fetched_bytes_go_to_the_fast_writer_and_an_odd_day_to_the_generic_one_unfetched() {
         let (report, items) = harvest(REAL.to_string()).await;
         assert_eq!((report.listed, report.written), (1, 1));
         assert_eq!(items[0].id, ID);
         assert_eq!(items[0].collection.as_deref(), Some("HLSS30_2.0"));
 
-        // A property outside the fixed schema: the day is written again, fetched as
-        // parsed items, by the generic writer, and nothing of the item is lost.
+        // A property outside the fixed schema: the fetched bytes, spilled, are written by
+        // the generic writer, and nothing of the item is lost.
         let odd = REAL.replacen("\"properties\": {", "\"properties\": {\"hls:new\": 7,", 1);
         assert_ne!(odd, REAL);
         let (report, items) = harvest(odd).await;
