@@ -9,7 +9,7 @@ use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use stac::Item;
-use stac::geoparquet::{Compression, WriterBuilder, WriterOptions, ZstdLevel};
+use stac::geoparquet::WriterBuilder;
 use std::collections::BTreeSet;
 use std::io::BufWriter;
 use tempfile::NamedTempFile;
@@ -19,24 +19,7 @@ use tokio::task::JoinHandle;
 /// Items per batch handed to the writer thread: small, because a parsed `stac::Item` of HLS
 /// weighs ~30 KB (its JSON ~7 KB) and up to three batches are in flight per file.
 pub const DEFAULT_BATCH_SIZE: usize = 256;
-/// Rows per row group: small enough for readers to prune, large enough to compress well.
-pub const DEFAULT_ROW_GROUP_SIZE: usize = 10_000;
-
-/// Rows per row group of the fixed-schema writer. Its ~130 columns each hold a zstd
-/// compression context (~1 MB) from their first compressed page until the row group ends,
-/// and uncompressed page data until then: with 10,000-row groups an open file held ~150 MB
-/// of both once its pages filled, and memory grew with the day. At 2,000 rows no page
-/// fills before the row group ends (each column is compressed once, at the end, with one
-/// short-lived context), an open HLSS30 file holds ~11 MB, and the file is ~7 % larger.
-pub const FAST_ROW_GROUP_SIZE: usize = 2_000;
-
-/// Writer options used everywhere: ZSTD level 3 (level 15, the `stac` default, is 2.5×
-/// slower for a 1 % smaller file) and [`DEFAULT_ROW_GROUP_SIZE`].
-pub fn writer_options() -> WriterOptions {
-    WriterOptions::new()
-        .with_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .with_max_row_group_row_count(DEFAULT_ROW_GROUP_SIZE)
-}
+pub use crate::write::parquet::{DEFAULT_ROW_GROUP_SIZE, FAST_ROW_GROUP_SIZE, writer_options};
 
 /// A finished file, not yet published.
 #[derive(Debug)]
@@ -231,9 +214,7 @@ fn write_fast(
     let out = tmp
         .reopen()
         .map_err(|e| werr(format!("temporary file: {e}")))?;
-    let options = HlsWriterOptions::default()
-        .with_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .with_max_row_group_row_count(FAST_ROW_GROUP_SIZE);
+    let options = HlsWriterOptions::default().with_max_row_group_row_count(FAST_ROW_GROUP_SIZE);
     let mut fast = Some(
         HlsGeoparquetWriter::new(BufWriter::with_capacity(1 << 20, out), collection, options)
             .map_err(|e| werr(e.to_string()))?,

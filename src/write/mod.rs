@@ -2,8 +2,10 @@
 //!
 //! - [`harvest`]: one collection over one UTC day into one daily file, published only when
 //!   every granule CMR listed was written;
-//! - [`geoparquet`]: the one parquet writer configuration and GeoParquet metadata, batch
-//!   writers on a blocking thread, and reading files back;
+//! - [`parquet`]: how every file is written (compression, row groups, no dictionaries);
+//! - [`metadata`]: the GeoParquet `geo` and `stac-geoparquet` file metadata, built and merged;
+//! - [`geoparquet`]: batch writers on a blocking thread (the fixed-schema one, falling back
+//!   to the `stac` crate's from a spill of the fetched items), and reading files back;
 //! - [`hls_arrow`]: the fast fixed-schema writer for the HLS item shape;
 //! - [`repartition`]: a month of daily files into one spatially sorted hive partition;
 //! - [`output`]: local folders and object stores, with files published in one step.
@@ -11,5 +13,7 @@
 pub mod geoparquet;
 pub mod harvest;
 pub mod hls_arrow;
+pub mod metadata;
 pub mod output;
+pub mod parquet;
 pub mod repartition;

@@ -3,12 +3,11 @@
 use super::builder::HlsBatchBuilder;
 use super::error::{HlsArrowError, Result};
 use crate::Collection;
+use crate::write::metadata;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
-use serde::Serialize;
-use std::collections::BTreeMap;
 use std::io::Write;
 
 /// Options of [`HlsGeoparquetWriter`].
@@ -31,7 +30,7 @@ pub struct HlsWriterOptions {
 impl Default for HlsWriterOptions {
     fn default() -> Self {
         HlsWriterOptions {
-            compression: Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
+            compression: crate::write::parquet::compression(),
             max_row_group_row_count: stac::geoparquet::DEFAULT_STAC_MAX_ROW_GROUP_ROW_COUNT,
             batch_rows: 1_000,
             dictionary: false,
@@ -65,9 +64,8 @@ impl HlsWriterOptions {
     }
 
     fn writer_properties(&self) -> WriterProperties {
-        WriterProperties::builder()
+        crate::write::parquet::writer_properties_builder(self.max_row_group_row_count)
             .set_compression(self.compression)
-            .set_max_row_group_row_count(Some(self.max_row_group_row_count))
             .set_dictionary_enabled(self.dictionary)
             .build()
     }
@@ -177,13 +175,18 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
         self.flush_batch()?;
         self.writer.flush()?;
         let row_groups = self.writer.flushed_row_groups().len();
-        let geo = geo_metadata(self.builder.bounds(), self.items > 0)?;
+        let geo = metadata::wkb_multipolygons(
+            super::schema::GEOMETRY,
+            self.builder.bounds(),
+            self.items > 0,
+        )
+        .map_err(|e| HlsArrowError::Metadata(e.to_string()))?;
+        let stac =
+            metadata::stac_geoparquet().map_err(|e| HlsArrowError::Metadata(e.to_string()))?;
         self.writer
-            .append_key_value_metadata(KeyValue::new("geo".to_string(), geo));
-        self.writer.append_key_value_metadata(KeyValue::new(
-            stac::geoparquet::METADATA_KEY.to_string(),
-            stac_geoparquet_metadata()?,
-        ));
+            .append_key_value_metadata(KeyValue::new(metadata::GEO_KEY.to_string(), geo));
+        self.writer
+            .append_key_value_metadata(KeyValue::new(metadata::STAC_KEY.to_string(), stac));
         let counting = self.writer.into_inner()?;
         Ok((
             counting.inner,
@@ -195,71 +198,6 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
             },
         ))
     }
-}
-
-/// The GeoParquet `geo` metadata, as the `stac` writer's encoder writes it: WKB geometry,
-/// MultiPolygons, the total bounds and the covering by the `bbox` column.
-#[derive(Serialize)]
-struct GeoMetadata<'a> {
-    version: &'a str,
-    primary_column: &'a str,
-    columns: BTreeMap<&'a str, GeoColumn<'a>>,
-}
-
-#[derive(Serialize)]
-struct GeoColumn<'a> {
-    encoding: &'a str,
-    geometry_types: Vec<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bbox: Option<[f64; 4]>,
-    covering: Covering<'a>,
-}
-
-#[derive(Serialize)]
-struct Covering<'a> {
-    bbox: BboxCovering<'a>,
-}
-
-#[derive(Serialize)]
-struct BboxCovering<'a> {
-    xmin: [&'a str; 2],
-    ymin: [&'a str; 2],
-    xmax: [&'a str; 2],
-    ymax: [&'a str; 2],
-}
-
-fn geo_metadata(bounds: Option<[f64; 4]>, any_rows: bool) -> Result<String> {
-    let column = GeoColumn {
-        encoding: "WKB",
-        geometry_types: if any_rows {
-            vec!["MultiPolygon"]
-        } else {
-            Vec::new()
-        },
-        bbox: bounds,
-        covering: Covering {
-            bbox: BboxCovering {
-                xmin: ["bbox", "xmin"],
-                ymin: ["bbox", "ymin"],
-                xmax: ["bbox", "xmax"],
-                ymax: ["bbox", "ymax"],
-            },
-        },
-    };
-    let metadata = GeoMetadata {
-        version: "1.1.0",
-        primary_column: super::schema::GEOMETRY,
-        columns: BTreeMap::from([(super::schema::GEOMETRY, column)]),
-    };
-    serde_json::to_string(&metadata).map_err(|e| HlsArrowError::Metadata(e.to_string()))
-}
-
-fn stac_geoparquet_metadata() -> Result<String> {
-    serde_json::to_string(&stac::geoparquet::Metadata {
-        version: stac::geoparquet::VERSION.to_string(),
-        collections: Default::default(),
-    })
-    .map_err(|e| HlsArrowError::Metadata(e.to_string()))
 }
 
 /// Counts the bytes written through it.

@@ -20,7 +20,6 @@
 //!    bucket and the unpublished file, is removed whatever happens.
 
 pub mod hilbert;
-pub mod metadata;
 pub mod schema;
 pub mod spill;
 
@@ -28,20 +27,20 @@ use crate::collection::Collection;
 use crate::error::{Error, Result};
 use crate::period::Month;
 use crate::progress::UnitBar;
-use crate::write::geoparquet::{DEFAULT_ROW_GROUP_SIZE, read_metadata, writer_options};
+use crate::write::geoparquet::read_metadata;
+use crate::write::metadata::{self, FileMetadata};
 use crate::write::output::Output;
+use crate::write::parquet::{DEFAULT_ROW_GROUP_SIZE, writer_properties};
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use bytes::Bytes;
 use chrono::NaiveDate;
 use futures::StreamExt;
-use metadata::FileMetadata;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 use spill::{Bucket, Spiller};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -459,14 +458,7 @@ impl Job {
         bar.restart(rows_in, "writing");
         let file = self.dir.join("part-0.parquet");
         let out = File::create(&file).map_err(|e| Error::io(file.display(), e))?;
-        // As the daily writer (`hls_arrow`): no dictionaries, since nearly every column is
-        // unique per item (a smaller file, and ~15 % of the encoding time saved).
-        let props: WriterProperties = WriterProperties::from(
-            writer_options().with_max_row_group_row_count(self.options.row_group_size),
-        )
-        .into_builder()
-        .set_dictionary_enabled(false)
-        .build();
+        let props = writer_properties(self.options.row_group_size);
         let mut writer: ArrowWriter<BufWriter<File>> = ArrowWriter::try_new(
             BufWriter::with_capacity(1 << 20, out),
             self.schema.clone(),

@@ -1,13 +1,88 @@
-//! The file-level metadata of the merged file: GeoParquet's `geo` and `stac-geoparquet`,
-//! combined from those of the daily files.
+//! The file-level metadata of every file, in one place: GeoParquet's `geo` and
+//! `stac-geoparquet`, built for a new file ([`wkb_multipolygons`], [`stac_geoparquet`]) and
+//! read and merged from daily files into a monthly one ([`FileMetadata`]).
 
+use serde::Serialize;
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The GeoParquet metadata key.
 pub const GEO_KEY: &str = "geo";
 /// The stac-geoparquet metadata key.
-pub const STAC_KEY: &str = "stac-geoparquet";
+pub const STAC_KEY: &str = stac::geoparquet::METADATA_KEY;
+
+/// The GeoParquet `geo` metadata, as the `stac` writer's encoder writes it: WKB geometry,
+/// MultiPolygons, the total bounds and the covering by the `bbox` column.
+#[derive(Serialize)]
+struct GeoMetadata<'a> {
+    version: &'a str,
+    primary_column: &'a str,
+    columns: BTreeMap<&'a str, GeoColumn<'a>>,
+}
+
+#[derive(Serialize)]
+struct GeoColumn<'a> {
+    encoding: &'a str,
+    geometry_types: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bbox: Option<[f64; 4]>,
+    covering: Covering<'a>,
+}
+
+#[derive(Serialize)]
+struct Covering<'a> {
+    bbox: BboxCovering<'a>,
+}
+
+#[derive(Serialize)]
+struct BboxCovering<'a> {
+    xmin: [&'a str; 2],
+    ymin: [&'a str; 2],
+    xmax: [&'a str; 2],
+    ymax: [&'a str; 2],
+}
+
+/// The `geo` metadata of a file whose one geometry column, `column`, holds WKB
+/// MultiPolygons (none if `!any_rows`) within `bounds`, covered by the `bbox` column: as the
+/// `stac` crate's writer writes it.
+pub fn wkb_multipolygons(
+    column_name: &str,
+    bounds: Option<[f64; 4]>,
+    any_rows: bool,
+) -> serde_json::Result<String> {
+    let column = GeoColumn {
+        encoding: "WKB",
+        geometry_types: if any_rows {
+            vec!["MultiPolygon"]
+        } else {
+            Vec::new()
+        },
+        bbox: bounds,
+        covering: Covering {
+            bbox: BboxCovering {
+                xmin: ["bbox", "xmin"],
+                ymin: ["bbox", "ymin"],
+                xmax: ["bbox", "xmax"],
+                ymax: ["bbox", "ymax"],
+            },
+        },
+    };
+    let metadata = GeoMetadata {
+        version: "1.1.0",
+        primary_column: column_name,
+        columns: BTreeMap::from([(column_name, column)]),
+    };
+    serde_json::to_string(&metadata)
+}
+
+/// The `stac-geoparquet` metadata of a new file: the version, no collections (as the
+/// `stac` crate's writer writes it).
+pub fn stac_geoparquet() -> serde_json::Result<String> {
+    serde_json::to_string(&stac::geoparquet::Metadata {
+        version: stac::geoparquet::VERSION.to_string(),
+        collections: Default::default(),
+    })
+}
 
 /// File metadata gathered from inputs, one at a time.
 #[derive(Debug, Default, Clone)]
