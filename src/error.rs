@@ -137,13 +137,29 @@ pub enum Error {
         /// Every failed granule with its reason.
         missing: Vec<(String, String)>,
     },
-    /// Items that do not fit the schema of the file being written.
-    #[error("writing {path}: {reason}")]
+    /// Writing a file failed.
+    #[error("writing {path}: {source}")]
     Write {
         /// The file being written.
         path: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: WriteError,
+    },
+    /// A file's writer thread ended without finishing the file or saying why.
+    #[error("writing {path}: the writer stopped")]
+    WriterStopped {
+        /// The file being written.
+        path: String,
+    },
+    /// A background task of the write path panicked or was cancelled.
+    #[error("{task}: {source}")]
+    Join {
+        /// What the task was doing, and for which file or day.
+        task: String,
+        /// The runtime's error.
+        #[source]
+        source: tokio::task::JoinError,
     },
     /// An object store operation that failed.
     #[error("object store, {path}: {source}")]
@@ -240,6 +256,50 @@ pub enum Error {
     /// A background task ended abnormally.
     #[error("internal task failed: {0}")]
     Task(String),
+}
+
+/// Why writing a file failed (the source of [`Error::Write`]).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The temporary file of the output could not be made or written.
+    #[error("temporary file: {0}")]
+    TempFile(#[source] std::io::Error),
+    /// The spill of the fetched items could not be written or read back.
+    #[error("spill file: {0}")]
+    Spill(#[source] std::io::Error),
+    /// An item's JSON that does not parse as a STAC item.
+    #[error("not a STAC item: {0}")]
+    NotAnItem(#[source] serde_json::Error),
+    /// The `stac` crate's writer failed.
+    #[error("{0}")]
+    Stac(#[source] stac::Error),
+    /// The fixed-schema writer failed.
+    #[error("{0}")]
+    Hls(#[source] crate::write::hls_arrow::HlsArrowError),
+    /// An item with a field the first batch of the `stac` writer did not have.
+    #[error("item {id} has field {field:?} that earlier items of the file lack")]
+    LateField {
+        /// The item.
+        id: String,
+        /// The field, `properties.…` or `assets.…`.
+        field: String,
+    },
+    /// Fewer or more items written than granules listed.
+    #[error("{written} items written but {listed} granules listed")]
+    Count {
+        /// Items written.
+        written: u64,
+        /// Granules listed.
+        listed: u64,
+    },
+    /// A finished file whose row count is not the number of items written.
+    #[error("{rows} rows in the file, {written} items written")]
+    Rows {
+        /// Rows in the file.
+        rows: u64,
+        /// Items written.
+        written: u64,
+    },
 }
 
 impl Error {

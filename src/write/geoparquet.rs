@@ -2,7 +2,7 @@
 //! is published only once complete, and reading them back.
 
 use crate::collection::Collection;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteError};
 use crate::write::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions};
 use crate::write::output::Output;
 use bytes::Bytes;
@@ -62,6 +62,7 @@ impl From<Item> for ItemRow {
 pub struct BatchWriter {
     tx: Option<mpsc::Sender<Vec<ItemRow>>>,
     handle: JoinHandle<Result<Option<FinishedFile>>>,
+    label: String,
 }
 
 impl BatchWriter {
@@ -73,29 +74,31 @@ impl BatchWriter {
         kind: WriterKind,
     ) -> BatchWriter {
         let (tx, rx) = mpsc::channel::<Vec<ItemRow>>(2);
+        let name = label.clone();
         let handle = tokio::task::spawn_blocking(move || match kind {
-            WriterKind::Stac => write_stac(label, tmp_dir, rx),
-            WriterKind::Fast(c) => write_fast(label, tmp_dir, rx, c),
+            WriterKind::Stac => write_stac(name, tmp_dir, rx),
+            WriterKind::Fast(c) => write_fast(name, tmp_dir, rx, c),
         });
         BatchWriter {
             tx: Some(tx),
             handle,
+            label,
         }
     }
 
     /// Hands a batch to the writer (waits while it is busy with earlier ones).
     pub async fn write(&mut self, batch: Vec<ItemRow>) -> Result<()> {
-        let tx = self
-            .tx
-            .as_ref()
-            .ok_or_else(|| Error::Task("writer already finished".into()))?;
+        let stopped = || Error::WriterStopped {
+            path: self.label.clone(),
+        };
+        let tx = self.tx.as_ref().ok_or_else(stopped)?;
         if tx.send(batch).await.is_err() {
             // The writer thread stopped: its error tells why.
             self.tx = None;
             return match (&mut self.handle).await {
                 Ok(Err(e)) => Err(e),
-                Ok(Ok(_)) => Err(Error::Task("writer stopped early".into())),
-                Err(e) => Err(Error::Task(e.to_string())),
+                Ok(Ok(_)) => Err(stopped()),
+                Err(source) => Err(self.join_error(source)),
             };
         }
         Ok(())
@@ -106,7 +109,14 @@ impl BatchWriter {
         self.tx = None;
         match (&mut self.handle).await {
             Ok(r) => r,
-            Err(e) => Err(Error::Task(e.to_string())),
+            Err(source) => Err(self.join_error(source)),
+        }
+    }
+
+    fn join_error(&self, source: tokio::task::JoinError) -> Error {
+        Error::Join {
+            task: format!("writer of {}", self.label),
+            source,
         }
     }
 }
@@ -127,9 +137,9 @@ fn write_stac_batches(
     tmp_dir: &Option<std::path::PathBuf>,
     batches: impl Iterator<Item = Result<Vec<ItemRow>>>,
 ) -> Result<Option<FinishedFile>> {
-    let werr = |reason: String| Error::Write {
+    let werr = |source: WriteError| Error::Write {
         path: label.to_string(),
-        reason,
+        source,
     };
     let mut writer = None;
     let mut file = None;
@@ -141,7 +151,7 @@ fn write_stac_batches(
             .map(|row| match row {
                 ItemRow::Item(item) => Ok(*item),
                 ItemRow::Json(json) => {
-                    serde_json::from_slice(&json).map_err(|e| werr(format!("not a STAC item: {e}")))
+                    serde_json::from_slice(&json).map_err(|e| werr(WriteError::NotAnItem(e)))
                 }
             })
             .collect::<Result<Vec<Item>>>()?;
@@ -154,14 +164,12 @@ fn write_stac_batches(
                 for item in &batch {
                     columns.extend(field_names(item));
                 }
-                let tmp = temp_file(tmp_dir).map_err(|e| werr(format!("temporary file: {e}")))?;
-                let out = tmp
-                    .reopen()
-                    .map_err(|e| werr(format!("temporary file: {e}")))?;
+                let tmp = temp_file(tmp_dir).map_err(|e| werr(WriteError::TempFile(e)))?;
+                let out = tmp.reopen().map_err(|e| werr(WriteError::TempFile(e)))?;
                 let w = WriterBuilder::new(BufWriter::with_capacity(1 << 20, out))
                     .writer_options(writer_options())
                     .build(batch)
-                    .map_err(|e| werr(e.to_string()))?;
+                    .map_err(|e| werr(WriteError::Stac(e)))?;
                 writer = Some(w);
                 file = Some(tmp);
             }
@@ -170,19 +178,19 @@ fn write_stac_batches(
                 // silently drop a field that only later items have: refuse instead.
                 for item in &batch {
                     if let Some(new) = field_names(item).find(|f| !columns.contains(f)) {
-                        return Err(werr(format!(
-                            "item {} has field {new:?} that earlier items of the file lack",
-                            item.id
-                        )));
+                        return Err(werr(WriteError::LateField {
+                            id: item.id.clone(),
+                            field: new,
+                        }));
                     }
                 }
-                w.write(batch).map_err(|e| werr(e.to_string()))?;
+                w.write(batch).map_err(|e| werr(WriteError::Stac(e)))?;
             }
         }
     }
     match (writer, file) {
         (Some(w), Some(file)) => {
-            w.finish().map_err(|e| werr(e.to_string()))?;
+            w.finish().map_err(|e| werr(WriteError::Stac(e)))?;
             Ok(Some(FinishedFile { file, rows }))
         }
         _ => Ok(None),
@@ -206,25 +214,21 @@ fn write_fast(
     mut rx: mpsc::Receiver<Vec<ItemRow>>,
     collection: Collection,
 ) -> Result<Option<FinishedFile>> {
-    let werr = |reason: String| Error::Write {
+    let werr = |source: WriteError| Error::Write {
         path: label.clone(),
-        reason,
+        source,
     };
-    let tmp = temp_file(&tmp_dir).map_err(|e| werr(format!("temporary file: {e}")))?;
-    let out = tmp
-        .reopen()
-        .map_err(|e| werr(format!("temporary file: {e}")))?;
+    let tmp = temp_file(&tmp_dir).map_err(|e| werr(WriteError::TempFile(e)))?;
+    let out = tmp.reopen().map_err(|e| werr(WriteError::TempFile(e)))?;
     let options = HlsWriterOptions::default().with_max_row_group_row_count(FAST_ROW_GROUP_SIZE);
     let mut fast = Some(
         HlsGeoparquetWriter::new(BufWriter::with_capacity(1 << 20, out), collection, options)
-            .map_err(|e| werr(e.to_string()))?,
+            .map_err(|e| werr(WriteError::Hls(e)))?,
     );
-    let mut spill = Spill::create(&tmp_dir).map_err(|e| werr(format!("spill file: {e}")))?;
+    let mut spill = Spill::create(&tmp_dir).map_err(|e| werr(WriteError::Spill(e)))?;
     while let Some(batch) = rx.blocking_recv() {
         for row in &batch {
-            spill
-                .push(row)
-                .map_err(|e| werr(format!("spill file: {e}")))?;
+            spill.push(row).map_err(|e| werr(WriteError::Spill(e)))?;
             let Some(w) = fast.as_mut() else { continue };
             let written = match row {
                 ItemRow::Json(json) => w.write_json(json),
@@ -236,7 +240,7 @@ fn write_fast(
                     tracing::warn!("{label}: {e}; writing it with the generic stac writer");
                     fast = None;
                 }
-                Err(e) => return Err(werr(e.to_string())),
+                Err(e) => return Err(werr(WriteError::Hls(e))),
             }
         }
     }
@@ -244,7 +248,7 @@ fn write_fast(
         drop(tmp);
         return replay(&label, &tmp_dir, spill, collection);
     };
-    let stats = w.finish().map_err(|e| werr(e.to_string()))?;
+    let stats = w.finish().map_err(|e| werr(WriteError::Hls(e)))?;
     if stats.items == 0 {
         return Ok(None);
     }
@@ -264,29 +268,22 @@ fn replay(
     spill: Spill,
     collection: Collection,
 ) -> Result<Option<FinishedFile>> {
-    let werr = |reason: String| Error::Write {
+    let werr = |source: WriteError| Error::Write {
         path: label.to_string(),
-        reason,
+        source,
     };
-    let spilled = spill
-        .finish()
-        .map_err(|e| werr(format!("spill file: {e}")))?;
+    let spilled = spill.finish().map_err(|e| werr(WriteError::Spill(e)))?;
     let item = |json: &[u8]| -> Result<Item> {
         let mut item: Item =
-            serde_json::from_slice(json).map_err(|e| werr(format!("not a STAC item: {e}")))?;
+            serde_json::from_slice(json).map_err(|e| werr(WriteError::NotAnItem(e)))?;
         item.collection = Some(collection.stac_id().to_string());
         Ok(item)
     };
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut first: BTreeSet<u64> = BTreeSet::new();
-    let mut rows = spilled
-        .rows()
-        .map_err(|e| werr(format!("spill file: {e}")))?;
+    let mut rows = spilled.rows().map_err(|e| werr(WriteError::Spill(e)))?;
     let mut n = 0u64;
-    while let Some(json) = rows
-        .next_row()
-        .map_err(|e| werr(format!("spill file: {e}")))?
-    {
+    while let Some(json) = rows.next_row().map_err(|e| werr(WriteError::Spill(e)))? {
         let item = item(&json)?;
         let mut new = false;
         for f in field_names(&item) {
@@ -299,22 +296,15 @@ fn replay(
     }
     // The first batch: the rows picked above, read again by position.
     let mut head = Vec::with_capacity(first.len());
-    let mut rows = spilled
-        .rows()
-        .map_err(|e| werr(format!("spill file: {e}")))?;
+    let mut rows = spilled.rows().map_err(|e| werr(WriteError::Spill(e)))?;
     let mut n = 0u64;
-    while let Some(json) = rows
-        .next_row()
-        .map_err(|e| werr(format!("spill file: {e}")))?
-    {
+    while let Some(json) = rows.next_row().map_err(|e| werr(WriteError::Spill(e)))? {
         if first.contains(&n) {
             head.push(ItemRow::from(item(&json)?));
         }
         n += 1;
     }
-    let mut rest = spilled
-        .rows()
-        .map_err(|e| werr(format!("spill file: {e}")))?;
+    let mut rest = spilled.rows().map_err(|e| werr(WriteError::Spill(e)))?;
     let mut n = 0u64;
     let mut head = Some(head);
     let batches = std::iter::from_fn(|| {
@@ -335,7 +325,7 @@ fn replay(
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return Some(Err(werr(format!("spill file: {e}")))),
+                Err(e) => return Some(Err(werr(WriteError::Spill(e)))),
             }
         }
         (!batch.is_empty()).then_some(Ok(batch))
@@ -433,6 +423,7 @@ pub async fn read_items(output: &Output, path: &Path) -> Result<Vec<Item>> {
         .await
         .map_err(|e| Error::store(path, e))?;
     let show = output.show(path);
+    let task = format!("reading {show}");
     tokio::task::spawn_blocking(move || {
         stac::geoparquet::from_reader(bytes)
             .map(|ic| ic.items)
@@ -442,7 +433,7 @@ pub async fn read_items(output: &Output, path: &Path) -> Result<Vec<Item>> {
             })
     })
     .await
-    .map_err(|e| Error::Task(e.to_string()))?
+    .map_err(|source| Error::Join { task, source })?
 }
 
 /// Number of rows of a parquet object, from its footer (two range reads); `None` if the

@@ -4,7 +4,7 @@
 
 use crate::bbox::Bbox;
 use crate::collection::Collection;
-use crate::error::{Error, Result, one_line};
+use crate::error::{Error, Result, WriteError, one_line};
 use crate::progress::UnitBar;
 use crate::source::cmr::{CmrClient, GranuleQuery};
 use crate::source::items::ItemFetcher;
@@ -224,7 +224,10 @@ async fn list_and_fetch(
             break;
         }
     }
-    lister.await.map_err(|e| Error::Task(e.to_string()))?
+    lister.await.map_err(|source| Error::Join {
+        task: format!("listing {collection} in CMR"),
+        source,
+    })?
 }
 
 /// `--source echo10`: pages of ECHO10 records → items built from them. With `json`, the
@@ -412,7 +415,10 @@ impl Harvester {
             lister.abort();
             return Err(e);
         }
-        let listing = lister.await.map_err(|e| Error::Task(e.to_string()))??;
+        let listing = lister.await.map_err(|source| Error::Join {
+            task: format!("listing {collection} {}", start.date_naive()),
+            source,
+        })??;
         failures.extend(listing.unfetchable);
         if !failures.is_empty() {
             failures.sort();
@@ -433,10 +439,10 @@ impl Harvester {
         if written != listing.listed {
             return Err(Error::Write {
                 path: output.show(dest),
-                reason: format!(
-                    "{written} items written but {} granules listed",
-                    listing.listed
-                ),
+                source: WriteError::Count {
+                    written,
+                    listed: listing.listed,
+                },
             });
         }
         let mut report = WindowReport {
@@ -453,7 +459,10 @@ impl Harvester {
             if f.rows != written {
                 return Err(Error::Write {
                     path: output.show(dest),
-                    reason: format!("{} rows in the file, {written} items written", f.rows),
+                    source: WriteError::Rows {
+                        rows: f.rows,
+                        written,
+                    },
                 });
             }
             report.bytes = output.publish_file(f.file.path(), dest).await?;

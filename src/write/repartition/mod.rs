@@ -320,9 +320,10 @@ pub async fn repartition_month(
         }
     }
     drop(tx);
-    let written = worker
-        .await
-        .map_err(|e| Error::Task(format!("repartition worker: {e}")))??;
+    let written = worker.await.map_err(|source| Error::Join {
+        task: format!("repartition worker of {shown}"),
+        source,
+    })??;
 
     // 4. Publish.
     if !options.overwrite && dst.size_of(&dest).await?.is_some() {
