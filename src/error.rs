@@ -180,12 +180,13 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Reading a parquet file back failed.
-    #[error("reading {path}: {reason}")]
+    #[error("reading {path}: {source}")]
     Read {
         /// The file.
         path: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: ReadError,
     },
     /// The state file cannot be used: not SQLite, another schema version, damaged.
     #[error("state file {path}: {reason}")]
@@ -299,6 +300,46 @@ pub enum WriteError {
         rows: u64,
         /// Items written.
         written: u64,
+    },
+}
+
+/// Why reading a parquet file failed (the source of [`Error::Read`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file is not there.
+    #[error("not found")]
+    NotFound,
+    /// Fewer bytes than a parquet file has.
+    #[error("too small to be a parquet file")]
+    TooSmall,
+    /// No `PAR1` at the end.
+    #[error("no parquet footer (truncated or not parquet)")]
+    NoFooter,
+    /// A footer length beyond the file.
+    #[error("footer length exceeds the file")]
+    FooterTooLong,
+    /// The parquet reader failed.
+    #[error("{0}")]
+    Parquet(#[source] parquet::errors::ParquetError),
+    /// Decoding a record batch failed.
+    #[error("{0}")]
+    Arrow(#[source] arrow_schema::ArrowError),
+    /// The `stac` crate's reader failed.
+    #[error("{0}")]
+    Stac(#[source] stac::Error),
+    /// `geo` or `stac-geoparquet` metadata that is missing, not JSON, or cannot be merged.
+    #[error("{0}")]
+    Metadata(String),
+    /// The `id`, `geometry` or `bbox` column cannot be read as the repartition needs.
+    #[error("{0}")]
+    Columns(String),
+    /// A file whose rows are not as many as its footer says.
+    #[error("{read} rows read, the footer says {footer}")]
+    RowCount {
+        /// Rows read.
+        read: u64,
+        /// Rows in the footer.
+        footer: u64,
     },
 }
 

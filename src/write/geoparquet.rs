@@ -2,7 +2,7 @@
 //! is published only once complete, and reading them back.
 
 use crate::collection::Collection;
-use crate::error::{Error, Result, WriteError};
+use crate::error::{Error, ReadError, Result, WriteError};
 use crate::write::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions};
 use crate::write::output::Output;
 use bytes::Bytes;
@@ -429,7 +429,7 @@ pub async fn read_items(output: &Output, path: &Path) -> Result<Vec<Item>> {
             .map(|ic| ic.items)
             .map_err(|e| Error::Read {
                 path: show,
-                reason: e.to_string(),
+                source: ReadError::Stac(e),
             })
     })
     .await
@@ -453,12 +453,12 @@ pub async fn read_metadata(
     let Some(size) = output.size_of(path).await? else {
         return Ok(None);
     };
-    let bad = |reason: String| Error::Read {
+    let bad = |source: ReadError| Error::Read {
         path: output.show(path),
-        reason,
+        source,
     };
     if size < 12 {
-        return Err(bad("too small to be a parquet file".into()));
+        return Err(bad(ReadError::TooSmall));
     }
     let store = output.store();
     let tail = store
@@ -466,18 +466,18 @@ pub async fn read_metadata(
         .await
         .map_err(|e| Error::store(path, e))?;
     if &tail[4..8] != b"PAR1" {
-        return Err(bad("no parquet footer (truncated or not parquet)".into()));
+        return Err(bad(ReadError::NoFooter));
     }
     let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
     if len + 12 > size {
-        return Err(bad("footer length exceeds the file".into()));
+        return Err(bad(ReadError::FooterTooLong));
     }
     let footer = store
         .get_range(path, size - 8 - len..size - 8)
         .await
         .map_err(|e| Error::store(path, e))?;
     let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer)
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| bad(ReadError::Parquet(e)))?;
     Ok(Some(meta))
 }
 

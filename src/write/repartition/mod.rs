@@ -24,7 +24,7 @@ pub mod schema;
 pub mod spill;
 
 use crate::collection::Collection;
-use crate::error::{Error, Result};
+use crate::error::{Error, ReadError, Result};
 use crate::period::Month;
 use crate::progress::UnitBar;
 use crate::write::geoparquet::read_metadata;
@@ -244,7 +244,7 @@ pub async fn repartition_month(
         let input_shown = src.show(path);
         let meta = read_metadata(src, path).await?.ok_or_else(|| Error::Read {
             path: input_shown.clone(),
-            reason: "not found".into(),
+            source: ReadError::NotFound,
         })?;
         let fm = meta.file_metadata();
         let kv = fm.key_value_metadata();
@@ -256,13 +256,13 @@ pub async fn repartition_month(
             .add(value(metadata::GEO_KEY), value(metadata::STAC_KEY))
             .map_err(|reason| Error::Read {
                 path: input_shown.clone(),
-                reason,
+                source: ReadError::Metadata(reason),
             })?;
         let schema =
             parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), kv).map_err(|e| {
                 Error::Read {
                     path: input_shown.clone(),
-                    reason: e.to_string(),
+                    source: ReadError::Parquet(e),
                 }
             })?;
         files.push(Input {
@@ -403,23 +403,23 @@ impl Job {
             let bytes = rx
                 .blocking_recv()
                 .ok_or_else(|| self.fail("the daily files stopped arriving"))??;
-            let read_err = |reason: String| Error::Read {
+            let read_err = |source: ReadError| Error::Read {
                 path: shown.clone(),
-                reason,
+                source,
             };
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .and_then(|b| b.with_batch_size(self.options.batch_size).build())
-                .map_err(|e| read_err(e.to_string()))?;
+                .map_err(|e| read_err(ReadError::Parquet(e)))?;
             let mut file_rows = 0u64;
             for batch in reader {
-                let batch = batch.map_err(|e| read_err(e.to_string()))?;
+                let batch = batch.map_err(|e| read_err(ReadError::Arrow(e)))?;
                 let batch =
                     schema::conform(&batch, &self.schema).map_err(|c| Error::SchemaConflict {
                         path: shown.clone(),
                         column: c.column,
                         reason: c.reason,
                     })?;
-                for id in spill::batch_ids(&batch).map_err(read_err)? {
+                for id in spill::batch_ids(&batch).map_err(|e| read_err(ReadError::Columns(e)))? {
                     if let Some(first) = seen.insert(id.into(), index as u32) {
                         return Err(Error::DuplicateItem {
                             id: id.to_string(),
@@ -428,7 +428,8 @@ impl Job {
                         });
                     }
                 }
-                let keys = spill::batch_keys(&batch).map_err(read_err)?;
+                let keys =
+                    spill::batch_keys(&batch).map_err(|e| read_err(ReadError::Columns(e)))?;
                 spiller
                     .push(&batch, &keys)
                     .map_err(|e| self.fail(format!("spilling: {e}")))?;
@@ -436,9 +437,10 @@ impl Job {
                 bar.inc(batch.num_rows() as u64);
             }
             if file_rows != *rows {
-                return Err(read_err(format!(
-                    "{file_rows} rows read, the footer says {rows}"
-                )));
+                return Err(read_err(ReadError::RowCount {
+                    read: file_rows,
+                    footer: *rows,
+                }));
             }
             rows_in += file_rows;
         }
