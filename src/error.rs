@@ -39,22 +39,38 @@ pub enum Error {
     #[error(transparent)]
     UnknownCollection(#[from] UnknownCollection),
     /// An output location that cannot be used.
-    #[error("output {output:?} cannot be used: {reason}")]
+    #[error("output {output:?} cannot be used: {problem}")]
     InvalidOutput {
         /// The output given.
         output: String,
         /// Why not.
-        reason: String,
+        #[source]
+        problem: OutputProblem,
     },
     /// A request could not be sent or its answer not read (connection refused, reset, timeout).
-    #[error("request to {url} failed: {reason}")]
+    #[error("request to {url} failed: {}", one_line(.source))]
     Http {
         /// The URL requested.
         url: String,
-        /// What happened, with its causes.
-        reason: String,
-        /// Whether it was a timeout.
-        timeout: bool,
+        /// The HTTP client's error (its causes say what happened).
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The HTTP client could not be built (TLS setup, bad settings).
+    #[error("cannot build the HTTP client: {}", one_line(.source))]
+    HttpClient {
+        /// The HTTP client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The limit on concurrent requests was closed while a request waited for it.
+    #[error("request to {url} abandoned: {source}")]
+    RequestsClosed {
+        /// The URL that was to be requested.
+        url: String,
+        /// The semaphore's error.
+        #[source]
+        source: tokio::sync::AcquireError,
     },
     /// A server answered with an error status.
     #[error("{url} answered HTTP {status}: {body}")]
@@ -75,12 +91,13 @@ pub enum Error {
         url: String,
     },
     /// A CMR page that is not what CMR sends.
-    #[error("malformed CMR response from {url}: {reason}")]
+    #[error("malformed CMR response from {url}: {problem}")]
     CmrMalformed {
         /// The search URL.
         url: String,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        problem: CmrProblem,
     },
     /// `CMR-Hits` changed between the pages of one search: the listing may be incomplete.
     #[error("CMR-Hits changed from {before} to {after} while paging {url}")]
@@ -104,20 +121,22 @@ pub enum Error {
         listed: u64,
     },
     /// A fetched `_stac.json` that is not the item it should be.
-    #[error("item {url}: {reason}")]
+    #[error("item {url}: {problem}")]
     BadItem {
         /// The item URL.
         url: String,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        problem: ItemProblem,
     },
     /// A granule listed by CMR that could not be turned into an item.
-    #[error("granule {id}: {reason}")]
+    #[error("granule {id}: {problem}")]
     Granule {
         /// Granule id (title).
         id: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        problem: GranuleProblem,
     },
     /// A day (of one collection) that did not end with every listed granule written.
     #[error(
@@ -205,12 +224,13 @@ pub enum Error {
         pid: Option<u32>,
     },
     /// A workflow file that cannot be used.
-    #[error("workflow {path}: {reason}")]
+    #[error("workflow {path}: {problem}")]
     Workflow {
         /// The workflow file.
         path: String,
         /// What is wrong, with the key and line.
-        reason: String,
+        #[source]
+        problem: WorkflowProblem,
     },
     /// A task that exceeded its time limit.
     #[error("task {task} timed out after {seconds} s")]
@@ -340,6 +360,155 @@ pub enum ReadError {
         read: u64,
         /// Rows in the footer.
         footer: u64,
+    },
+}
+
+/// What is wrong with a CMR answer ([`Error::CmrMalformed`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CmrProblem {
+    /// No `CMR-Hits` header.
+    #[error("no CMR-Hits header")]
+    NoHits,
+    /// A `CMR-Hits` header that is not a count.
+    #[error("CMR-Hits is not a number: {0}")]
+    HitsNotANumber(#[source] std::num::ParseIntError),
+    /// A JSON body that is not a granule feed.
+    #[error("not a CMR granule feed: {0}")]
+    NotAFeed(#[source] serde_json::Error),
+    /// An ECHO10 page that cannot be read.
+    #[error("{0}")]
+    Echo10(#[source] crate::source::echo10::Echo10Error),
+}
+
+/// What is wrong with a fetched `_stac.json` ([`Error::BadItem`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ItemProblem {
+    /// Not JSON at all (most likely cut short).
+    #[error("invalid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// JSON that is not a STAC item.
+    #[error("not a STAC item: {0}")]
+    NotStac(#[source] serde_json::Error),
+    /// No `"type": "Feature"`.
+    #[error("not a STAC item (no \"type\": \"Feature\")")]
+    NotAFeature,
+    /// No `"id"`.
+    #[error("not a STAC item: no \"id\"")]
+    NoId,
+    /// Another item than the granule's.
+    #[error("item id {found:?} differs from the granule's title {expected:?}")]
+    OtherId {
+        /// The item's id.
+        found: String,
+        /// The granule's title.
+        expected: String,
+    },
+    /// No geometry.
+    #[error("item has no geometry")]
+    NoGeometry,
+}
+
+/// Why a granule listed by CMR could not be turned into an item ([`Error::Granule`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GranuleProblem {
+    /// Its ECHO10 record cannot be read.
+    #[error("{0}")]
+    Record(#[source] crate::source::echo10::Echo10Error),
+    /// A record of another collection than the one searched.
+    #[error("record of {found} in a {searched} search")]
+    OtherCollection {
+        /// The record's collection.
+        found: Collection,
+        /// The collection searched.
+        searched: Collection,
+    },
+    /// The item built from it does not serialize.
+    #[error("built item does not serialize: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// The item built from it is not a STAC item.
+    #[error("built item is not a STAC item: {0}")]
+    NotStac(#[source] serde_json::Error),
+}
+
+/// Why an output location cannot be used ([`Error::InvalidOutput`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputProblem {
+    /// Nothing given.
+    #[error("empty path")]
+    Empty,
+    /// Not a URL.
+    #[error("{0}")]
+    Url(#[source] url::ParseError),
+    /// A `file://` URL that is not a local path.
+    #[error("not a local file URL")]
+    NotLocalFile,
+    /// A path that exists and is not a folder.
+    #[error("exists and is not a folder")]
+    NotAFolder,
+    /// The folder cannot be created, written or resolved.
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+    /// The folder cannot be written.
+    #[error("not writable: {0}")]
+    NotWritable(#[source] std::io::Error),
+    /// The store cannot be configured from the URL, environment and options.
+    #[error("{0}")]
+    Store(#[source] object_store::Error),
+    /// A store option that is not one of the store's configuration keys.
+    #[error("unknown option {key:?} for {scheme}:// outputs")]
+    UnknownOption {
+        /// The option's key.
+        key: String,
+        /// The URL scheme.
+        scheme: String,
+    },
+    /// A URL scheme without a store.
+    #[error(
+        "unsupported URL scheme {0:?} (use a local path, file://, memory://, s3://, gs:// or az://)"
+    )]
+    Scheme(String),
+    /// No daily files where some were expected.
+    #[error("no daily files (COLLECTION/YYYY/MM/COLLECTION-YYYY-MM-DD.parquet) found")]
+    NoDailyFiles,
+}
+
+/// What is wrong with a workflow file ([`Error::Workflow`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkflowProblem {
+    /// The file cannot be read.
+    #[error("{0}")]
+    Read(#[source] std::io::Error),
+    /// Not TOML of the workflow's shape (an unknown key, a value of the wrong type).
+    #[error("{}{}", .line.map(|l| format!("line {l}: ")).unwrap_or_default(), .source.message().replace('\n', " "))]
+    Toml {
+        /// The line of the problem, if known.
+        line: Option<usize>,
+        /// The TOML reader's error.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A collection name that is not one.
+    #[error("collections: {0}")]
+    Collections(#[source] UnknownCollection),
+    /// A `source` that is not one.
+    #[error("source: unknown source {0:?}: expected stac-json or echo10")]
+    UnknownSource(String),
+    /// A count or time limit that must be positive.
+    #[error("{key} must be at least 1")]
+    Zero {
+        /// The key.
+        key: &'static str,
+    },
+    /// A time in seconds that must be a positive number.
+    #[error("{key} must be a positive number")]
+    NotPositive {
+        /// The key.
+        key: &'static str,
     },
 }
 

@@ -40,8 +40,7 @@ pub async fn run(args: Args) -> CliResult {
     if months.is_empty() {
         return Err(Error::InvalidOutput {
             output: args.src.clone(),
-            reason: "no daily files (COLLECTION/YYYY/MM/COLLECTION-YYYY-MM-DD.parquet) found"
-                .into(),
+            problem: crate::error::OutputProblem::NoDailyFiles,
         }
         .into());
     }

@@ -2,7 +2,7 @@
 //! policy and endpoints. Unknown keys and wrong types are errors naming the key and line.
 
 use crate::collection::Collection;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WorkflowProblem};
 use crate::write::harvest::Source;
 use serde::Deserialize;
 use std::path::Path;
@@ -84,30 +84,35 @@ impl Workflow {
     pub fn load(path: &Path) -> Result<Workflow> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Workflow {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            problem: WorkflowProblem::Read(e),
         })?;
         Workflow::parse(&text, &path.display().to_string())
     }
 
     /// Parses and checks workflow text; `name` is used in errors.
     pub fn parse(text: &str, name: &str) -> Result<Workflow> {
-        let err = |reason: String| Error::Workflow {
+        let err = |problem: WorkflowProblem| Error::Workflow {
             path: name.to_string(),
-            reason,
+            problem,
         };
-        let wf: Workflow = toml::from_str(text).map_err(|e| {
-            let line = e
+        let wf: Workflow = toml::from_str(text).map_err(|source| {
+            let line = source
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            let msg = e.message().replace('\n', " ");
-            match line {
-                Some(l) => err(format!("line {l}: {msg}")),
-                None => err(msg),
-            }
+            err(WorkflowProblem::Toml {
+                line,
+                source: Box::new(source),
+            })
         })?;
-        wf.collections()
-            .map_err(|e| err(format!("collections: {e}")))?;
-        wf.source().map_err(|e| err(format!("source: {e}")))?;
+        if let Some(names) = &wf.collections {
+            Collection::parse_list(&names.join(","))
+                .map_err(|e| err(WorkflowProblem::Collections(e)))?;
+        }
+        if let Some(source) = &wf.source
+            && source.parse::<Source>().is_err()
+        {
+            return Err(err(WorkflowProblem::UnknownSource(source.clone())));
+        }
         let positive = [
             ("concurrency.days", wf.concurrency.days.map(u64::from)),
             (
@@ -127,15 +132,15 @@ impl Workflow {
         ];
         for (key, v) in positive {
             if v == Some(0) {
-                return Err(err(format!("{key} must be at least 1")));
+                return Err(err(WorkflowProblem::Zero { key }));
             }
         }
         if let Some(t) = wf.endpoints.request_timeout_s
             && !(t.is_finite() && t > 0.0)
         {
-            return Err(err(
-                "endpoints.request_timeout_s must be a positive number".into()
-            ));
+            return Err(err(WorkflowProblem::NotPositive {
+                key: "endpoints.request_timeout_s",
+            }));
         }
         Ok(wf)
     }

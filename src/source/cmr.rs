@@ -2,7 +2,7 @@
 
 use crate::bbox::Bbox;
 use crate::collection::Collection;
-use crate::error::{Error, Result};
+use crate::error::{CmrProblem, Error, Result};
 use crate::source::http::{check_status, transport_error};
 use crate::source::retry::RetryPolicy;
 use crate::source::throttle::Throttle;
@@ -175,7 +175,7 @@ impl CmrClient {
             let body: Body =
                 serde_json::from_slice(&raw.body).map_err(|e| Error::CmrMalformed {
                     url: url.to_string(),
-                    reason: format!("not a CMR granule feed: {e}"),
+                    problem: CmrProblem::NotAFeed(e),
                 })?;
             Ok(CmrPage {
                 hits: raw.hits,
@@ -202,16 +202,18 @@ impl CmrClient {
             .run(url, || async {
                 // A Retry-After told to one request holds back all of them.
                 self.throttle.wait().await;
-                let raw = {
-                    let _permit = self
-                        .permits
-                        .acquire()
-                        .await
-                        .map_err(|e| Error::Task(e.to_string()))?;
-                    self.page_once(url, search_after)
-                        .await
-                        .inspect_err(|e| self.throttle.note(e))?
-                };
+                let raw =
+                    {
+                        let _permit = self.permits.acquire().await.map_err(|source| {
+                            Error::RequestsClosed {
+                                url: url.to_string(),
+                                source,
+                            }
+                        })?;
+                        self.page_once(url, search_after)
+                            .await
+                            .inspect_err(|e| self.throttle.note(e))?
+                    };
                 parse(raw)
             })
             .await
@@ -236,15 +238,15 @@ impl CmrClient {
                 url: url.to_string(),
             });
         }
-        let malformed = |reason: String| Error::CmrMalformed {
+        let malformed = |problem: CmrProblem| Error::CmrMalformed {
             url: url.to_string(),
-            reason,
+            problem,
         };
         let hits = header("CMR-Hits")
-            .ok_or_else(|| malformed("no CMR-Hits header".into()))?
+            .ok_or_else(|| malformed(CmrProblem::NoHits))?
             .trim()
             .parse::<u64>()
-            .map_err(|e| malformed(format!("CMR-Hits is not a number: {e}")))?;
+            .map_err(|e| malformed(CmrProblem::HitsNotANumber(e)))?;
         let search_after = header("CMR-Search-After");
         let body = crate::source::http::body_bytes(url, resp).await?;
         Ok(RawPage {
@@ -282,15 +284,15 @@ impl CmrClient {
             async move {
                 client
                     .parsed_page(&url, sa.as_deref(), |raw| {
-                        let malformed = |reason: String| Error::CmrMalformed {
+                        let malformed = |e| Error::CmrMalformed {
                             url: url.clone(),
-                            reason,
+                            problem: CmrProblem::Echo10(e),
                         };
                         let reader = crate::source::echo10::PageReader::new(&raw.body[..])
-                            .map_err(|e| malformed(e.to_string()))?;
+                            .map_err(malformed)?;
                         let records = reader
                             .collect::<std::result::Result<Vec<_>, _>>()
-                            .map_err(|e| malformed(e.to_string()))?;
+                            .map_err(malformed)?;
                         Ok(Echo10Page {
                             hits: raw.hits,
                             search_after: raw.search_after,

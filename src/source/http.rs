@@ -1,7 +1,7 @@
 //! One HTTP client for everything (connection reuse, keep-alive, HTTP/2 where offered),
 //! and the mapping of transport and status failures onto [`Error`].
 
-use crate::error::{Error, Result, one_line};
+use crate::error::{Error, Result};
 use reqwest::{Client, Response, header::HeaderMap};
 use std::time::Duration;
 
@@ -39,19 +39,14 @@ pub fn client(settings: &HttpSettings) -> Result<Client> {
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
         .build()
-        .map_err(|e| Error::Http {
-            url: String::new(),
-            reason: one_line(&e),
-            timeout: false,
-        })
+        .map_err(|source| Error::HttpClient { source })
 }
 
 /// Turns a transport error into [`Error::Http`].
 pub fn transport_error(url: &str, e: reqwest::Error) -> Error {
     Error::Http {
         url: url.to_string(),
-        timeout: e.is_timeout(),
-        reason: one_line(&e),
+        source: e,
     }
 }
 

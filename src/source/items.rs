@@ -1,7 +1,7 @@
 //! Fetching each granule's published `_stac.json` item.
 
 use crate::collection::Collection;
-use crate::error::{Error, Result};
+use crate::error::{Error, ItemProblem, Result};
 use crate::source::http::{check_status, transport_error};
 use crate::source::retry::RetryPolicy;
 use crate::source::throttle::Throttle;
@@ -94,30 +94,31 @@ struct ItemHead<'a> {
 /// `expected_id` and that has a geometry, without building the item ([`parse_item`] starts
 /// with it).
 pub fn check_item(url: &str, bytes: &[u8], expected_id: &str) -> Result<()> {
-    let bad = |reason: String| Error::BadItem {
+    let bad = |problem: ItemProblem| Error::BadItem {
         url: url.to_string(),
-        reason,
+        problem,
     };
     let head: ItemHead<'_> = serde_json::from_slice(bytes).map_err(|e| {
         if e.is_data() {
-            bad(format!("not a STAC item: {e}"))
+            bad(ItemProblem::NotStac(e))
         } else {
-            bad(format!("invalid JSON: {e}"))
+            bad(ItemProblem::Json(e))
         }
     })?;
     if head.kind.as_deref() != Some("Feature") {
-        return Err(bad("not a STAC item (no \"type\": \"Feature\")".into()));
+        return Err(bad(ItemProblem::NotAFeature));
     }
     let Some(id) = head.id else {
-        return Err(bad("not a STAC item: no \"id\"".into()));
+        return Err(bad(ItemProblem::NoId));
     };
     if id != expected_id {
-        return Err(bad(format!(
-            "item id {id:?} differs from the granule's title {expected_id:?}"
-        )));
+        return Err(bad(ItemProblem::OtherId {
+            found: id.to_string(),
+            expected: expected_id.to_string(),
+        }));
     }
     if head.geometry.is_none() {
-        return Err(bad("item has no geometry".into()));
+        return Err(bad(ItemProblem::NoGeometry));
     }
     Ok(())
 }
@@ -133,7 +134,7 @@ pub fn parse_item(
     check_item(url, bytes, expected_id)?;
     let mut item: Item = serde_json::from_slice(bytes).map_err(|e| Error::BadItem {
         url: url.to_string(),
-        reason: format!("not a STAC item: {e}"),
+        problem: ItemProblem::NotStac(e),
     })?;
     item.collection = Some(collection.stac_id().to_string());
     Ok(item)
@@ -217,5 +218,9 @@ mod tests {
             let full = parse_item("u", bytes, expected, Collection::Hlss30).unwrap_err();
             assert!(full.to_string().contains(message), "{message}: {full}");
         }
+        // A body that is not JSON keeps the JSON reader's error as the cause.
+        let e = check_item("u", &REAL.as_bytes()[..500], id).unwrap_err();
+        let cause = std::error::Error::source(&e).and_then(|p| p.source());
+        assert!(cause.is_some_and(|c| c.is::<serde_json::Error>()), "{e:?}");
     }
 }

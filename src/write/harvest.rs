@@ -4,7 +4,7 @@
 
 use crate::bbox::Bbox;
 use crate::collection::Collection;
-use crate::error::{Error, Result, WriteError, one_line};
+use crate::error::{Error, GranuleProblem, Result, WriteError, one_line};
 use crate::progress::UnitBar;
 use crate::source::cmr::{CmrClient, GranuleQuery};
 use crate::source::items::ItemFetcher;
@@ -258,10 +258,10 @@ async fn list_echo10(
                     let item = if meta.collection != collection {
                         Err(Error::Granule {
                             id: id.clone(),
-                            reason: format!(
-                                "record of {} in a {collection} search",
-                                meta.collection
-                            ),
+                            problem: GranuleProblem::OtherCollection {
+                                found: meta.collection,
+                                searched: collection,
+                            },
                         })
                     } else if json {
                         item_json(&id, &crate::source::hls::to_stac_item(&meta))
@@ -283,8 +283,8 @@ async fn list_echo10(
                         continue;
                     }
                     listing.listed += 1;
-                    let reason = e.to_string();
-                    (id.clone(), Err(Error::Granule { id, reason }))
+                    let problem = GranuleProblem::Record(e);
+                    (id.clone(), Err(Error::Granule { id, problem }))
                 }
             };
             if tx.send(fetched).await.is_err() {
@@ -301,14 +301,14 @@ fn item_json(id: &str, value: &serde_json::Value) -> Result<ItemRow> {
         .map(|json| ItemRow::Json(json.into()))
         .map_err(|e| Error::Granule {
             id: id.to_string(),
-            reason: format!("built item does not serialize: {e}"),
+            problem: GranuleProblem::Serialize(e),
         })
 }
 
 fn item_from_value(id: &str, value: serde_json::Value, collection: Collection) -> Result<Item> {
     let mut item: Item = serde_json::from_value(value).map_err(|e| Error::Granule {
         id: id.to_string(),
-        reason: format!("built item is not a STAC item: {e}"),
+        problem: GranuleProblem::NotStac(e),
     })?;
     item.collection = Some(collection.stac_id().to_string());
     Ok(item)

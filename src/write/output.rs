@@ -2,7 +2,7 @@
 //! `memory://`), and how they get there: written aside, then published in one step.
 
 use crate::collection::Collection;
-use crate::error::{Error, Result};
+use crate::error::{Error, OutputProblem, Result};
 use chrono::{Datelike, NaiveDate};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
@@ -27,24 +27,24 @@ impl Output {
     /// Opens an output given as a local path or a URL. A local folder is created if needed
     /// and must be writable.
     pub fn parse(s: &str) -> Result<Output> {
-        let invalid = |reason: String| Error::InvalidOutput {
+        let invalid = |problem: OutputProblem| Error::InvalidOutput {
             output: s.to_string(),
-            reason,
+            problem,
         };
         if s.trim().is_empty() {
-            return Err(invalid("empty path".into()));
+            return Err(invalid(OutputProblem::Empty));
         }
         let looks_like_url = s.contains("://");
         if looks_like_url {
-            let url = Url::parse(s).map_err(|e| invalid(e.to_string()))?;
+            let url = Url::parse(s).map_err(|e| invalid(OutputProblem::Url(e)))?;
             if url.scheme() == "file" {
                 let path = url
                     .to_file_path()
-                    .map_err(|_| invalid("not a local file URL".into()))?;
+                    .map_err(|_| invalid(OutputProblem::NotLocalFile))?;
                 return Output::local(&path, s);
             }
             let (store, prefix) =
-                object_store::parse_url(&url).map_err(|e| invalid(e.to_string()))?;
+                object_store::parse_url(&url).map_err(|e| invalid(OutputProblem::Store(e)))?;
             return Ok(Output {
                 store: Arc::from(store),
                 prefix,
@@ -56,20 +56,22 @@ impl Output {
     }
 
     fn local(dir: &std::path::Path, display: &str) -> Result<Output> {
-        let invalid = |reason: String| Error::InvalidOutput {
+        let invalid = |problem: OutputProblem| Error::InvalidOutput {
             output: display.to_string(),
-            reason,
+            problem,
         };
         if dir.exists() && !dir.is_dir() {
-            return Err(invalid("exists and is not a folder".into()));
+            return Err(invalid(OutputProblem::NotAFolder));
         }
-        std::fs::create_dir_all(dir).map_err(|e| invalid(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|e| invalid(OutputProblem::Io(e)))?;
         let probe = dir.join(format!(".hls-flow-write-test-{}", std::process::id()));
-        std::fs::write(&probe, b"").map_err(|e| invalid(format!("not writable: {e}")))?;
+        std::fs::write(&probe, b"").map_err(|e| invalid(OutputProblem::NotWritable(e)))?;
         let _ = std::fs::remove_file(&probe);
-        let canonical = dir.canonicalize().map_err(|e| invalid(e.to_string()))?;
+        let canonical = dir
+            .canonicalize()
+            .map_err(|e| invalid(OutputProblem::Io(e)))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&canonical)
-            .map_err(|e| invalid(e.to_string()))?;
+            .map_err(|e| invalid(OutputProblem::Store(e)))?;
         Ok(Output {
             store: Arc::new(store),
             prefix: Path::default(),
