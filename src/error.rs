@@ -261,17 +261,6 @@ pub enum Error {
     /// A move of a task that its state does not allow (another actor moved it first).
     #[error(transparent)]
     IllegalTransition(#[from] crate::engine::task::IllegalTransition),
-    /// The state file's database failed.
-    #[error("state file {path}: {what}")]
-    StateDb {
-        /// The state file.
-        path: String,
-        /// What was being done.
-        what: &'static str,
-        /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
-    },
     /// A report could not be written as JSON.
     #[error("cannot write {what} as JSON")]
     Json {
