@@ -277,6 +277,27 @@ pub enum Error {
     /// A background task ended abnormally.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// A task of the engine panicked or was cancelled.
+    #[error("task {task} ended abnormally")]
+    TaskJoin {
+        /// The task key.
+        task: String,
+        /// What the runtime says.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// A move of a task that its state does not allow (another actor moved it first).
+    #[error(transparent)]
+    IllegalTransition(#[from] crate::engine::task::IllegalTransition),
+    /// A report could not be written as JSON.
+    #[error("cannot write {what} as JSON")]
+    Json {
+        /// What was written.
+        what: &'static str,
+        /// serde_json's error.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// Why writing a file failed (the source of [`Error::Write`]).

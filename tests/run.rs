@@ -252,6 +252,65 @@ async fn a_run_killed_with_sigkill_completes_when_started_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_says_interrupted_after_a_sigkill() {
+    let emu = synthetic(day(2024, 9, 1), day(2024, 9, 6), 40).await;
+    // Every answer comes late, so that the run is surely still going when it is killed.
+    emu.set_faults(Faults {
+        rate: 1.0,
+        kinds: vec![hls_flow_emulator::FaultKind::Slow],
+        slow_ms: 30_000,
+        ..Faults::default()
+    });
+    let p = paths();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hls-flow"))
+        .args(["run", "20240901", "20240906", "--no-progress"])
+        .args(["--max-concurrent-days", "1", "--cmr-url", &emu.base_url()])
+        .arg("--output")
+        .arg(&p.out)
+        .arg("--state")
+        .arg(&p.state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let running = StateStore::open_read_only(&p.state)
+            .ok()
+            .and_then(|s| s.last_run().ok().flatten())
+            .is_some_and(|r| r.status == "running");
+        if running {
+            let s = status_json(&p);
+            assert!(s["live_run"].is_object(), "live while it runs: {s}");
+            assert_eq!(s["last_run"]["status"], "running");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended too early"
+        );
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let s = status_json(&p);
+    assert!(s["live_run"].is_null(), "no live run after the kill: {s}");
+    assert_eq!(s["last_run"]["status"], "interrupted", "{s}");
+    let o = hls_flow()
+        .args(["status", "--state"])
+        .arg(&p.state)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("no live run; last run 1 ("), "{text}");
+    assert!(text.contains(": interrupted"), "{text}");
+    assert!(!text.contains(": running"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_fails_tasks_and_retry_failed_completes_the_run() {
     let emu = synthetic(day(2024, 4, 29), day(2024, 5, 1), 10).await;
     let p = paths();

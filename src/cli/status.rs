@@ -26,8 +26,10 @@ pub struct Args {
 pub async fn run(args: Args) -> CliResult {
     let report = crate::engine::status::status(&args.state)?;
     if args.json {
-        let text =
-            serde_json::to_string_pretty(&report).map_err(|e| crate::Error::Task(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&report).map_err(|source| crate::Error::Json {
+            what: "the status report",
+            source,
+        })?;
         print_lines(&[text]);
     } else {
         print_lines(&render(&report, args.all_missing));

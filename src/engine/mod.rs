@@ -1,16 +1,21 @@
 //! The work as tasks: what a task is, how tasks depend on each other, where their state is
 //! kept, and how they are run.
 //!
+//! - [`task`]: task kinds, keys, states and the transitions between them;
 //! - [`dag`]: harvest(collection, day) → repartition(collection, month), with petgraph;
-//! - [`state`]: the SQLite checkpoint;
+//! - [`checkpoint`]: what the engine needs of its state, kept in SQLite or in memory;
 //! - [`scheduler`]: runs the DAG within limits, with retries, backoff and time limits;
 //! - [`pipeline`]: the executor of real tasks, and `run` / `retry-failed`;
 //! - [`status`]: what a state file says;
 //! - [`workflow`]: workflow files.
 
+pub mod checkpoint;
 pub mod dag;
 pub mod pipeline;
 pub mod scheduler;
-pub mod state;
 pub mod status;
+pub mod task;
 pub mod workflow;
+
+/// The SQLite checkpoint (the name it had before [`checkpoint`]).
+pub use checkpoint::sqlite as state;

@@ -5,7 +5,9 @@ use crate::api::Endpoints;
 use crate::bbox::Bbox;
 use crate::collection::Collection;
 use crate::engine::dag::Dag;
-use crate::engine::scheduler::{Executor, RunReport, SchedulerSettings, run_tasks};
+use crate::engine::scheduler::{
+    Executor, RunGraph, RunReport, SchedulerSettings, requeue_downstream, run_tasks,
+};
 use crate::engine::state::{StateStore, TaskKind, TaskOutput, TaskRow, TaskState};
 use crate::error::{Error, Result};
 use crate::period::{DayRange, Month};
@@ -158,9 +160,12 @@ impl Executor for Pipeline {
         match (task.spec.kind, task.spec.day) {
             (TaskKind::Harvest, Some(day)) => self.harvest(task.spec.collection, day, bar).await,
             (TaskKind::Repartition, _) => self.repartition(task, inputs, bar).await,
-            (TaskKind::Harvest, None) => {
-                Err(Error::Task(format!("{}: harvest without a day", task.key)))
+            (TaskKind::Harvest, None) => Err(crate::engine::task::IllegalTransition {
+                task: format!("{} (a harvest without a day)", task.key),
+                from: task.state,
+                transition: crate::engine::task::Transition::Claim,
             }
+            .into()),
         }
     }
 
@@ -347,28 +352,28 @@ pub async fn retry_failed(
     }
     drop(probe);
     let state = open_state(&cfg)?;
-    let tasks = state.tasks()?;
-    let failed: Vec<&TaskRow> = tasks
-        .iter()
+    let mut rows: HashMap<i64, TaskRow> = state.tasks()?.into_iter().map(|t| (t.id, t)).collect();
+    let mut failed: Vec<i64> = rows
+        .values()
         .filter(|t| t.state == TaskState::Failed && filter.matches(t))
+        .map(|t| t.id)
         .collect();
     if failed.is_empty() {
         return Ok(None);
     }
-    let mut dependents: HashMap<i64, Vec<i64>> = HashMap::new();
-    for (task, dep) in state.deps()? {
-        dependents.entry(dep).or_default().push(task);
-    }
-    let mut scope = HashSet::new();
-    let mut stack: Vec<i64> = failed.iter().map(|t| t.id).collect();
-    for t in &failed {
-        state.mark_pending(t.id, None, "retry-failed")?;
-    }
-    while let Some(id) = stack.pop() {
-        if scope.insert(id) {
-            stack.extend(dependents.get(&id).into_iter().flatten().copied());
-        }
-    }
+    failed.sort_unstable();
+    let graph = RunGraph::new(&state.deps()?);
+    let scope: HashSet<i64> = requeue_downstream(
+        state.as_ref(),
+        &graph,
+        &mut rows,
+        &failed,
+        None,
+        "retry-failed",
+    )
+    .await?
+    .into_iter()
+    .collect();
     execute(state, &cfg, scope, "retry-failed", cancel)
         .await
         .map(Some)

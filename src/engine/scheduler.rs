@@ -1,11 +1,15 @@
-//! Runs the tasks of a DAG recorded in the state file: in dependency order, within
-//! concurrency limits, retrying failed attempts with exponential backoff and jitter, with a
-//! time limit per attempt, checkpointing every change of state.
+//! Runs the tasks of a DAG recorded in a checkpoint: in dependency order (the DAG held in
+//! memory), within concurrency limits, retrying failed attempts with exponential backoff and
+//! jitter, with a time limit per attempt, checkpointing every change of state.
 
-use crate::engine::state::{StateStore, TaskKind, TaskOutput, TaskRow, TaskState};
+use crate::engine::checkpoint::{Change, Checkpoint, RunId, TaskOutput, TaskRow};
+use crate::engine::task::{TaskId, TaskKind, TaskState};
 use crate::error::{Error, Result, one_line};
 use crate::progress::{Progress, UnitBar};
-use std::collections::{HashMap, HashSet};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use petgraph::Direction;
+use petgraph::graphmap::DiGraphMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,31 +79,117 @@ pub struct RunReport {
 enum Done {
     Succeeded(u64),
     Failed,
+    /// Another actor had claimed it.
+    Taken,
+}
+
+/// The run's DAG in memory: an edge goes from a task to each task that needs it.
+#[derive(Debug, Default)]
+pub struct RunGraph {
+    graph: DiGraphMap<TaskId, (), std::hash::RandomState>,
+}
+
+impl RunGraph {
+    /// The graph of (task, depends on) pairs.
+    pub fn new(deps: &[(TaskId, TaskId)]) -> RunGraph {
+        let mut graph =
+            DiGraphMap::with_capacity_and_hasher(deps.len(), deps.len(), Default::default());
+        for &(task, dep) in deps {
+            graph.add_edge(dep, task, ());
+        }
+        RunGraph { graph }
+    }
+
+    /// The tasks `id` needs.
+    pub fn needs(&self, id: TaskId) -> impl Iterator<Item = TaskId> + '_ {
+        self.graph.neighbors_directed(id, Direction::Incoming)
+    }
+
+    /// The tasks that need `id`.
+    pub fn dependents(&self, id: TaskId) -> impl Iterator<Item = TaskId> + '_ {
+        self.graph.neighbors_directed(id, Direction::Outgoing)
+    }
+
+    /// `roots` and every task after them, each once, roots first.
+    pub fn downstream(&self, roots: impl IntoIterator<Item = TaskId>) -> Vec<TaskId> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let mut queue: std::collections::VecDeque<TaskId> = roots.into_iter().collect();
+        while let Some(id) = queue.pop_front() {
+            if seen.insert(id) {
+                out.push(id);
+                queue.extend(self.dependents(id));
+            }
+        }
+        out
+    }
+}
+
+/// The engine's requeue policy, in one place: `roots` and every task after them go back
+/// to pending (succeeded ones requeued, failed ones retried), so that they run again.
+pub async fn requeue_downstream<C: Checkpoint>(
+    state: &C,
+    graph: &RunGraph,
+    rows: &mut HashMap<TaskId, TaskRow>,
+    roots: &[TaskId],
+    run: Option<RunId>,
+    why: &str,
+) -> Result<Vec<TaskId>> {
+    let all = graph.downstream(roots.iter().copied());
+    for &id in &all {
+        let Some(row) = rows.get_mut(&id) else {
+            continue;
+        };
+        let why = if roots.contains(&id) {
+            why
+        } else {
+            "an input is being rebuilt"
+        };
+        let change = match row.state {
+            TaskState::Pending => continue,
+            TaskState::Failed => Change::Retry,
+            TaskState::Succeeded | TaskState::Running => Change::Requeue { why },
+        };
+        state.transition(id, run, change).await?;
+        row.state = TaskState::Pending;
+    }
+    Ok(all)
+}
+
+fn slot(kind: TaskKind) -> usize {
+    match kind {
+        TaskKind::Harvest => 0,
+        TaskKind::Repartition => 1,
+    }
 }
 
 /// Runs every task of `scope` that is not done, and their pending dependencies' results
 /// permitting. Succeeded tasks whose output is missing or damaged are run again (and the
 /// tasks after them). Returns when nothing more can run, or when `cancel` completes.
-pub async fn run_tasks<E: Executor>(
-    state: Arc<StateStore>,
+///
+/// The task table is read once; from then on the run's DAG is in memory (a task is ready
+/// when its count of unfinished dependencies reaches zero) and the checkpoint is only
+/// written, one guarded change at a time, and read back one finished task at a time.
+pub async fn run_tasks<C: Checkpoint, E: Executor>(
+    state: Arc<C>,
     exec: Arc<E>,
-    scope: &HashSet<i64>,
-    run_id: i64,
+    scope: &HashSet<TaskId>,
+    run_id: RunId,
     settings: &SchedulerSettings,
     progress: &Progress,
     cancel: impl Future<Output = ()>,
 ) -> Result<RunReport> {
-    let mut rows: HashMap<i64, TaskRow> = state.tasks()?.into_iter().map(|t| (t.id, t)).collect();
-    let mut needs: HashMap<i64, Vec<i64>> = HashMap::new();
-    let mut dependents: HashMap<i64, Vec<i64>> = HashMap::new();
-    for (task, dep) in state.deps()? {
-        needs.entry(task).or_default().push(dep);
-        dependents.entry(dep).or_default().push(task);
-    }
+    let mut rows: HashMap<TaskId, TaskRow> = state
+        .tasks()
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t))
+        .collect();
+    let graph = RunGraph::new(&state.deps().await?);
     let mut report = RunReport::default();
 
-    // Trust the state file, and check the files it vouches for.
-    let mut order: Vec<i64> = scope.iter().copied().collect();
+    // Trust the checkpoint, and check the files it vouches for.
+    let mut order: Vec<TaskId> = scope.iter().copied().collect();
     order.sort_unstable();
     for &id in &order {
         let Some(row) = rows.get(&id) else { continue };
@@ -108,82 +198,74 @@ pub async fn run_tasks<E: Executor>(
                 "{}: its output is missing or damaged; running it again",
                 row.key
             );
-            requeue(
-                &state,
-                &mut rows,
-                &dependents,
-                id,
-                run_id,
-                "output missing or damaged",
-            )?;
+            let why = "output missing or damaged";
+            requeue_downstream(state.as_ref(), &graph, &mut rows, &[id], Some(run_id), why).await?;
         }
     }
+    let is = |rows: &HashMap<TaskId, TaskRow>, id: &TaskId, s: TaskState| {
+        rows.get(id).is_some_and(|r| r.state == s)
+    };
     report.already_done = order
         .iter()
-        .filter(|id| {
-            rows.get(id)
-                .is_some_and(|r| r.state == TaskState::Succeeded)
-        })
+        .filter(|id| is(&rows, id, TaskState::Succeeded))
         .count();
 
-    let mut launched: HashSet<i64> = HashSet::new();
-    let mut running: HashMap<i64, TaskKind> = HashMap::new();
-    let mut join: JoinSet<(i64, Result<Done>)> = JoinSet::new();
+    // Ready sets by kind (lowest id first), from counts of dependencies not yet succeeded.
+    let mut unmet: HashMap<TaskId, usize> = HashMap::new();
+    let mut ready: [BTreeSet<TaskId>; 2] = Default::default();
+    for &id in &order {
+        let Some(row) = rows.get(&id).filter(|r| r.state == TaskState::Pending) else {
+            continue;
+        };
+        let n = graph
+            .needs(id)
+            .filter(|d| !is(&rows, d, TaskState::Succeeded))
+            .count();
+        unmet.insert(id, n);
+        if n == 0 {
+            ready[slot(row.spec.kind)].insert(id);
+        }
+    }
+    let limits = [
+        settings.max_concurrent_days.max(1),
+        settings.max_concurrent_repartitions.max(1),
+    ];
+    let mut busy = [0usize; 2];
+    let mut running: HashMap<tokio::task::Id, TaskId> = HashMap::new();
+    let mut join: JoinSet<(TaskId, Result<Done>)> = JoinSet::new();
     tokio::pin!(cancel);
     loop {
-        for &id in &order {
-            let Some(row) = rows.get(&id) else { continue };
-            if row.state != TaskState::Pending || launched.contains(&id) {
-                continue;
+        for k in 0..2 {
+            while busy[k] < limits[k] {
+                let Some(id) = ready[k].pop_first() else {
+                    break;
+                };
+                let Some(task) = rows.get(&id).cloned() else {
+                    continue;
+                };
+                let inputs: Vec<TaskRow> = graph
+                    .needs(id)
+                    .filter_map(|d| rows.get(&d).cloned())
+                    .collect();
+                let bar = progress.unit(&unit_label(&task));
+                let (state, exec, settings) = (state.clone(), exec.clone(), settings.clone());
+                let handle = join.spawn(async move {
+                    let r = attempt_loop(
+                        state.as_ref(),
+                        exec.as_ref(),
+                        &task,
+                        &inputs,
+                        run_id,
+                        &settings,
+                        &bar,
+                    )
+                    .await;
+                    bar.done();
+                    (task.id, r)
+                });
+                busy[k] += 1;
+                running.insert(handle.id(), id);
             }
-            let deps = needs.get(&id).cloned().unwrap_or_default();
-            if !deps
-                .iter()
-                .all(|d| rows.get(d).is_some_and(|r| r.state == TaskState::Succeeded))
-            {
-                continue;
-            }
-            let busy = running.values().filter(|k| **k == row.spec.kind).count();
-            let limit = match row.spec.kind {
-                TaskKind::Harvest => settings.max_concurrent_days,
-                TaskKind::Repartition => settings.max_concurrent_repartitions,
-            };
-            if busy >= limit.max(1) {
-                continue;
-            }
-            launched.insert(id);
-            running.insert(id, row.spec.kind);
-            let inputs: Vec<TaskRow> = deps.iter().filter_map(|d| rows.get(d).cloned()).collect();
-            let task = row.clone();
-            let state = state.clone();
-            let exec = exec.clone();
-            let settings = settings.clone();
-            let bar = if task.spec.kind == TaskKind::Harvest {
-                progress.unit(&format!(
-                    "{} {}",
-                    task.spec.collection,
-                    task.spec.day.map(|d| d.to_string()).unwrap_or_default()
-                ))
-            } else {
-                progress.unit(&format!(
-                    "{} {} repartition",
-                    task.spec.collection, task.spec.month
-                ))
-            };
-            join.spawn(async move {
-                let r = attempt_loop(
-                    &state,
-                    exec.as_ref(),
-                    &task,
-                    &inputs,
-                    run_id,
-                    &settings,
-                    &bar,
-                )
-                .await;
-                bar.done();
-                (task.id, r)
-            });
         }
         if join.is_empty() {
             break;
@@ -191,29 +273,50 @@ pub async fn run_tasks<E: Executor>(
         tokio::select! {
             done = join.join_next() => {
                 let Some(done) = done else { break };
-                let (id, result) = done.map_err(|e| Error::Task(e.to_string()))?;
-                running.remove(&id);
+                let (id, result) = done.map_err(|e| {
+                    let task = running
+                        .get(&e.id())
+                        .and_then(|id| rows.get(id))
+                        .map_or_else(String::new, |r| r.key.clone());
+                    Error::TaskJoin { task, source: e }
+                })?;
+                running.retain(|_, t| *t != id);
                 progress.unit_done();
-                match result? {
+                let done = result?;
+                let Some(fresh) = state.task(id).await? else { continue };
+                busy[slot(fresh.spec.kind)] -= 1;
+                match done {
                     Done::Succeeded(items) => {
                         report.succeeded += 1;
                         report.items_written += items;
+                        for d in graph.dependents(id) {
+                            let Some(n) = unmet.get_mut(&d) else { continue };
+                            *n = n.saturating_sub(1);
+                            if *n == 0
+                                && let Some(r) = rows.get(&d)
+                                && r.state == TaskState::Pending
+                            {
+                                ready[slot(r.spec.kind)].insert(d);
+                            }
+                        }
                     }
-                    Done::Failed => {}
-                }
-                if let Some(fresh) = state.tasks()?.into_iter().find(|t| t.id == id) {
-                    if fresh.state == TaskState::Failed {
+                    Done::Failed => {
                         report.failed.push(fresh.clone());
                         progress.message(format!("{} failed", report.failed.len()));
                     }
-                    rows.insert(id, fresh);
+                    Done::Taken => {}
                 }
+                rows.insert(id, fresh);
             }
             _ = &mut cancel => {
                 join.abort_all();
                 while join.join_next().await.is_some() {}
-                for id in running.keys() {
-                    state.mark_pending(*id, Some(run_id), "interrupted")?;
+                for id in running.values() {
+                    let Some(row) = state.task(*id).await? else { continue };
+                    if row.state == TaskState::Running {
+                        let change = Change::Requeue { why: "interrupted" };
+                        state.transition(*id, Some(run_id), change).await?;
+                    }
                 }
                 report.interrupted = true;
                 break;
@@ -222,50 +325,39 @@ pub async fn run_tasks<E: Executor>(
     }
     report.blocked = order
         .iter()
-        .filter(|id| rows.get(id).is_some_and(|r| r.state == TaskState::Pending))
+        .filter(|id| is(&rows, id, TaskState::Pending))
         .count();
     Ok(report)
 }
 
-fn requeue(
-    state: &StateStore,
-    rows: &mut HashMap<i64, TaskRow>,
-    dependents: &HashMap<i64, Vec<i64>>,
-    id: i64,
-    run_id: i64,
-    why: &str,
-) -> Result<()> {
-    state.mark_pending(id, Some(run_id), why)?;
-    if let Some(r) = rows.get_mut(&id) {
-        r.state = TaskState::Pending;
-    }
-    for &d in dependents.get(&id).map(Vec::as_slice).unwrap_or_default() {
-        if rows.get(&d).is_some_and(|r| r.state != TaskState::Pending) {
-            requeue(
-                state,
-                rows,
-                dependents,
-                d,
-                run_id,
-                "an input is being rebuilt",
-            )?;
+fn unit_label(task: &TaskRow) -> String {
+    match task.spec.kind {
+        TaskKind::Harvest => format!(
+            "{} {}",
+            task.spec.collection,
+            task.spec.day.map(|d| d.to_string()).unwrap_or_default()
+        ),
+        TaskKind::Repartition => {
+            format!("{} {} repartition", task.spec.collection, task.spec.month)
         }
     }
-    Ok(())
 }
 
-async fn attempt_loop<E: Executor>(
-    state: &StateStore,
+async fn attempt_loop<C: Checkpoint, E: Executor>(
+    state: &C,
     exec: &E,
     task: &TaskRow,
     inputs: &[TaskRow],
-    run_id: i64,
+    run_id: RunId,
     settings: &SchedulerSettings,
     bar: &UnitBar,
 ) -> Result<Done> {
-    let attempts = settings.task_attempts.max(1);
-    for attempt in 1..=attempts {
-        let n = state.mark_running(task.id, run_id)?;
+    let mut delays = delays(settings);
+    loop {
+        let Some(attempt) = state.claim(task.id, run_id).await? else {
+            return Ok(Done::Taken);
+        };
+        let n = attempt.number;
         let result =
             match tokio::time::timeout(settings.task_timeout, exec.run(task, inputs, bar)).await {
                 Ok(r) => r,
@@ -276,7 +368,9 @@ async fn attempt_loop<E: Executor>(
             };
         match result {
             Ok(out) => {
-                state.mark_succeeded(task.id, run_id, &out)?;
+                state
+                    .transition(task.id, Some(run_id), Change::Succeed(&out))
+                    .await?;
                 // Items are counted once, when harvested; a repartition moves them.
                 let harvested = match task.spec.kind {
                     TaskKind::Harvest => out.items_written,
@@ -287,43 +381,47 @@ async fn attempt_loop<E: Executor>(
             Err(e) => {
                 let msg = one_line(&e);
                 tracing::info!("{} attempt {n} failed: {msg}", task.key);
-                if attempt < attempts {
-                    state.record_attempt_error(task.id, run_id, n, &msg)?;
-                    tokio::time::sleep(backoff(settings, attempt, e.retry_after())).await;
+                if let Some(delay) = delays.next() {
+                    let change = Change::AttemptFailed {
+                        attempt: n,
+                        error: &msg,
+                    };
+                    state.transition(task.id, Some(run_id), change).await?;
+                    tokio::time::sleep(with_retry_after(delay, e.retry_after())).await;
                     continue;
                 }
                 let missing = match &e {
                     Error::IncompleteDay { missing, .. } => missing.clone(),
                     _ => Vec::new(),
                 };
-                state.mark_failed(task.id, run_id, &msg, &missing)?;
+                let change = Change::Fail {
+                    error: &msg,
+                    missing: &missing,
+                };
+                state.transition(task.id, Some(run_id), change).await?;
                 return Ok(Done::Failed);
             }
         }
     }
-    Ok(Done::Failed)
 }
 
-/// Delay before attempt `attempt + 1`: exponential from `min_delay`, capped at `max_delay`,
-/// with ±50 % jitter; at least the server's `Retry-After` (capped at 2 minutes).
-pub fn backoff(
-    settings: &SchedulerSettings,
-    attempt: u32,
-    retry_after: Option<Duration>,
-) -> Duration {
-    let base = settings
-        .min_delay
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-        .min(settings.max_delay);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = 0.5 + f64::from(nanos % 1000) / 1000.0;
-    let d = base.mul_f64(jitter);
+/// The delays between the attempts of one task in one run (`task_attempts - 1` of them):
+/// exponential from `min_delay`, capped at `max_delay`, with jitter (`backon`, as for
+/// requests).
+pub fn delays(settings: &SchedulerSettings) -> impl Iterator<Item = Duration> + use<> {
+    ExponentialBuilder::default()
+        .with_min_delay(settings.min_delay)
+        .with_max_delay(settings.max_delay)
+        .with_max_times(settings.task_attempts.max(1) as usize - 1)
+        .with_jitter()
+        .build()
+}
+
+/// A server's `Retry-After` (capped at 2 minutes) replaces a shorter delay.
+fn with_retry_after(delay: Duration, retry_after: Option<Duration>) -> Duration {
     match retry_after {
-        Some(ra) => d.max(ra.min(Duration::from_secs(120))),
-        None => d,
+        Some(ra) => delay.max(ra.min(Duration::from_secs(120))),
+        None => delay,
     }
 }
 
@@ -332,6 +430,7 @@ mod tests {
     use super::*;
     use crate::collection::Collection;
     use crate::engine::dag::Dag;
+    use crate::engine::state::StateStore;
     use crate::period::DayRange;
     use std::sync::Mutex;
 
@@ -432,6 +531,50 @@ mod tests {
         let r = go(&st, &fake, &scope, run).await;
         assert_eq!((r.succeeded, r.already_done), (0, 30));
         assert_eq!(fake.ran.lock().unwrap().len(), 30);
+    }
+
+    #[tokio::test]
+    async fn runs_on_the_in_memory_checkpoint_the_same() {
+        use crate::engine::checkpoint::memory::MemoryCheckpoint;
+        let st = Arc::new(MemoryCheckpoint::new());
+        let dag = Dag::plan(
+            &[Collection::Hlsl30],
+            DayRange::parse(&["202402"]).unwrap(),
+            &HashSet::new(),
+        );
+        let (tasks, deps) = dag.ordered();
+        let scope: HashSet<i64> = st.plan(&tasks, &deps).await.unwrap().into_iter().collect();
+        let fake = Arc::new(Fake::default());
+        fake.failures
+            .lock()
+            .unwrap()
+            .insert("harvest/HLSL30/2024-02-04".into(), 99);
+        let run = st.start_run("t").await.unwrap();
+        let r = run_tasks(
+            st.clone(),
+            fake.clone(),
+            &scope,
+            run,
+            &fast(),
+            &Progress::hidden(),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((r.succeeded, r.failed.len(), r.blocked), (28, 1, 1));
+        assert_eq!(r.failed[0].attempts, 3);
+        let kinds: Vec<String> = st
+            .events(r.failed[0].id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
+        let one = ["started", "attempt_failed"];
+        assert_eq!(
+            kinds,
+            [&one[..], &one[..], &["started", "failed"][..]].concat()
+        );
     }
 
     #[tokio::test]
@@ -557,15 +700,27 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_is_capped_and_honours_retry_after() {
+    fn delays_grow_are_capped_and_honour_retry_after() {
         let s = SchedulerSettings {
+            task_attempts: 6,
             min_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(8),
             ..SchedulerSettings::default()
         };
-        assert!(backoff(&s, 1, None) <= Duration::from_millis(1500));
-        assert!(backoff(&s, 10, None) <= Duration::from_secs(12));
-        assert!(backoff(&s, 10, None) >= Duration::from_secs(4));
-        assert!(backoff(&s, 1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        let d: Vec<Duration> = delays(&s).collect();
+        assert_eq!(d.len(), 5, "one delay between each two of 6 attempts");
+        assert!(d[0] >= Duration::from_secs(1) && d[0] <= Duration::from_secs(2));
+        assert!(d.iter().all(|d| *d <= Duration::from_secs(16)), "{d:?}");
+        assert!(d[4] >= Duration::from_secs(8), "{d:?}");
+        let one = SchedulerSettings {
+            task_attempts: 1,
+            ..s
+        };
+        assert_eq!(delays(&one).count(), 0);
+        let ra = Some(Duration::from_secs(30));
+        assert_eq!(with_retry_after(d[0], ra), Duration::from_secs(30));
+        let long = Some(Duration::from_secs(3600));
+        assert_eq!(with_retry_after(d[0], long), Duration::from_secs(120));
+        assert_eq!(with_retry_after(d[0], None), d[0]);
     }
 }

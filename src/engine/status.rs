@@ -133,9 +133,18 @@ pub fn status(path: &Path) -> Result<StatusReport> {
             }
         }
     }
-    let last_run = state.last_run()?;
+    let mut last_run = state.last_run()?;
+    let locked = is_locked(path);
+    // A run recorded running whose process is gone (it no longer holds the lock) was
+    // killed: it is interrupted, whatever the file still says.
+    if let Some(run) = last_run
+        .as_mut()
+        .filter(|r| r.status == "running" && !locked)
+    {
+        run.status = "interrupted".into();
+    }
     let live_run = match &last_run {
-        Some(run) if run.status == "running" && is_locked(path) => {
+        Some(run) if run.status == "running" => {
             let done = tasks
                 .iter()
                 .filter(|t| {

@@ -7,15 +7,21 @@
 //! change, and a schema version in `PRAGMA user_version`.
 
 use crate::collection::Collection;
+use crate::engine::checkpoint::lock::take_lock;
+pub use crate::engine::checkpoint::lock::{is_locked, lock_holder, lock_path};
+use crate::engine::checkpoint::{Attempt, Change, Checkpoint, EventRow, RunId, illegal, now};
+pub use crate::engine::checkpoint::{RunRow, TaskOutput, TaskRow};
+use crate::engine::task::TaskId;
+pub use crate::engine::task::{TaskKind, TaskSpec, TaskState};
 use crate::error::{Error, Result};
 use crate::period::Month;
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use serde::Serialize;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+const SELECT_TASK: &str = "SELECT id, kind, key, collection, day, month, state, attempts, last_error, started_at, ended_at, cmr_hits, items_written, output_path, output_size, missing, run_id FROM tasks";
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -66,195 +72,12 @@ CREATE INDEX tasks_state ON tasks(state);
 CREATE INDEX events_task ON events(task_id);
 ";
 
-/// What a task does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
-    /// Harvest one (collection, day) into a daily file.
-    Harvest,
-    /// Repartition one (collection, month) of daily files into a hive partition.
-    Repartition,
-}
-
-impl TaskKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            TaskKind::Harvest => "harvest",
-            TaskKind::Repartition => "repartition",
-        }
-    }
-}
-
-/// Where a task is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskState {
-    /// Waiting to run (or to be re-run).
-    Pending,
-    /// Running now (or was, when its process died).
-    Running,
-    /// Done; its output is in place.
-    Succeeded,
-    /// Failed after its attempts; `last_error` says why.
-    Failed,
-}
-
-impl TaskState {
-    /// The name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Pending => "pending",
-            TaskState::Running => "running",
-            TaskState::Succeeded => "succeeded",
-            TaskState::Failed => "failed",
-        }
-    }
-
-    fn parse(s: &str) -> Option<TaskState> {
-        Some(match s {
-            "pending" => TaskState::Pending,
-            "running" => TaskState::Running,
-            "succeeded" => TaskState::Succeeded,
-            "failed" => TaskState::Failed,
-            _ => return None,
-        })
-    }
-}
-
-/// A task as the DAG defines it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskSpec {
-    /// What it does.
-    pub kind: TaskKind,
-    /// The collection.
-    pub collection: Collection,
-    /// The day (harvest tasks).
-    pub day: Option<NaiveDate>,
-    /// The month (of the day, for harvest tasks).
-    pub month: Month,
-}
-
-impl TaskSpec {
-    /// The harvest of one day.
-    pub fn harvest(collection: Collection, day: NaiveDate) -> TaskSpec {
-        TaskSpec {
-            kind: TaskKind::Harvest,
-            collection,
-            day: Some(day),
-            month: Month::of(day),
-        }
-    }
-
-    /// The repartition of one month.
-    pub fn repartition(collection: Collection, month: Month) -> TaskSpec {
-        TaskSpec {
-            kind: TaskKind::Repartition,
-            collection,
-            day: None,
-            month,
-        }
-    }
-
-    /// The unique key: `harvest/HLSL30/2024-05-15`, `repartition/HLSL30/2024-05`.
-    pub fn key(&self) -> String {
-        match self.day {
-            Some(d) => format!("{}/{}/{d}", self.kind.as_str(), self.collection),
-            None => format!("{}/{}/{}", self.kind.as_str(), self.collection, self.month),
-        }
-    }
-}
-
-/// A task as the state file holds it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TaskRow {
-    /// Row id.
-    pub id: i64,
-    /// What it does.
-    #[serde(flatten, serialize_with = "ser_spec")]
-    pub spec: TaskSpec,
-    /// Unique key.
-    pub key: String,
-    /// Where it is.
-    pub state: TaskState,
-    /// Attempts so far (over all runs).
-    pub attempts: u32,
-    /// Error of the last failed attempt.
-    pub last_error: Option<String>,
-    /// Start of the last attempt.
-    pub started_at: Option<String>,
-    /// End of the last attempt.
-    pub ended_at: Option<String>,
-    /// `CMR-Hits` of a harvest.
-    pub cmr_hits: Option<u64>,
-    /// Items written.
-    pub items_written: Option<u64>,
-    /// The output file.
-    pub output_path: Option<String>,
-    /// Its size in bytes.
-    pub output_size: Option<u64>,
-    /// Granules that could not be written, with reasons.
-    pub missing: Vec<(String, String)>,
-    /// The run of the last attempt.
-    pub run_id: Option<i64>,
-}
-
-fn ser_spec<S: serde::Serializer>(spec: &TaskSpec, s: S) -> std::result::Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut m = s.serialize_map(Some(4))?;
-    m.serialize_entry("kind", &spec.kind)?;
-    m.serialize_entry("collection", &spec.collection)?;
-    m.serialize_entry("day", &spec.day.map(|d| d.to_string()))?;
-    m.serialize_entry("month", &spec.month.to_string())?;
-    m.end()
-}
-
-/// What a task produced.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TaskOutput {
-    /// `CMR-Hits` of a harvest.
-    pub cmr_hits: Option<u64>,
-    /// Items written.
-    pub items_written: u64,
-    /// The output file, if one was written.
-    pub output_path: Option<String>,
-    /// Its size.
-    pub output_size: u64,
-}
-
-/// A run as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RunRow {
-    /// Run id.
-    pub id: i64,
-    /// The command line.
-    pub command: String,
-    /// Its process id.
-    pub pid: u32,
-    /// Start.
-    pub started_at: String,
-    /// End, if it ended cleanly.
-    pub ended_at: Option<String>,
-    /// `running`, `succeeded`, `failed`, `interrupted`.
-    pub status: String,
-}
-
 /// An open state file.
 #[derive(Debug)]
 pub struct StateStore {
     conn: Mutex<Connection>,
     path: PathBuf,
     _lock: Option<File>,
-}
-
-fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// The lock file beside a state file.
-pub fn lock_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
 }
 
 impl StateStore {
@@ -280,6 +103,18 @@ impl StateStore {
         store.migrate()?;
         store.recover()?;
         Ok(store)
+    }
+
+    /// A second writing connection to a state file another store of this process holds
+    /// (to test guarded updates between two connections).
+    #[cfg(test)]
+    pub(crate) fn open_second_writer(path: &Path) -> Result<StateStore> {
+        let conn = open_conn(path, false)?;
+        Ok(StateStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            _lock: None,
+        })
     }
 
     /// Opens an existing state file to read it while a run may be writing it (no lock).
@@ -368,7 +203,8 @@ impl StateStore {
         Ok(())
     }
 
-    fn recover(&self) -> Result<()> {
+    /// Tasks a dead run left running go back to pending; its run becomes `interrupted`.
+    pub fn recover(&self) -> Result<usize> {
         self.with(|c| {
             let tx = c.transaction()?;
             let ids: Vec<i64> = {
@@ -386,7 +222,8 @@ impl StateStore {
                 "UPDATE runs SET status = 'interrupted', ended_at = ?1 WHERE status = 'running'",
                 [now()],
             )?;
-            tx.commit()
+            tx.commit()?;
+            Ok(ids.len())
         })
     }
 
@@ -487,9 +324,7 @@ impl StateStore {
     /// Every task.
     pub fn tasks(&self) -> Result<Vec<TaskRow>> {
         self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT id, kind, key, collection, day, month, state, attempts, last_error, started_at, ended_at, cmr_hits, items_written, output_path, output_size, missing, run_id FROM tasks ORDER BY id",
-            )?;
+            let mut st = c.prepare(&format!("{SELECT_TASK} ORDER BY id"))?;
             let rows = st.query_map([], row_to_task)?;
             rows.collect()
         })
@@ -518,91 +353,91 @@ impl StateStore {
         .map(|_| ())
     }
 
-    /// Marks a task running for one more attempt; returns the attempt number.
-    pub fn mark_running(&self, task: i64, run: i64) -> Result<u32> {
+    /// Takes a pending task for one attempt, guarded: `None` if it is not pending.
+    pub fn claim_task(&self, task: TaskId, run: RunId) -> Result<Option<Attempt>> {
         self.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute(
-                "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = ?1, ended_at = NULL, run_id = ?2 WHERE id = ?3",
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let n = tx.execute(
+                "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = ?1, ended_at = NULL, run_id = ?2 WHERE id = ?3 AND state = 'pending'",
                 params![now(), run, task],
             )?;
-            let attempts: u32 =
+            if n == 0 {
+                return Ok(None);
+            }
+            let number: u32 =
                 tx.query_row("SELECT attempts FROM tasks WHERE id = ?1", [task], |r| r.get(0))?;
-            Self::event(&tx, Some(run), task, "started", Some(&format!("attempt {attempts}")))?;
+            Self::event(&tx, Some(run), task, "started", Some(&format!("attempt {number}")))?;
             tx.commit()?;
-            Ok(attempts)
+            Ok(Some(Attempt { task, run, number }))
         })
     }
 
-    /// Records the error of one failed attempt (the task stays running, to be retried).
-    pub fn record_attempt_error(
-        &self,
-        task: i64,
-        run: i64,
-        attempt: u32,
-        error: &str,
-    ) -> Result<()> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute(
-                "UPDATE tasks SET last_error = ?1 WHERE id = ?2",
-                params![error, task],
-            )?;
-            Self::event(
-                &tx,
-                Some(run),
-                task,
-                "attempt_failed",
-                Some(&format!("attempt {attempt}: {error}")),
-            )?;
-            tx.commit()
-        })
+    /// Applies a change, guarded by the states its transition may start from.
+    pub fn apply(&self, task: TaskId, run: Option<RunId>, change: Change<'_>) -> Result<()> {
+        let t = change.transition();
+        let from: Vec<String> = t
+            .from_states()
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let guard = format!("id = ?1 AND state IN ({})", from.join(", "));
+        let refused: Option<(String, String)> = self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let n = match change {
+                Change::AttemptFailed { error, .. } => tx.execute(
+                    &format!("UPDATE tasks SET state = 'pending', last_error = ?2 WHERE {guard}"),
+                    params![task, error],
+                )?,
+                Change::Succeed(out) => tx.execute(
+                    &format!("UPDATE tasks SET state = 'succeeded', ended_at = ?2, last_error = NULL, missing = NULL, cmr_hits = ?3, items_written = ?4, output_path = ?5, output_size = ?6 WHERE {guard}"),
+                    params![task, now(), out.cmr_hits, out.items_written, out.output_path, out.output_size],
+                )?,
+                Change::Fail { error, missing } => {
+                    let missing = if missing.is_empty() {
+                        None
+                    } else {
+                        serde_json::to_string(missing).ok()
+                    };
+                    tx.execute(
+                        &format!("UPDATE tasks SET state = 'failed', ended_at = ?2, last_error = ?3, missing = ?4 WHERE {guard}"),
+                        params![task, now(), error, missing],
+                    )?
+                }
+                Change::Requeue { .. } | Change::Retry => tx.execute(
+                    &format!("UPDATE tasks SET state = 'pending' WHERE {guard}"),
+                    params![task],
+                )?,
+            };
+            if n == 0 {
+                let found = tx
+                    .query_row("SELECT key, state FROM tasks WHERE id = ?1", [task], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                return Ok(Some(found.unwrap_or_else(|| (format!("#{task}"), String::new()))));
+            }
+            let event = match change {
+                Change::Retry => "requeued",
+                _ => t.as_str(),
+            };
+            Self::event(&tx, run, task, event, change.detail().as_deref())?;
+            tx.commit()?;
+            Ok(None)
+        })?;
+        match refused {
+            None => Ok(()),
+            Some((key, state)) => match TaskState::parse(&state) {
+                Some(from) => Err(illegal(&key, from, t)),
+                None => Err(self.err(format!("{key}: no such task"))),
+            },
+        }
     }
 
-    /// Marks a task succeeded with what it produced.
-    pub fn mark_succeeded(&self, task: i64, run: i64, out: &TaskOutput) -> Result<()> {
+    /// One task.
+    pub fn task(&self, id: TaskId) -> Result<Option<TaskRow>> {
         self.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute(
-                "UPDATE tasks SET state = 'succeeded', ended_at = ?1, last_error = NULL, missing = NULL, cmr_hits = ?2, items_written = ?3, output_path = ?4, output_size = ?5 WHERE id = ?6",
-                params![now(), out.cmr_hits, out.items_written, out.output_path, out.output_size, task],
-            )?;
-            Self::event(&tx, Some(run), task, "succeeded", Some(&format!("{} items", out.items_written)))?;
-            tx.commit()
-        })
-    }
-
-    /// Marks a task failed, with its last error and the granules it could not write.
-    pub fn mark_failed(
-        &self,
-        task: i64,
-        run: i64,
-        error: &str,
-        missing: &[(String, String)],
-    ) -> Result<()> {
-        let missing = if missing.is_empty() {
-            None
-        } else {
-            serde_json::to_string(missing).ok()
-        };
-        self.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute(
-                "UPDATE tasks SET state = 'failed', ended_at = ?1, last_error = ?2, missing = ?3 WHERE id = ?4",
-                params![now(), error, missing, task],
-            )?;
-            Self::event(&tx, Some(run), task, "failed", Some(error))?;
-            tx.commit()
-        })
-    }
-
-    /// Puts a task back to `pending` (interrupted, or its output went missing).
-    pub fn mark_pending(&self, task: i64, run: Option<i64>, why: &str) -> Result<()> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute("UPDATE tasks SET state = 'pending' WHERE id = ?1", [task])?;
-            Self::event(&tx, run, task, "requeued", Some(why))?;
-            tx.commit()
+            c.query_row(&format!("{SELECT_TASK} WHERE id = ?1"), [id], row_to_task)
+                .optional()
         })
     }
 
@@ -614,6 +449,48 @@ impl StateStore {
             let rows = st.query_map([task], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect()
         })
+    }
+}
+
+impl Checkpoint for StateStore {
+    async fn plan(&self, tasks: &[TaskSpec], deps: &[(usize, usize)]) -> Result<Vec<TaskId>> {
+        self.record_dag(tasks, deps)
+    }
+    async fn tasks(&self) -> Result<Vec<TaskRow>> {
+        StateStore::tasks(self)
+    }
+    async fn task(&self, id: TaskId) -> Result<Option<TaskRow>> {
+        StateStore::task(self, id)
+    }
+    async fn deps(&self) -> Result<Vec<(TaskId, TaskId)>> {
+        StateStore::deps(self)
+    }
+    async fn start_run(&self, command: &str) -> Result<RunId> {
+        StateStore::start_run(self, command)
+    }
+    async fn end_run(&self, run: RunId, status: &str) -> Result<()> {
+        StateStore::end_run(self, run, status)
+    }
+    async fn last_run(&self) -> Result<Option<RunRow>> {
+        StateStore::last_run(self)
+    }
+    async fn claim(&self, task: TaskId, run: RunId) -> Result<Option<Attempt>> {
+        self.claim_task(task, run)
+    }
+    async fn transition(&self, task: TaskId, run: Option<RunId>, change: Change<'_>) -> Result<()> {
+        self.apply(task, run, change)
+    }
+    async fn events(&self, task: TaskId) -> Result<Vec<EventRow>> {
+        StateStore::events(self, task)
+    }
+    async fn recover(&self) -> Result<usize> {
+        StateStore::recover(self)
+    }
+    async fn meta(&self, key: &str) -> Result<Option<String>> {
+        StateStore::meta(self, key)
+    }
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        StateStore::set_meta(self, key, value)
     }
 }
 
@@ -691,59 +568,6 @@ fn check_header(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn take_lock(path: &Path) -> Result<File> {
-    let lp = lock_path(path);
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&lp)
-        .map_err(|e| Error::State {
-            path: lp.display().to_string(),
-            reason: format!("cannot open the lock file: {e}"),
-        })?;
-    match f.try_lock() {
-        Ok(()) => {
-            let _ = f.set_len(0);
-            let _ = writeln!(f, "{}", std::process::id());
-            let _ = f.flush();
-            Ok(f)
-        }
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
-            path: path.display().to_string(),
-            pid: lock_holder(path),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::State {
-            path: lp.display().to_string(),
-            reason: format!("cannot lock: {e}"),
-        }),
-    }
-}
-
-/// The pid written in a state file's lock file, if a live process holds the lock.
-pub fn lock_holder(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(lock_path(path))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Whether a live process holds the lock of a state file.
-pub fn is_locked(path: &Path) -> bool {
-    let Ok(f) = File::open(lock_path(path)) else {
-        return false;
-    };
-    match f.try_lock_shared() {
-        Ok(()) => {
-            let _ = f.unlock();
-            false
-        }
-        Err(_) => true,
-    }
-}
-
 fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
     let serr = |e: &dyn std::fmt::Display| Error::State {
         path: path.display().to_string(),
@@ -797,52 +621,6 @@ mod tests {
     }
 
     #[test]
-    fn records_a_dag_and_walks_a_task_through_its_states() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite");
-        let st = StateStore::open_exclusive(&path).unwrap();
-        let tasks = vec![
-            TaskSpec::harvest(Collection::Hlsl30, day(1)),
-            TaskSpec::harvest(Collection::Hlsl30, day(2)),
-            TaskSpec::repartition(Collection::Hlsl30, Month::new(2024, 5).unwrap()),
-        ];
-        let ids = st.record_dag(&tasks, &[(2, 0), (2, 1)]).unwrap();
-        // Recording again changes nothing.
-        assert_eq!(st.record_dag(&tasks, &[(2, 0), (2, 1)]).unwrap(), ids);
-        assert_eq!(st.deps().unwrap().len(), 2);
-        let run = st.start_run("test").unwrap();
-        assert_eq!(st.mark_running(ids[0], run).unwrap(), 1);
-        st.record_attempt_error(ids[0], run, 1, "boom").unwrap();
-        assert_eq!(st.mark_running(ids[0], run).unwrap(), 2);
-        st.mark_failed(ids[0], run, "boom again", &[("g1".into(), "404".into())])
-            .unwrap();
-        st.mark_running(ids[1], run).unwrap();
-        st.mark_succeeded(
-            ids[1],
-            run,
-            &TaskOutput {
-                cmr_hits: Some(7),
-                items_written: 5,
-                output_path: Some("out/x.parquet".into()),
-                output_size: 123,
-            },
-        )
-        .unwrap();
-        let rows = st.tasks().unwrap();
-        assert_eq!(rows[0].state, TaskState::Failed);
-        assert_eq!(rows[0].attempts, 2);
-        assert_eq!(rows[0].last_error.as_deref(), Some("boom again"));
-        assert_eq!(rows[0].missing, vec![("g1".to_string(), "404".to_string())]);
-        assert_eq!(rows[1].state, TaskState::Succeeded);
-        assert_eq!(rows[1].items_written, Some(5));
-        assert_eq!(rows[2].state, TaskState::Pending);
-        assert_eq!(rows[2].key, "repartition/HLSL30/2024-05");
-        let events = st.events(ids[0]).unwrap();
-        let kinds: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
-        assert_eq!(kinds, ["started", "attempt_failed", "started", "failed"]);
-    }
-
-    #[test]
     fn a_second_writer_is_refused_and_running_tasks_recover() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
@@ -851,7 +629,7 @@ mod tests {
             .record_dag(&[TaskSpec::harvest(Collection::Hlss30, day(3))], &[])
             .unwrap();
         let run = st.start_run("test").unwrap();
-        st.mark_running(ids[0], run).unwrap();
+        st.claim_task(ids[0], run).unwrap().unwrap();
         assert!(is_locked(&path));
         let e = StateStore::open_exclusive(&path).unwrap_err();
         assert!(

@@ -1,0 +1,249 @@
+//! One conformance suite, run on every checkpoint.
+
+use super::memory::MemoryCheckpoint;
+use super::sqlite::StateStore;
+use super::{Change, Checkpoint, TaskOutput};
+use crate::collection::Collection;
+use crate::engine::task::{TaskSpec, TaskState, Transition};
+use crate::error::Error;
+use crate::period::Month;
+use chrono::NaiveDate;
+use std::sync::Arc;
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 5, d).unwrap()
+}
+
+fn plan() -> (Vec<TaskSpec>, Vec<(usize, usize)>) {
+    (
+        vec![
+            TaskSpec::harvest(Collection::Hlsl30, day(1)),
+            TaskSpec::harvest(Collection::Hlsl30, day(2)),
+            TaskSpec::repartition(Collection::Hlsl30, Month::new(2024, 5).unwrap()),
+        ],
+        vec![(2, 0), (2, 1)],
+    )
+}
+
+fn output() -> TaskOutput {
+    TaskOutput {
+        cmr_hits: Some(7),
+        items_written: 5,
+        output_path: Some("out/x.parquet".into()),
+        output_size: 123,
+    }
+}
+
+/// Plans idempotently, walks tasks through their states and logs their events.
+async fn walks_tasks_through_their_states<C: Checkpoint>(c: C) {
+    let (tasks, deps) = plan();
+    let ids = c.plan(&tasks, &deps).await.unwrap();
+    assert_eq!(
+        c.plan(&tasks, &deps).await.unwrap(),
+        ids,
+        "planning is idempotent"
+    );
+    assert_eq!(c.deps().await.unwrap().len(), 2);
+    let run = c.start_run("test").await.unwrap();
+    let a = c.claim(ids[0], run).await.unwrap().unwrap();
+    assert_eq!((a.task, a.run, a.number), (ids[0], run, 1));
+    let boom = Change::AttemptFailed {
+        attempt: 1,
+        error: "boom",
+    };
+    c.transition(ids[0], Some(run), boom).await.unwrap();
+    assert_eq!(c.claim(ids[0], run).await.unwrap().unwrap().number, 2);
+    let missing = [("g1".to_string(), "404".to_string())];
+    let fail = Change::Fail {
+        error: "boom again",
+        missing: &missing,
+    };
+    c.transition(ids[0], Some(run), fail).await.unwrap();
+    assert!(c.claim(ids[1], run).await.unwrap().is_some());
+    c.transition(ids[1], Some(run), Change::Succeed(&output()))
+        .await
+        .unwrap();
+    let rows = c.tasks().await.unwrap();
+    assert_eq!(rows[0].state, TaskState::Failed);
+    assert_eq!(rows[0].attempts, 2);
+    assert_eq!(rows[0].last_error.as_deref(), Some("boom again"));
+    assert_eq!(rows[0].missing, missing);
+    assert_eq!(rows[1].state, TaskState::Succeeded);
+    assert_eq!(rows[1].items_written, Some(5));
+    assert_eq!(rows[1].output_size, Some(123));
+    assert_eq!(rows[2].state, TaskState::Pending);
+    assert_eq!(rows[2].key, "repartition/HLSL30/2024-05");
+    assert_eq!(c.task(ids[1]).await.unwrap().unwrap(), rows[1]);
+    let kinds: Vec<String> = c
+        .events(ids[0])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.1)
+        .collect();
+    assert_eq!(kinds, ["started", "attempt_failed", "started", "failed"]);
+    // A failed task comes back through retry only, then runs as attempt 3.
+    assert!(c.claim(ids[0], run).await.unwrap().is_none());
+    c.transition(ids[0], None, Change::Retry).await.unwrap();
+    assert_eq!(c.claim(ids[0], run).await.unwrap().unwrap().number, 3);
+    c.end_run(run, "succeeded").await.unwrap();
+    assert_eq!(c.last_run().await.unwrap().unwrap().status, "succeeded");
+    c.set_meta("output", "out").await.unwrap();
+    c.set_meta("output", "out2").await.unwrap();
+    assert_eq!(c.meta("output").await.unwrap().as_deref(), Some("out2"));
+    assert_eq!(c.meta("bbox").await.unwrap(), None);
+}
+
+/// Moves a state does not allow are refused, and change nothing.
+async fn refuses_illegal_transitions<C: Checkpoint>(c: C) {
+    let (tasks, deps) = plan();
+    let ids = c.plan(&tasks, &deps).await.unwrap();
+    let run = c.start_run("test").await.unwrap();
+    // Pending: cannot succeed, fail or retry.
+    for change in [
+        Change::Succeed(&output()),
+        Change::Fail {
+            error: "x",
+            missing: &[],
+        },
+        Change::Retry,
+    ] {
+        let e = c.transition(ids[0], Some(run), change).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::IllegalTransition(i) if i.from == TaskState::Pending && i.transition == change.transition() && i.task == "harvest/HLSL30/2024-05-01"),
+            "{e}"
+        );
+    }
+    c.claim(ids[0], run).await.unwrap().unwrap();
+    c.transition(ids[0], Some(run), Change::Succeed(&output()))
+        .await
+        .unwrap();
+    // Succeeded: cannot be claimed, nor succeed or fail again, without a requeue.
+    assert!(c.claim(ids[0], run).await.unwrap().is_none());
+    let e = c
+        .transition(ids[0], Some(run), Change::Succeed(&output()))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("cannot succeeded from succeeded"),
+        "{e}"
+    );
+    let e = c
+        .transition(ids[0], Some(run), Change::Retry)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::IllegalTransition(i) if i.transition == Transition::Retry),
+        "{e}"
+    );
+    assert_eq!(
+        c.task(ids[0]).await.unwrap().unwrap().state,
+        TaskState::Succeeded
+    );
+    c.transition(ids[0], Some(run), Change::Requeue { why: "gone" })
+        .await
+        .unwrap();
+    assert!(c.claim(ids[0], run).await.unwrap().is_some());
+}
+
+/// A dead run's running tasks come back; the run is interrupted.
+async fn recovers_a_dead_run<C: Checkpoint>(c: C) {
+    let (tasks, deps) = plan();
+    let ids = c.plan(&tasks, &deps).await.unwrap();
+    let run = c.start_run("test").await.unwrap();
+    c.claim(ids[0], run).await.unwrap().unwrap();
+    c.claim(ids[1], run).await.unwrap().unwrap();
+    c.transition(ids[1], Some(run), Change::Succeed(&output()))
+        .await
+        .unwrap();
+    assert_eq!(c.recover().await.unwrap(), 1);
+    let rows = c.tasks().await.unwrap();
+    assert_eq!(rows[0].state, TaskState::Pending);
+    assert_eq!(rows[1].state, TaskState::Succeeded);
+    assert_eq!(c.last_run().await.unwrap().unwrap().status, "interrupted");
+    assert!(
+        c.events(ids[0])
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.1 == "recovered")
+    );
+}
+
+/// Many claimers race for one ready task at once: exactly one gets it.
+async fn one_claimer_wins<C: Checkpoint>(claimers: Vec<Arc<C>>) {
+    let (tasks, deps) = plan();
+    let ids = claimers[0].plan(&tasks, &deps).await.unwrap();
+    let run = claimers[0].start_run("test").await.unwrap();
+    for &id in &ids {
+        let barrier = Arc::new(tokio::sync::Barrier::new(claimers.len() * 4));
+        let mut set = tokio::task::JoinSet::new();
+        for c in &claimers {
+            for _ in 0..4 {
+                let (c, barrier) = (c.clone(), barrier.clone());
+                set.spawn(async move {
+                    barrier.wait().await;
+                    c.claim(id, run).await.unwrap()
+                });
+            }
+        }
+        let won: Vec<_> = set.join_all().await.into_iter().flatten().collect();
+        assert_eq!(won.len(), 1, "task {id}: {won:?}");
+        assert_eq!(won[0].number, 1);
+    }
+    let rows = claimers[0].tasks().await.unwrap();
+    assert!(
+        rows.iter()
+            .all(|t| t.state == TaskState::Running && t.attempts == 1)
+    );
+}
+
+macro_rules! suite {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn walks_tasks_through_their_states() {
+                let (_dir, c) = $make;
+                super::walks_tasks_through_their_states(c).await;
+            }
+
+            #[tokio::test]
+            async fn refuses_illegal_transitions() {
+                let (_dir, c) = $make;
+                super::refuses_illegal_transitions(c).await;
+            }
+
+            #[tokio::test]
+            async fn recovers_a_dead_run() {
+                let (_dir, c) = $make;
+                super::recovers_a_dead_run(c).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn one_claimer_wins_a_race() {
+                let (_dir, c) = $make;
+                super::one_claimer_wins(vec![Arc::new(c)]).await;
+            }
+        }
+    };
+}
+
+fn sqlite() -> (tempfile::TempDir, StateStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let st = StateStore::open_exclusive(&dir.path().join("s.sqlite")).unwrap();
+    (dir, st)
+}
+
+suite!(on_sqlite, sqlite());
+suite!(in_memory, ((), MemoryCheckpoint::new()));
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_connections_to_one_state_file_race_and_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let first = StateStore::open_exclusive(&path).unwrap();
+    let second = StateStore::open_second_writer(&path).unwrap();
+    one_claimer_wins(vec![Arc::new(first), Arc::new(second)]).await;
+}
