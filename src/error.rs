@@ -274,9 +274,6 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// A background task ended abnormally.
-    #[error("internal task failed: {0}")]
-    Task(String),
     /// A task of the engine panicked or was cancelled.
     #[error("task {task} ended abnormally")]
     TaskJoin {
