@@ -10,3 +10,4 @@ mod faults;
 mod harvest;
 mod repartition;
 mod run;
+mod s3;
