@@ -99,3 +99,77 @@ fn make_venv() -> std::path::PathBuf {
     std::fs::write(&marker, &wanted).expect("write the venv marker");
     py
 }
+
+/// A moto S3 server (from the test venv, see [`python`]) on a free loopback port, killed on
+/// drop. Clients must be given its endpoint and the fake keys of [`Moto::env`].
+pub struct Moto {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts a server and waits until it answers.
+    pub fn start() -> Moto {
+        let python = python();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new(&python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting moto's server with {}: {e}", python.display()));
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return moto;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("moto's server did not listen on {}", moto.endpoint);
+    }
+
+    /// The environment of a client of this server: endpoint, fake keys, region, plain
+    /// HTTP, and no instance-metadata lookup.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    /// Creates a bucket (moto's REST API: a PUT on `/{bucket}`).
+    pub fn create_bucket(&self, bucket: &str) {
+        let script = format!(
+            "import urllib.request as u; u.urlopen(u.Request('{}/{bucket}', method='PUT')).read()",
+            self.endpoint
+        );
+        let out = std::process::Command::new(python())
+            .args(["-c", &script])
+            .output()
+            .expect("python");
+        assert!(
+            out.status.success(),
+            "creating bucket {bucket}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -10,4 +10,5 @@ mod faults;
 mod harvest;
 mod repartition;
 mod run;
+mod s3;
 mod shapes;

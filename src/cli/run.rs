@@ -78,6 +78,7 @@ impl RunOptions {
         Ok(RunConfig {
             output: wf.output.path.clone().unwrap_or(d.output),
             daily_prefix: wf.output.daily_prefix.clone().unwrap_or(d.daily_prefix),
+            output_options: wf.output.options.clone().unwrap_or_default(),
             collections: wf.collections()?.unwrap_or(d.collections),
             bbox: None,
             fetches_per_day: self

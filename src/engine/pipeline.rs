@@ -32,6 +32,8 @@ pub struct RunConfig {
     pub output: String,
     /// Folder below the output for daily files.
     pub daily_prefix: String,
+    /// Object store options of the output (the workflow's `[output.options]`).
+    pub output_options: std::collections::BTreeMap<String, String>,
     /// Collections.
     pub collections: Vec<Collection>,
     /// Spatial filter.
@@ -57,6 +59,7 @@ impl Default for RunConfig {
         RunConfig {
             output: "out".into(),
             daily_prefix: "daily".into(),
+            output_options: Default::default(),
             collections: Collection::ALL.to_vec(),
             bbox: None,
             endpoints: Endpoints::default(),
@@ -254,7 +257,7 @@ async fn execute(
     command: &str,
     cancel: impl Future<Output = ()>,
 ) -> Result<RunOutcome> {
-    let output = Output::parse(&cfg.output)?;
+    let output = Output::parse_with_options(&cfg.output, &cfg.output_options)?;
     // Holding the state's lock, nobody else writes here: clear what a killed run left.
     output.remove_staged_leftovers()?;
     let mut cfg = cfg.clone();

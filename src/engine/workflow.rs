@@ -37,6 +37,10 @@ pub struct OutputSection {
     pub path: Option<String>,
     /// Folder below the output for daily files.
     pub daily_prefix: Option<String>,
+    /// Options of the object store (`[output.options]`): `object_store` configuration keys,
+    /// e.g. `aws_endpoint`, `aws_region`, `aws_allow_http` for `s3://` outputs. They apply
+    /// over the `AWS_*` environment.
+    pub options: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `[concurrency]`

@@ -4,8 +4,10 @@
 use crate::collection::Collection;
 use crate::error::{Error, OutputProblem, Result};
 use chrono::{Datelike, NaiveDate};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use url::Url;
@@ -27,6 +29,16 @@ impl Output {
     /// Opens an output given as a local path or a URL. A local folder is created if needed
     /// and must be writable.
     pub fn parse(s: &str) -> Result<Output> {
+        Output::parse_with_options(s, &BTreeMap::new())
+    }
+
+    /// Opens an output like [`parse`](Output::parse), with store options (the workflow's
+    /// `[output.options]`): for `s3://`, `object_store`'s `AmazonS3ConfigKey` names
+    /// (`aws_endpoint`, `aws_region`, `aws_allow_http`, …), applied over the `AWS_*`
+    /// environment. An `s3://` output takes its endpoint, region, keys, session token,
+    /// `AWS_ALLOW_HTTP` and `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` from the environment, as the
+    /// AWS tools do; with keys given, no instance-metadata endpoint is asked.
+    pub fn parse_with_options(s: &str, options: &BTreeMap<String, String>) -> Result<Output> {
         let invalid = |problem: OutputProblem| Error::InvalidOutput {
             output: s.to_string(),
             problem,
@@ -43,10 +55,42 @@ impl Output {
                     .map_err(|_| invalid(OutputProblem::NotLocalFile))?;
                 return Output::local(&path, s);
             }
-            let (store, prefix) =
-                object_store::parse_url(&url).map_err(|e| invalid(OutputProblem::Store(e)))?;
+            let (store, prefix): (Arc<dyn ObjectStore>, Path) = match url.scheme() {
+                "s3" | "s3a" => {
+                    let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
+                    for (key, value) in options {
+                        let key = key
+                            .to_ascii_lowercase()
+                            .parse::<AmazonS3ConfigKey>()
+                            .map_err(|_| {
+                                invalid(OutputProblem::UnknownOption {
+                                    key: key.clone(),
+                                    scheme: url.scheme().to_string(),
+                                })
+                            })?;
+                        builder = builder.with_config(key, value);
+                    }
+                    let store = builder
+                        .build()
+                        .map_err(|e| invalid(OutputProblem::Store(e)))?;
+                    let prefix = Path::from_url_path(url.path())
+                        .map_err(|e| invalid(OutputProblem::Store(e.into())))?;
+                    (Arc::new(store), prefix)
+                }
+                scheme => {
+                    if let Some(key) = options.keys().next() {
+                        return Err(invalid(OutputProblem::UnknownOption {
+                            key: key.clone(),
+                            scheme: scheme.to_string(),
+                        }));
+                    }
+                    let (store, prefix) = object_store::parse_url(&url)
+                        .map_err(|e| invalid(OutputProblem::Store(e)))?;
+                    (Arc::from(store), prefix)
+                }
+            };
             return Ok(Output {
-                store: Arc::from(store),
+                store,
                 prefix,
                 display: s.trim_end_matches('/').to_string(),
                 local_root: None,
