@@ -8,5 +8,6 @@ mod echo10;
 mod emulator;
 mod faults;
 mod harvest;
+mod query;
 mod repartition;
 mod run;

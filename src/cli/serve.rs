@@ -8,8 +8,11 @@ use crate::query::Searcher;
 use crate::query::backend::CacheBackend;
 use crate::write::output::Output;
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
+use axum::middleware::Next;
 use axum::response::Response;
+use stac::api::{GetSearch, Search};
 use std::net::SocketAddr;
 
 /// Serve the cache as a STAC API (landing page, conformance, collections, items, item search
@@ -70,7 +73,82 @@ pub fn router(searcher: Searcher, root_url: &str) -> Result<axum::Router, Error>
         })?
         .id("hls-flow")
         .description("The HLS v2.0 STAC items of an hls-flow cache");
-    Ok(stac_server::routes::from_api(api).layer(axum::middleware::map_response(error_body)))
+    Ok(stac_server::routes::from_api(api.clone())
+        .layer(axum::middleware::from_fn_with_state(api, get_search))
+        .layer(axum::middleware::map_response(error_body)))
+}
+
+type CacheApi = stac_server::Api<CacheBackend>;
+
+/// GET `/search`, answered here: stac-server builds the `next` link of a GET search by
+/// URL-encoding the search, which fails ("unsupported value", a 500) as soon as it holds
+/// `collections` or `ids` (lists). The search is run as a POST one, and its links are
+/// turned into GET links with the search in its GET form (comma-separated lists).
+async fn get_search(State(api): State<CacheApi>, request: Request, next: Next) -> Response {
+    if request.method() != Method::GET || request.uri().path() != "/search" {
+        return next.run(request).await;
+    }
+    let search = Query::<GetSearch>::try_from_uri(request.uri())
+        .map_err(|e| e.body_text())
+        .and_then(|q| {
+            Search::try_from(q.0)
+                .and_then(Search::valid)
+                .map_err(|e| e.to_string())
+        });
+    let search = match search {
+        Ok(s) => s,
+        Err(e) => return stac_error(StatusCode::BAD_REQUEST, "BadRequest", &e),
+    };
+    let mut page = match api.search(search, Method::POST).await {
+        Ok(page) => page,
+        Err(e) => {
+            return stac_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                &e.to_string(),
+            );
+        }
+    };
+    for link in page.links.iter_mut() {
+        let Some(body) = link.body.take() else {
+            continue;
+        };
+        let query = serde_json::from_value::<Search>(serde_json::Value::Object(body))
+            .map_err(|e| e.to_string())
+            .and_then(|s| GetSearch::try_from(s).map_err(|e| e.to_string()))
+            .and_then(|g| serde_urlencoded::to_string(g).map_err(|e| e.to_string()));
+        match query {
+            Ok(query) => {
+                let base = link.href.split('?').next().unwrap_or_default().to_string();
+                link.href = format!("{base}?{query}");
+                link.method = Some("GET".into());
+            }
+            Err(e) => {
+                return stac_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &e);
+            }
+        }
+    }
+    match serde_json::to_vec(&page) {
+        Ok(body) => Response::builder()
+            .header(CONTENT_TYPE, "application/geo+json")
+            .body(Body::from(body))
+            .unwrap_or_default(),
+        Err(e) => stac_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            &e.to_string(),
+        ),
+    }
+}
+
+fn stac_error(status: StatusCode, code: &str, description: &str) -> Response {
+    let body = serde_json::json!({"code": code, "description": description});
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// stac-server answers errors as plain text; the STAC API wants `{"code", "description"}`.

@@ -63,10 +63,30 @@ impl Query {
 
     /// Sets the datetime interval from a STAC `datetime` (`A`, `A/B`, `A/..`, `../B`).
     pub fn with_datetime(mut self, s: &str) -> Result<Query> {
-        let (start, end) = stac::datetime::parse(s).map_err(|e| Error::InvalidDate {
-            input: s.to_string(),
-            reason: e.to_string(),
-        })?;
+        let one = |part: &str| -> Result<Option<DateTime<Utc>>> {
+            if part.is_empty() || part == ".." {
+                return Ok(None);
+            }
+            DateTime::parse_from_rfc3339(part)
+                .map(|t| Some(t.to_utc()))
+                .map_err(|e| Error::InvalidDate {
+                    input: s.to_string(),
+                    reason: format!("{part:?} is not an RFC 3339 datetime: {e}"),
+                })
+        };
+        let (start, end) = match s.split_once('/') {
+            Some((a, b)) if !b.contains('/') => (one(a)?, one(b)?),
+            Some(_) => {
+                return Err(Error::InvalidDate {
+                    input: s.to_string(),
+                    reason: "more than one '/'".into(),
+                });
+            }
+            None => {
+                let t = one(s)?;
+                (t, t)
+            }
+        };
         if start.is_none() && end.is_none() {
             return Err(Error::InvalidDate {
                 input: s.to_string(),
@@ -156,7 +176,7 @@ impl Query {
                 let c = bbox
                     .column_by_name(name)
                     .ok_or_else(|| missing(&format!("bbox.{name}")))?;
-                Ok(arrow_cast::cast(c, &DataType::Float64)?)
+                arrow_cast::cast(c, &DataType::Float64)
             };
             let (xmin, ymin, xmax, ymax) =
                 (part("xmin")?, part("ymin")?, part("xmax")?, part("ymax")?);

@@ -50,11 +50,17 @@ pub struct SearchStats {
     pub more: bool,
 }
 
+/// Footers read, by (path, ETag).
+type Footers = HashMap<(String, Option<String>), ArrowReaderMetadata>;
+
+/// What receives the matches of a partition; `false` stops the search.
+type Sink<'a> = dyn FnMut(Map<String, Value>, &mut SearchStats) -> Result<bool> + Send + 'a;
+
 /// Searches one output; keeps the footers it read, by file version, for the next search.
 #[derive(Debug, Clone)]
 pub struct Searcher {
     out: Arc<Output>,
-    footers: Arc<Mutex<HashMap<(String, Option<String>), ArrowReaderMetadata>>>,
+    footers: Arc<Mutex<Footers>>,
 }
 
 /// How many times a search reads a partition again that changed while it read it.
@@ -176,9 +182,7 @@ impl Searcher {
         Ok(meta)
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, Option<String>), ArrowReaderMetadata>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Footers> {
         self.footers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -195,7 +199,7 @@ impl Searcher {
         p: &Partition,
         q: &Query,
         stats: &mut SearchStats,
-        f: &mut (dyn FnMut(Map<String, Value>, &mut SearchStats) -> Result<bool> + Send),
+        f: &mut Sink<'_>,
     ) -> Result<()> {
         let mut reader = self.reader(p);
         let meta = self.footer_with(p, &mut reader).await?;
