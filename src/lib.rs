@@ -26,6 +26,7 @@ pub mod engine;
 pub mod error;
 pub mod period;
 pub mod progress;
+pub mod query;
 pub mod source;
 pub mod write;
 

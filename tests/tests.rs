@@ -8,6 +8,7 @@ mod echo10;
 mod emulator;
 mod faults;
 mod harvest;
+mod query;
 mod repartition;
 mod run;
 mod s3;

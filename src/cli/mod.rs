@@ -6,6 +6,8 @@ mod generate_daily;
 mod repartition;
 mod retry_failed;
 mod run;
+mod search;
+mod serve;
 mod status;
 
 pub use exit::ExitStatus;
@@ -38,6 +40,10 @@ enum Command {
     RetryFailed(retry_failed::Args),
     /// Repartition daily files into monthly, spatially sorted hive partitions.
     Repartition(repartition::Args),
+    /// Search the cache's partitions (no CMR): items as NDJSON, GeoJSON or stac-geoparquet.
+    Search(search::Args),
+    /// Serve the cache as a read-only STAC API (pystac-client, QGIS, stackstac, rustac).
+    Serve(serve::Args),
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -72,6 +78,8 @@ pub fn main() -> ExitCode {
             Command::Status(args) => status::run(args).await,
             Command::RetryFailed(args) => retry_failed::run(args).await,
             Command::Repartition(args) => repartition::run(args).await,
+            Command::Search(args) => search::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
         }
     });
     match result {

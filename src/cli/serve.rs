@@ -1,0 +1,188 @@
+//! `hls-flow serve`: a read-only STAC API over the cache (rustac's stac-server routes, with
+//! hls-flow's own backend).
+
+use super::ExitStatus;
+use super::common::CliResult;
+use crate::error::Error;
+use crate::query::Searcher;
+use crate::query::backend::CacheBackend;
+use crate::write::output::Output;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
+use axum::middleware::Next;
+use axum::response::Response;
+use stac::api::{GetSearch, Search};
+use std::net::SocketAddr;
+
+/// Serve the cache as a STAC API (landing page, conformance, collections, items, item search
+/// by GET and POST), read-only, until interrupted.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  hls-flow serve --output cache/
+  hls-flow serve --output s3://bucket/hls --bind 0.0.0.0:8080")]
+pub struct Args {
+    /// The output the partitions are in: a local folder or an object store URL.
+    #[arg(long, value_name = "OUT")]
+    output: String,
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+}
+
+/// Runs the command.
+pub async fn run(args: Args) -> CliResult {
+    if !args.output.contains("://") && !std::path::Path::new(&args.output).is_dir() {
+        return Err(Error::InvalidOutput {
+            output: args.output.clone(),
+            reason: "no such folder".into(),
+        }
+        .into());
+    }
+    let searcher = Searcher::new(Output::parse(&args.output)?);
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|source| Error::Io {
+            path: format!("listening on {}", args.bind),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Io {
+        path: format!("listening on {}", args.bind),
+        source,
+    })?;
+    let router = router(searcher, &format!("http://{addr}"))?;
+    println!("serving {} at http://{addr}/", args.output);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|source| Error::Io {
+            path: format!("serving on {addr}"),
+            source,
+        })?;
+    Ok(ExitStatus::Ok)
+}
+
+/// The STAC API routes over `searcher`'s output, with the API's root at `root_url`.
+pub fn router(searcher: Searcher, root_url: &str) -> Result<axum::Router, Error> {
+    let api = stac_server::Api::new(CacheBackend::new(searcher), root_url)
+        .map_err(|e| Error::InvalidOutput {
+            output: root_url.to_string(),
+            reason: e.to_string(),
+        })?
+        .id("hls-flow")
+        .description("The HLS v2.0 STAC items of an hls-flow cache");
+    Ok(stac_server::routes::from_api(api.clone())
+        .layer(axum::middleware::from_fn_with_state(api, get_search))
+        .layer(axum::middleware::map_response(error_body)))
+}
+
+type CacheApi = stac_server::Api<CacheBackend>;
+
+/// GET `/search`, answered here: stac-server builds the `next` link of a GET search by
+/// URL-encoding the search, which fails ("unsupported value", a 500) as soon as it holds
+/// `collections` or `ids` (lists). The search is run as a POST one, and its links are
+/// turned into GET links with the search in its GET form (comma-separated lists).
+async fn get_search(State(api): State<CacheApi>, request: Request, next: Next) -> Response {
+    if request.method() != Method::GET || request.uri().path() != "/search" {
+        return next.run(request).await;
+    }
+    let search = Query::<GetSearch>::try_from_uri(request.uri())
+        .map_err(|e| e.body_text())
+        .and_then(|q| {
+            Search::try_from(q.0)
+                .and_then(Search::valid)
+                .map_err(|e| e.to_string())
+        });
+    let search = match search {
+        Ok(s) => s,
+        Err(e) => return stac_error(StatusCode::BAD_REQUEST, "BadRequest", &e),
+    };
+    let mut page = match api.search(search, Method::POST).await {
+        Ok(page) => page,
+        Err(e) => {
+            return stac_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                &e.to_string(),
+            );
+        }
+    };
+    for link in page.links.iter_mut() {
+        let Some(body) = link.body.take() else {
+            continue;
+        };
+        let query = serde_json::from_value::<Search>(serde_json::Value::Object(body))
+            .map_err(|e| e.to_string())
+            .and_then(|s| GetSearch::try_from(s).map_err(|e| e.to_string()))
+            .and_then(|g| serde_urlencoded::to_string(g).map_err(|e| e.to_string()));
+        match query {
+            Ok(query) => {
+                let base = link.href.split('?').next().unwrap_or_default().to_string();
+                link.href = format!("{base}?{query}");
+                link.method = Some("GET".into());
+            }
+            Err(e) => {
+                return stac_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &e);
+            }
+        }
+    }
+    match serde_json::to_vec(&page) {
+        Ok(body) => Response::builder()
+            .header(CONTENT_TYPE, "application/geo+json")
+            .body(Body::from(body))
+            .unwrap_or_default(),
+        Err(e) => stac_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            &e.to_string(),
+        ),
+    }
+}
+
+fn stac_error(status: StatusCode, code: &str, description: &str) -> Response {
+    let body = serde_json::json!({"code": code, "description": description});
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// stac-server answers errors as plain text; the STAC API wants `{"code", "description"}`.
+async fn error_body(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "BadRequest",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::UNPROCESSABLE_ENTITY => "BadRequest",
+        _ if status.is_client_error() => "BadRequest",
+        _ => "InternalServerError",
+    };
+    // A body the client sent that is not a search is a bad request, whatever axum says.
+    if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    let body = serde_json::json!({"code": code, "description": text});
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body.to_string()))
+}

@@ -1,0 +1,27 @@
+//! Querying the cache: what `hls-flow search` and `hls-flow serve` share.
+//!
+//! This layer owns:
+//! - partition discovery and pruning ([`partitions`]): the `{collection}/year=YYYY/month=MM/
+//!   part-0.parquet` files of an output, those whose month cannot hold a match skipped by
+//!   name;
+//! - row-group pruning by statistics ([`prune`]): a row group is read only if its
+//!   `datetime`, `bbox.xmin`…`bbox.ymax` (the covering columns), `eo:cloud_cover` and `id`
+//!   ranges can hold a match;
+//! - the row filter and the exact geometry filter ([`filter`]): the rows of the row groups
+//!   read are filtered on the filter columns first (a parquet `RowFilter`, so that other
+//!   columns are decoded only for the rows kept), then by the exact intersection of their
+//!   footprint with the query geometry (`geo`), not only by bbox;
+//! - a consistent read of each partition ([`reader`]): every range of a file is read with
+//!   `If-Match` on the ETag it had when the search opened it, so that a search sees the old
+//!   or the new month after a `sync`, never parts of both (a search that loses the race
+//!   reads the new file again from its footer);
+//! - the stac-server backend ([`backend`]) that `serve` puts behind rustac's STAC API routes.
+
+pub mod backend;
+pub mod filter;
+pub mod partitions;
+pub mod prune;
+pub mod reader;
+
+pub use filter::Query;
+pub use reader::{SearchOptions, SearchStats, Searcher};
