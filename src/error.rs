@@ -492,6 +492,12 @@ pub enum OutputProblem {
     /// No daily files where some were expected.
     #[error("no daily files (COLLECTION/YYYY/MM/COLLECTION-YYYY-MM-DD.parquet) found")]
     NoDailyFiles,
+    /// A local folder to read from that is not there.
+    #[error("no such folder")]
+    NoSuchFolder,
+    /// The STAC API cannot be built over the output.
+    #[error("{0}")]
+    Api(#[source] stac_server::Error),
 }
 
 /// What is wrong with a workflow file ([`Error::Workflow`]).

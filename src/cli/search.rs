@@ -5,7 +5,7 @@ use super::ExitStatus;
 use super::common::{CliError, CliResult};
 use crate::bbox::Bbox;
 use crate::collection::Collection;
-use crate::error::{Error, one_line};
+use crate::error::{Error, OutputProblem, WriteError};
 use crate::query::{Query, SearchOptions, Searcher};
 use crate::write::output::Output;
 use serde_json::{Map, Value};
@@ -122,7 +122,7 @@ pub async fn run(args: Args) -> CliResult {
     if !args.output.contains("://") && !std::path::Path::new(&args.output).is_dir() {
         return Err(Error::InvalidOutput {
             output: args.output.clone(),
-            reason: "no such folder".into(),
+            problem: OutputProblem::NoSuchFolder,
         }
         .into());
     }
@@ -199,7 +199,7 @@ pub async fn run(args: Args) -> CliResult {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| Error::Write {
                     path: "stdout".into(),
-                    reason: format!("converting an item: {e}"),
+                    source: WriteError::NotAnItem(e),
                 })?;
             if items.is_empty() {
                 return Err(CliError::usage(
@@ -209,7 +209,7 @@ pub async fn run(args: Args) -> CliResult {
             let mut buf = Vec::new();
             stac::geoparquet::into_writer(&mut buf, items).map_err(|e| Error::Write {
                 path: "stdout".into(),
-                reason: one_line(&e),
+                source: WriteError::Stac(e),
             })?;
             out.write_all(&buf).map_err(write_error)?;
         }

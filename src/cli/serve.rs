@@ -3,7 +3,7 @@
 
 use super::ExitStatus;
 use super::common::CliResult;
-use crate::error::Error;
+use crate::error::{Error, OutputProblem};
 use crate::query::Searcher;
 use crate::query::backend::CacheBackend;
 use crate::write::output::Output;
@@ -35,7 +35,7 @@ pub async fn run(args: Args) -> CliResult {
     if !args.output.contains("://") && !std::path::Path::new(&args.output).is_dir() {
         return Err(Error::InvalidOutput {
             output: args.output.clone(),
-            reason: "no such folder".into(),
+            problem: OutputProblem::NoSuchFolder,
         }
         .into());
     }
@@ -69,7 +69,7 @@ pub fn router(searcher: Searcher, root_url: &str) -> Result<axum::Router, Error>
     let api = stac_server::Api::new(CacheBackend::new(searcher), root_url)
         .map_err(|e| Error::InvalidOutput {
             output: root_url.to_string(),
-            reason: e.to_string(),
+            problem: OutputProblem::Api(e),
         })?
         .id("hls-flow")
         .description("The HLS v2.0 STAC items of an hls-flow cache");

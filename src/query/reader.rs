@@ -3,7 +3,7 @@
 use super::filter::Query;
 use super::partitions::{self, Partition};
 use super::prune;
-use crate::error::{Error, Result, one_line};
+use crate::error::{Error, ReadError, Result};
 use crate::write::output::Output;
 use arrow_array::{RecordBatch, RecordBatchIterator};
 use bytes::Bytes;
@@ -174,7 +174,7 @@ impl Searcher {
         }
         let meta = ArrowReaderMetadata::load_async(reader, ArrowReaderOptions::new())
             .await
-            .map_err(|e| self.read_error(p, &e))?;
+            .map_err(|e| self.read_error(p, e))?;
         let mut footers = self.lock();
         // Older versions of this file are of no more use.
         footers.retain(|(path, _), _| *path != key.0);
@@ -186,10 +186,10 @@ impl Searcher {
         self.footers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn read_error(&self, p: &Partition, e: &ParquetError) -> Error {
+    fn read_error(&self, p: &Partition, e: ParquetError) -> Error {
         Error::Read {
             path: self.out.show(&p.meta.location),
-            reason: one_line(e),
+            source: ReadError::Parquet(e),
         }
     }
 
@@ -224,9 +224,9 @@ impl Searcher {
             .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
             .with_batch_size(1024)
             .build()
-            .map_err(|e| self.read_error(p, &e))?;
+            .map_err(|e| self.read_error(p, e))?;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| self.read_error(p, &e))?;
+            let batch = batch.map_err(|e| self.read_error(p, e))?;
             stats.candidates += batch.num_rows();
             for item in self.to_items(p, batch)? {
                 if q.footprint_matches(&item) && !f(item, stats)? {
@@ -240,7 +240,7 @@ impl Searcher {
     fn to_items(&self, p: &Partition, batch: RecordBatch) -> Result<Vec<Map<String, Value>>> {
         let bad = |e: stac::Error| Error::Read {
             path: self.out.show(&p.meta.location),
-            reason: one_line(&e),
+            source: ReadError::Stac(e),
         };
         let batch = stac::geoarrow::add_wkb_metadata(batch, "geometry").map_err(bad)?;
         let schema = batch.schema();
