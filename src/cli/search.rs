@@ -5,9 +5,8 @@ use super::ExitStatus;
 use super::common::{CliError, CliResult};
 use crate::bbox::Bbox;
 use crate::collection::Collection;
-use crate::error::{Error, OutputProblem, WriteError};
+use crate::error::{Error, WriteError};
 use crate::query::{Query, SearchOptions, Searcher};
-use crate::write::output::Output;
 use serde_json::{Map, Value};
 use std::io::Write;
 
@@ -119,14 +118,7 @@ fn date_or_datetime(s: &str) -> String {
 /// Runs the command.
 pub async fn run(args: Args) -> CliResult {
     let q = query(&args)?;
-    if !args.output.contains("://") && !std::path::Path::new(&args.output).is_dir() {
-        return Err(Error::InvalidOutput {
-            output: args.output.clone(),
-            problem: OutputProblem::NoSuchFolder,
-        }
-        .into());
-    }
-    let searcher = Searcher::new(Output::parse(&args.output)?);
+    let searcher = Searcher::open(&args.output)?;
 
     let mut out = std::io::BufWriter::new(std::io::stdout());
     let write_error = |e: std::io::Error| Error::Io {

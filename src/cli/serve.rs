@@ -6,7 +6,6 @@ use super::common::CliResult;
 use crate::error::{Error, OutputProblem};
 use crate::query::Searcher;
 use crate::query::backend::CacheBackend;
-use crate::write::output::Output;
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
@@ -32,14 +31,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args) -> CliResult {
-    if !args.output.contains("://") && !std::path::Path::new(&args.output).is_dir() {
-        return Err(Error::InvalidOutput {
-            output: args.output.clone(),
-            problem: OutputProblem::NoSuchFolder,
-        }
-        .into());
-    }
-    let searcher = Searcher::new(Output::parse(&args.output)?);
+    let searcher = Searcher::open(&args.output)?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|source| Error::Io {

@@ -3,7 +3,7 @@
 use super::filter::Query;
 use super::partitions::{self, Partition};
 use super::prune;
-use crate::error::{Error, ReadError, Result};
+use crate::error::{Error, OutputProblem, ReadError, Result};
 use crate::write::output::Output;
 use arrow_array::{RecordBatch, RecordBatchIterator};
 use bytes::Bytes;
@@ -73,6 +73,18 @@ impl Searcher {
             out: Arc::new(out),
             footers: Arc::default(),
         }
+    }
+
+    /// A searcher over the cache at `output` (a folder or an object store URL): an error,
+    /// rather than an empty folder made on the way, when a local folder is not there.
+    pub fn open(output: &str) -> Result<Searcher> {
+        if !output.contains("://") && !std::path::Path::new(output).is_dir() {
+            return Err(Error::InvalidOutput {
+                output: output.to_string(),
+                problem: OutputProblem::NoSuchFolder,
+            });
+        }
+        Ok(Searcher::new(Output::parse(output)?))
     }
 
     /// The output searched.
