@@ -3,22 +3,27 @@
 
 use crate::bbox::Bbox;
 use crate::collection::Collection;
-use crate::error::{Error, Result, one_line};
+use crate::engine::checkpoint::memory::MemoryCheckpoint;
+use crate::engine::checkpoint::{Checkpoint, TaskRow};
+use crate::engine::pipeline::Pipeline;
+use crate::engine::scheduler::{SchedulerSettings, run_tasks};
+use crate::engine::task::{TaskSpec, TaskState};
+use crate::error::{Error, Result};
 use crate::period::{DayRange, Month};
 use crate::progress::{Progress, UnitBar};
 use crate::source::cmr::{CmrClient, DEFAULT_CMR_URL, MAX_PAGE_SIZE};
 use crate::source::http::HttpSettings;
 use crate::source::items::ItemFetcher;
 use crate::source::retry::RetryPolicy;
-use crate::write::geoparquet::row_count;
 use crate::write::harvest::{HarvestSettings, Harvester, Source, WindowReport};
 use crate::write::output::Output;
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::StreamExt;
 use object_store::ObjectStore;
 use serde::Serialize;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Entries per CMR page when the items come from `_stac.json` (`Source::StacJson`). A JSON
 /// entry of an HLS granule weighs ~14 KB (its links), so a page of 2,000 (CMR's maximum, kept
@@ -259,46 +264,71 @@ pub async fn process_date_range(
         source: options.source,
         ..HarvestSettings::default()
     })?;
-    let units: Vec<(Collection, NaiveDate)> = options
+    let pipeline = Arc::new(Pipeline::daily(
+        harvester,
+        output.clone(),
+        &options.daily_root,
+        options.skip_existing,
+    ));
+    // Harvest tasks only: daily files, no repartition.
+    let tasks: Vec<TaskSpec> = options
         .collections
         .iter()
-        .flat_map(|&c| range.days().map(move |d| (c, d)))
+        .flat_map(|&c| range.days().map(move |d| TaskSpec::harvest(c, d)))
         .collect();
-    let progress = Progress::new(options.show_progress, units.len() as u64, "days");
-    let concurrency = if options.parallel {
-        options.max_concurrent_days.max(1)
-    } else {
-        1
+    let checkpoint = Arc::new(MemoryCheckpoint::new());
+    let scope: HashSet<i64> = checkpoint.plan(&tasks, &[]).await?.into_iter().collect();
+    let settings = SchedulerSettings {
+        max_concurrent_days: if options.parallel {
+            options.max_concurrent_days.max(1)
+        } else {
+            1
+        },
+        // A day that fails is reported, not attempted again (each request is retried).
+        task_attempts: 1,
+        // No time limit on a day.
+        task_timeout: Duration::MAX,
+        ..SchedulerSettings::default()
     };
-    let mut outcomes: Vec<DayOutcome> = futures::stream::iter(units)
-        .map(|(collection, day)| {
-            let harvester = &harvester;
-            let progress = &progress;
-            async move {
-                let outcome = day_unit(harvester, output, options, collection, day, progress).await;
-                progress.unit_done();
-                outcome
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+    let run_id = checkpoint
+        .start_run(&format!("generate-daily {}..{}", range.start, range.end))
+        .await?;
+    let progress = Progress::new(options.show_progress, tasks.len() as u64, "days");
+    let report = run_tasks(
+        checkpoint.clone(),
+        pipeline.clone(),
+        &scope,
+        run_id,
+        &settings,
+        &progress,
+        std::future::pending(),
+    )
+    .await;
     progress.finish();
+    let report = report?;
+    let skipped: HashSet<i64> = report.skipped.iter().copied().collect();
+    let mut outcomes: Vec<DayOutcome> = checkpoint
+        .tasks()
+        .await?
+        .iter()
+        .filter(|t| scope.contains(&t.id))
+        .filter_map(|t| day_outcome(t, skipped.contains(&t.id), &pipeline, output))
+        .collect();
     outcomes.sort_by_key(|o| (o.collection, o.day));
     Ok(RunSummary { outcomes })
 }
 
-async fn day_unit(
-    harvester: &Harvester,
+/// The outcome of one harvest task, from its row in the checkpoint.
+fn day_outcome(
+    task: &TaskRow,
+    skipped: bool,
+    pipeline: &Pipeline,
     output: &Output,
-    options: &DailyOptions,
-    collection: Collection,
-    day: NaiveDate,
-    progress: &Progress,
-) -> DayOutcome {
-    let dest = output.daily_path(&options.daily_root, collection, day);
+) -> Option<DayOutcome> {
+    let day = task.spec.day?;
+    let shown = |p: &str| output.show(&object_store::path::Path::from(p));
     let mut outcome = DayOutcome {
-        collection,
+        collection: task.spec.collection,
         day,
         status: DayStatus::Failed,
         items: 0,
@@ -308,47 +338,29 @@ async fn day_unit(
         missing: Vec::new(),
         missing_optional: 0,
     };
-    if options.skip_existing {
-        match row_count(output, &dest).await {
-            Ok(Some(rows)) if rows > 0 => {
-                outcome.status = DayStatus::Skipped;
-                outcome.items = rows;
-                outcome.path = Some(output.show(&dest));
-                return outcome;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("{}: {e}; harvesting the day again", output.show(&dest)),
+    match task.state {
+        TaskState::Succeeded => {
+            outcome.status = if skipped {
+                DayStatus::Skipped
+            } else {
+                DayStatus::Succeeded
+            };
+            outcome.items = task.items_written.unwrap_or(0);
+            outcome.cmr_hits = task.cmr_hits.unwrap_or(0);
+            outcome.path = task.output_path.as_deref().map(shown);
+            outcome.missing_optional = pipeline.missing_optional(&task.key);
+        }
+        TaskState::Failed => {
+            let error = task.last_error.as_deref().unwrap_or("unknown error");
+            tracing::warn!("{} {day} failed: {error}", task.spec.collection);
+            outcome.error = Some(error.to_string());
+            outcome.missing = task.missing.clone();
+        }
+        TaskState::Pending | TaskState::Running => {
+            outcome.error = Some(format!("{}: not run", task.key));
         }
     }
-    let bar = progress.unit(&format!("{} {day}", collection.short_name()));
-    let result = harvester
-        .harvest_day(collection, day, output, &dest, &bar)
-        .await;
-    bar.done();
-    match result {
-        Ok(report) => fill(&mut outcome, &report, output, &dest),
-        Err(e) => {
-            tracing::warn!("{collection} {day} failed: {}", one_line(&e));
-            outcome.error = Some(one_line(&e));
-            if let Error::IncompleteDay { missing, .. } = e {
-                outcome.missing = missing;
-            }
-        }
-    }
-    outcome
-}
-
-fn fill(
-    outcome: &mut DayOutcome,
-    report: &WindowReport,
-    output: &Output,
-    dest: &object_store::path::Path,
-) {
-    outcome.status = DayStatus::Succeeded;
-    outcome.items = report.written;
-    outcome.cmr_hits = report.cmr_hits;
-    outcome.missing_optional = report.missing_optional;
-    outcome.path = report.published.then(|| output.show(dest));
+    Some(outcome)
 }
 
 /// Harvests every day of one month (see [`process_date_range`]).

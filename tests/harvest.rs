@@ -290,6 +290,49 @@ async fn complete_days_are_skipped_without_a_request() {
     assert!(emu.counts().item_fetches > before.item_fetches);
 }
 
+#[tokio::test]
+async fn a_skipped_day_in_a_range_makes_no_request_and_the_others_run() {
+    let emu = synthetic(day(2024, 5, 1), day(2024, 5, 3), 12).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Output::parse(dir.path().join("mixed").to_str().unwrap()).unwrap();
+    let opts = DailyOptions {
+        collections: vec![Collection::Hlsl30],
+        ..options(&emu)
+    };
+    let first = DayRange::parse(&["20240501"]).unwrap();
+    process_date_range(first, &out, &opts).await.unwrap();
+    // What harvesting May 2 alone asks for, in another output.
+    let alone = Output::parse(dir.path().join("alone").to_str().unwrap()).unwrap();
+    let before = emu.counts();
+    let second = DayRange::parse(&["20240502"]).unwrap();
+    process_date_range(second, &alone, &opts).await.unwrap();
+    let between = emu.counts();
+    let may2 = emu.granules(Collection::Hlsl30, day(2024, 5, 2)).len() as u64;
+    assert_eq!(between.item_fetches - before.item_fetches, may2);
+    // May 1 and 2 into the output that has May 1: only May 2's requests are made.
+    let both = DayRange::parse(&["20240501", "20240502"]).unwrap();
+    let summary = process_date_range(both, &out, &opts).await.unwrap();
+    let after = emu.counts();
+    assert_eq!(after.item_fetches - between.item_fetches, may2);
+    assert_eq!(
+        after.search_pages - between.search_pages,
+        between.search_pages - before.search_pages
+    );
+    let status: Vec<(NaiveDate, DayStatus, u64)> = summary
+        .outcomes
+        .iter()
+        .map(|o| (o.day, o.status.clone(), o.items))
+        .collect();
+    let may1 = emu.granules(Collection::Hlsl30, day(2024, 5, 1)).len() as u64;
+    assert_eq!(
+        status,
+        vec![
+            (day(2024, 5, 1), DayStatus::Skipped, may1),
+            (day(2024, 5, 2), DayStatus::Succeeded, may2),
+        ]
+    );
+}
+
 fn run_cli(emu: &Emulator, args: &[&str]) -> std::process::Output {
     hls_flow()
         .arg("generate-daily")
@@ -486,4 +529,79 @@ async fn a_page_flagged_cmr_timed_out_fails_the_day_never_counts_as_complete() {
         read_all(dir.path()).len(),
         emu.granules(Collection::Hlss30, day(2024, 5, 1)).len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_daily_takes_a_workflow_file_and_flags_override_it() {
+    let emu = synthetic(day(2024, 2, 28), day(2024, 3, 1), 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("w.toml");
+    std::fs::write(
+        &wf,
+        "collections = [\"HLSS30\"]\n[output]\ndaily_prefix = \"days\"\n[concurrency]\nfetches_per_day = 2\n",
+    )
+    .unwrap();
+    // The file's collections and daily prefix are used.
+    let out = dir.path().join("wf");
+    let o = run_cli(
+        &emu,
+        &[
+            "20240229",
+            out.to_str().unwrap(),
+            "--workflow",
+            wf.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 succeeded, 0 skipped, 0 failed"));
+    assert_eq!(
+        files_below(&out.join("days")),
+        BTreeSet::from(["HLSS30_2.0-2024-02-29.parquet".to_string()])
+    );
+    assert_eq!(files_below(&out), files_below(&out.join("days")));
+    // A flag overrides the file: --collections.
+    let o = run_cli(
+        &emu,
+        &[
+            "20240229",
+            out.to_str().unwrap(),
+            "--workflow",
+            wf.to_str().unwrap(),
+            "--collections",
+            "HLSL30",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        files_below(&out.join("days")),
+        BTreeSet::from([
+            "HLSL30_2.0-2024-02-29.parquet".to_string(),
+            "HLSS30_2.0-2024-02-29.parquet".to_string()
+        ])
+    );
+    // A bad file: a one-line usage error, nothing written.
+    std::fs::write(&wf, "[concurrency]\ndays = 0\n").unwrap();
+    let bad = dir.path().join("bad");
+    let o = run_cli(
+        &emu,
+        &[
+            "20240229",
+            bad.to_str().unwrap(),
+            "--workflow",
+            wf.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("concurrency.days"));
+    assert!(!bad.exists());
 }

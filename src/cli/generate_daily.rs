@@ -1,13 +1,15 @@
 //! `hls-flow generate-daily`: harvest days into daily stac-geoparquet files.
 
 use super::ExitStatus;
-use super::common::{CliResult, EndpointArgs, print_lines};
+use super::common::{CliError, CliResult, EndpointArgs, print_lines};
 use crate::api::{DailyOptions, DayStatus, get_summary_stats, process_date_range};
 use crate::bbox::Bbox;
 use crate::collection::Collection;
+use crate::engine::workflow::Workflow;
 use crate::period::DayRange;
 use crate::write::harvest::Source;
 use crate::write::output::Output;
+use std::path::PathBuf;
 
 /// Harvest HLS days from CMR into daily stac-geoparquet files
 /// (OUT/HLSS30_2.0/YYYY/MM/HLSS30_2.0-YYYY-MM-DD.parquet).
@@ -15,7 +17,8 @@ use crate::write::output::Output;
 #[command(after_help = "Examples:
   hls-flow generate-daily 202405 out/              every day of May 2024
   hls-flow generate-daily 20240515 out/            one day
-  hls-flow generate-daily 20240510 20240520 s3://bucket/hls --parallel")]
+  hls-flow generate-daily 20240510 20240520 s3://bucket/hls --parallel
+  hls-flow generate-daily 202405 out/ --workflow workflows/default.toml")]
 pub struct Args {
     /// YYYYMM (a month), YYYYMMDD (a day) or YYYYMMDD YYYYMMDD (an inclusive range),
     /// then OUT: a local folder or an object store URL (s3://…, file://…).
@@ -24,28 +27,33 @@ pub struct Args {
     /// Work on several days at once (up to --max-concurrent-days).
     #[arg(long)]
     parallel: bool,
-    /// Days (of one collection) at once with --parallel.
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
-    max_concurrent_days: u32,
-    /// Item fetches at once within a day.
-    #[arg(long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
-    max_concurrent_per_day: u32,
+    /// Days at once with --parallel [default: 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    max_concurrent_days: Option<u32>,
+    /// Item fetches at once within a day [default: 50]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_concurrent_per_day: Option<u32>,
     /// Harvest days again even when their complete file exists.
     #[arg(long)]
     no_skip_existing: bool,
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
-    /// Collections, comma-separated.
-    #[arg(long, default_value = "HLSL30,HLSS30", value_name = "LIST")]
-    collections: String,
+    /// Collections, comma-separated [default: HLSL30,HLSS30]
+    #[arg(long, value_name = "LIST")]
+    collections: Option<String>,
     /// Only granules intersecting W,S,E,N (degrees), e.g. --bbox=-93,46,-92,47.
     #[arg(long, value_name = "W,S,E,N", allow_hyphen_values = true)]
     bbox: Option<String>,
     /// Where items come from: `stac-json` (fetch each published item) or `echo10` (build
-    /// them from CMR's ECHO10 records, 2,000 granules per request).
-    #[arg(long, value_name = "SOURCE", default_value = "stac-json")]
-    source: Source,
+    /// them from CMR's ECHO10 records, 2,000 granules per request) [default: stac-json]
+    #[arg(long, value_name = "SOURCE")]
+    source: Option<Source>,
+    /// A workflow file (see workflows/default.toml): its collections, source,
+    /// output.daily_prefix, concurrency, request retries and endpoints; flags override it.
+    /// (Days are not attempted again: its task retries do not apply.)
+    #[arg(long, value_name = "FILE")]
+    workflow: Option<PathBuf>,
     #[command(flatten)]
     endpoints: EndpointArgs,
 }
@@ -54,23 +62,40 @@ pub struct Args {
 pub async fn run(args: Args) -> CliResult {
     let (dates, out) = args.args.split_at(args.args.len() - 1);
     let range = DayRange::parse(dates)?;
-    let collections = Collection::parse_list(&args.collections).map_err(crate::Error::from)?;
+    let wf = match &args.workflow {
+        Some(p) => Workflow::load(p)?,
+        None => Workflow::default(),
+    };
+    let d = DailyOptions::default();
+    let collections = match &args.collections {
+        Some(list) => Collection::parse_list(list).map_err(crate::Error::from)?,
+        None => wf.collections()?.unwrap_or(d.collections),
+    };
     let bbox = args.bbox.as_deref().map(str::parse::<Bbox>).transpose()?;
-    let endpoints = args
-        .endpoints
-        .resolve(&crate::engine::workflow::Workflow::default())?;
+    let endpoints = args.endpoints.resolve(&wf)?;
+    let source = match args.source {
+        Some(s) => s,
+        None => wf.source().map_err(CliError::usage)?.unwrap_or(d.source),
+    };
     let output = Output::parse(&out[0])?;
     let options = DailyOptions {
         collections,
         bbox,
         parallel: args.parallel,
-        max_concurrent_days: args.max_concurrent_days as usize,
-        max_concurrent_per_day: args.max_concurrent_per_day as usize,
+        max_concurrent_days: args
+            .max_concurrent_days
+            .or(wf.concurrency.days)
+            .map_or(d.max_concurrent_days, |n| n as usize),
+        max_concurrent_per_day: args
+            .max_concurrent_per_day
+            .or(wf.concurrency.fetches_per_day)
+            .map_or(d.max_concurrent_per_day, |n| n as usize),
         skip_existing: !args.no_skip_existing,
         show_progress: !args.no_progress,
+        daily_root: wf.output.daily_prefix.clone().unwrap_or(d.daily_root),
         endpoints,
-        source: args.source,
-        ..DailyOptions::default()
+        source,
+        ..d
     };
     let summary = process_date_range(range, &output, &options).await?;
     let stats = get_summary_stats(&summary);

@@ -20,7 +20,7 @@ use object_store::path::Path as ObjPath;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Default place of the state file.
 pub const DEFAULT_STATE: &str = "state/hls-flow.sqlite";
@@ -80,6 +80,10 @@ pub struct Pipeline {
     output: Output,
     daily_prefix: String,
     tmp_dir: Option<PathBuf>,
+    /// Whether a harvest whose complete daily file exists is skipped (`generate-daily`).
+    skip_existing: bool,
+    /// Optional ECHO10 attributes missing, by task key (only where there were some).
+    missing_optional: Mutex<HashMap<String, u64>>,
 }
 
 impl Pipeline {
@@ -97,7 +101,48 @@ impl Pipeline {
             output,
             daily_prefix: cfg.daily_prefix.clone(),
             tmp_dir: cfg.tmp_dir.clone(),
+            skip_existing: false,
+            missing_optional: Mutex::default(),
         })
+    }
+
+    /// A pipeline of `generate-daily`: harvests into `daily_prefix` below `output` with
+    /// `harvester`, skipping the days whose complete file exists when `skip_existing`.
+    pub fn daily(
+        harvester: Harvester,
+        output: Output,
+        daily_prefix: &str,
+        skip_existing: bool,
+    ) -> Pipeline {
+        Pipeline {
+            harvester,
+            output,
+            daily_prefix: daily_prefix.to_string(),
+            tmp_dir: None,
+            skip_existing,
+            missing_optional: Mutex::default(),
+        }
+    }
+
+    /// The daily file of a harvest task, if it is one.
+    pub fn daily_path(&self, task: &TaskRow) -> Option<ObjPath> {
+        match (task.spec.kind, task.spec.day) {
+            (TaskKind::Harvest, Some(day)) => Some(self.output.daily_path(
+                &self.daily_prefix,
+                task.spec.collection,
+                day,
+            )),
+            _ => None,
+        }
+    }
+
+    /// Optional ECHO10 attributes that were missing in the harvest of the task `key`.
+    pub fn missing_optional(&self, key: &str) -> u64 {
+        let map = self
+            .missing_optional
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(key).copied().unwrap_or(0)
     }
 
     async fn harvest(
@@ -111,6 +156,14 @@ impl Pipeline {
             .harvester
             .harvest_day(collection, day, &self.output, &dest, bar)
             .await?;
+        if report.missing_optional > 0 {
+            let key = crate::engine::task::TaskSpec::harvest(collection, day).key();
+            let mut map = self
+                .missing_optional
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            map.insert(key, report.missing_optional);
+        }
         Ok(TaskOutput {
             cmr_hits: Some(report.cmr_hits),
             items_written: report.written,
@@ -182,6 +235,28 @@ impl Executor for Pipeline {
             .ok()
             .flatten();
         Ok(rows.is_some() && rows == task.items_written)
+    }
+
+    async fn already_done(&self, task: &TaskRow) -> Result<Option<TaskOutput>> {
+        if !self.skip_existing {
+            return Ok(None);
+        }
+        let Some(dest) = self.daily_path(task) else {
+            return Ok(None);
+        };
+        match row_count(&self.output, &dest).await {
+            Ok(Some(rows)) if rows > 0 => Ok(Some(TaskOutput {
+                cmr_hits: None,
+                items_written: rows,
+                output_path: Some(dest.to_string()),
+                output_size: 0,
+            })),
+            Ok(_) => Ok(None),
+            Err(e) => {
+                tracing::warn!("{}: {e}; harvesting the day again", self.output.show(&dest));
+                Ok(None)
+            }
+        }
     }
 }
 

@@ -57,6 +57,16 @@ pub trait Executor: Send + Sync + 'static {
 
     /// Whether the output a succeeded task recorded is still there and whole.
     fn output_intact(&self, task: &TaskRow) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The output of a pending `task` that is already done outside the checkpoint (a
+    /// complete file from an earlier run), checked before its first attempt: the task then
+    /// succeeds with it, skipped, without running. `None` (the default): run it.
+    fn already_done(
+        &self,
+        _task: &TaskRow,
+    ) -> impl Future<Output = Result<Option<TaskOutput>>> + Send {
+        async { Ok(None) }
+    }
 }
 
 /// What a run of the scheduler did.
@@ -66,6 +76,10 @@ pub struct RunReport {
     pub succeeded: usize,
     /// Tasks of the scope that had succeeded before and were left alone.
     pub already_done: usize,
+    /// Tasks that succeeded in this run without running: their output was already there
+    /// ([`Executor::already_done`]); counted in `succeeded`, their items not in
+    /// `items_written`.
+    pub skipped: Vec<TaskId>,
     /// Tasks that failed.
     pub failed: Vec<TaskRow>,
     /// Tasks not run because something they need failed.
@@ -78,6 +92,7 @@ pub struct RunReport {
 
 enum Done {
     Succeeded(u64),
+    Skipped,
     Failed,
     /// Another actor had claimed it.
     Taken,
@@ -286,9 +301,12 @@ pub async fn run_tasks<C: Checkpoint, E: Executor>(
                 let Some(fresh) = state.task(id).await? else { continue };
                 busy[slot(fresh.spec.kind)] -= 1;
                 match done {
-                    Done::Succeeded(items) => {
+                    Done::Succeeded(_) | Done::Skipped => {
                         report.succeeded += 1;
-                        report.items_written += items;
+                        match done {
+                            Done::Succeeded(items) => report.items_written += items,
+                            _ => report.skipped.push(id),
+                        }
                         for d in graph.dependents(id) {
                             let Some(n) = unmet.get_mut(&d) else { continue };
                             *n = n.saturating_sub(1);
@@ -353,6 +371,15 @@ async fn attempt_loop<C: Checkpoint, E: Executor>(
     bar: &UnitBar,
 ) -> Result<Done> {
     let mut delays = delays(settings);
+    if let Some(out) = exec.already_done(task).await.unwrap_or(None) {
+        let Some(_) = state.claim(task.id, run_id).await? else {
+            return Ok(Done::Taken);
+        };
+        state
+            .transition(task.id, Some(run_id), Change::Succeed(&out))
+            .await?;
+        return Ok(Done::Skipped);
+    }
     loop {
         let Some(attempt) = state.claim(task.id, run_id).await? else {
             return Ok(Done::Taken);
