@@ -6,7 +6,7 @@
 use crate::harvest::{day, read_all, synthetic};
 use crate::run::{Paths, emulator_ids, paths, status_json, stderr};
 use hls_flow::Collection;
-use hls_flow::engine::state::{StateStore, TaskState};
+use hls_flow::engine::checkpoint::sqlite::{StateStore, TaskState};
 use hls_flow::period::DayRange;
 use hls_flow_emulator::{Emulator, FaultKind, Faults};
 use std::collections::BTreeSet;

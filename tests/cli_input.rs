@@ -114,7 +114,7 @@ fn run_rejects_damaged_foreign_and_missing_state_files() {
         .execute_batch("CREATE TABLE t (x)")
         .unwrap();
     let newer = dir.path().join("newer.sqlite");
-    drop(hls_flow::engine::state::StateStore::open_exclusive(&newer).unwrap());
+    drop(hls_flow::engine::checkpoint::sqlite::StateStore::open_exclusive(&newer).unwrap());
     rusqlite::Connection::open(&newer)
         .unwrap()
         .execute_batch("PRAGMA user_version = 99")

@@ -4,7 +4,7 @@
 use crate::common::{hls_flow, one_line_error};
 use crate::harvest::{day, read_all, synthetic};
 use hls_flow::Collection;
-use hls_flow::engine::state::StateStore;
+use hls_flow::engine::checkpoint::sqlite::StateStore;
 use hls_flow_emulator::{Emulator, Faults};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -177,7 +177,9 @@ async fn a_run_killed_with_sigkill_completes_when_started_again() {
             .and_then(|s| s.tasks().ok())
             .map(|t| {
                 t.into_iter()
-                    .filter(|t| t.state == hls_flow::engine::state::TaskState::Succeeded)
+                    .filter(|t| {
+                        t.state == hls_flow::engine::checkpoint::sqlite::TaskState::Succeeded
+                    })
                     .map(|t| t.key)
                     .collect::<BTreeSet<_>>()
             })
@@ -208,19 +210,19 @@ async fn a_run_killed_with_sigkill_completes_when_started_again() {
     assert!(
         tasks
             .iter()
-            .any(|t| t.state != hls_flow::engine::state::TaskState::Succeeded),
+            .any(|t| t.state != hls_flow::engine::checkpoint::sqlite::TaskState::Succeeded),
         "killed before the end"
     );
     let done: BTreeSet<String> = tasks
         .iter()
-        .filter(|t| t.state == hls_flow::engine::state::TaskState::Succeeded)
+        .filter(|t| t.state == hls_flow::engine::checkpoint::sqlite::TaskState::Succeeded)
         .map(|t| t.key.clone())
         .collect();
     assert!(done.is_superset(&done_before_kill));
     // Granules of the days that were not done: exactly what the second run may fetch.
     let mut left = 0u64;
     for t in &tasks {
-        if t.state != hls_flow::engine::state::TaskState::Succeeded
+        if t.state != hls_flow::engine::checkpoint::sqlite::TaskState::Succeeded
             && let Some(d) = t.spec.day
         {
             left += emu.granules(t.spec.collection, d).len() as u64;

@@ -2,8 +2,8 @@
 
 use super::ExitStatus;
 use super::common::{CliResult, print_lines};
+use crate::engine::checkpoint::sqlite::TaskState;
 use crate::engine::pipeline::DEFAULT_STATE;
-use crate::engine::state::TaskState;
 use crate::engine::status::StatusReport;
 use std::path::PathBuf;
 

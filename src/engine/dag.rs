@@ -1,7 +1,7 @@
 //! The task graph: harvest(collection, day) → repartition(collection, month), with petgraph.
 
 use crate::collection::Collection;
-use crate::engine::state::{TaskKind, TaskSpec};
+use crate::engine::checkpoint::sqlite::{TaskKind, TaskSpec};
 use crate::period::{DayRange, Month};
 use chrono::NaiveDate;
 use petgraph::algo::toposort;

@@ -16,6 +16,3 @@ pub mod scheduler;
 pub mod status;
 pub mod task;
 pub mod workflow;
-
-/// The SQLite checkpoint (the name it had before [`checkpoint`]).
-pub use checkpoint::sqlite as state;

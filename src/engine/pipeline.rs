@@ -4,11 +4,11 @@
 use crate::api::Endpoints;
 use crate::bbox::Bbox;
 use crate::collection::Collection;
+use crate::engine::checkpoint::sqlite::{StateStore, TaskKind, TaskOutput, TaskRow, TaskState};
 use crate::engine::dag::Dag;
 use crate::engine::scheduler::{
     Executor, RunGraph, RunReport, SchedulerSettings, requeue_downstream, run_tasks,
 };
-use crate::engine::state::{StateStore, TaskKind, TaskOutput, TaskRow, TaskState};
 use crate::error::{Error, Result};
 use crate::period::{DayRange, Month};
 use crate::progress::{Progress, UnitBar};

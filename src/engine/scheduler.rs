@@ -456,8 +456,8 @@ fn with_retry_after(delay: Duration, retry_after: Option<Duration>) -> Duration 
 mod tests {
     use super::*;
     use crate::collection::Collection;
+    use crate::engine::checkpoint::sqlite::StateStore;
     use crate::engine::dag::Dag;
-    use crate::engine::state::StateStore;
     use crate::period::DayRange;
     use std::sync::Mutex;
 

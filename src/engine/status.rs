@@ -2,7 +2,7 @@
 //! missing granules, and the progress and ETA of a live run.
 
 use crate::collection::Collection;
-use crate::engine::state::{
+use crate::engine::checkpoint::sqlite::{
     RunRow, StateStore, TaskKind, TaskRow, TaskState, is_locked, parse_time,
 };
 use crate::error::Result;
