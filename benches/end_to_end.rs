@@ -16,48 +16,44 @@
 //! Peak RSS is the hls-flow process alone.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+/// The emulator, in this process on a runtime of its own (its binary belongs to the
+/// workspace's other member, which `cargo bench` does not build).
 struct Emulator {
-    child: Child,
     url: String,
+    // Dropped in this order: the server's handle, then the runtime that serves it.
+    _server: hls_flow_emulator::Emulator,
+    _runtime: tokio::runtime::Runtime,
 }
 
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// The child is waited for by `Emulator`'s `Drop`, which clippy cannot see.
-#[allow(clippy::zombie_processes)]
-fn emulator(start: &str, end: &str, per_day: u32, log: &Path) -> Emulator {
-    // The emulator is a binary of the workspace's other member, built beside hls-flow.
-    let bin = Path::new(env!("CARGO_BIN_EXE_hls-flow")).with_file_name("hls-flow-emulator");
-    let mut child = Command::new(bin)
-        .args(["--port", "0", "--start", start, "--end", end, "--seed", "1"])
-        .args(["--granules-per-day", &per_day.to_string()])
-        .stdout(std::fs::File::create(log).expect("emulator log"))
-        .stderr(Stdio::null())
-        .spawn()
+fn emulator(start: &str, end: &str, per_day: u32, _log: &Path) -> Emulator {
+    use hls_flow_emulator::{DataSource, EmulatorConfig, SyntheticConfig};
+    let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("a date");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the emulator");
+    let config = EmulatorConfig {
+        source: DataSource::Synthetic(SyntheticConfig {
+            start: day(start),
+            end: day(end),
+            granules_per_day: per_day,
+            seed: 1,
+        }),
+        faults: Default::default(),
+    };
+    let emu = runtime
+        .block_on(hls_flow_emulator::Emulator::start(
+            config,
+            "127.0.0.1:0".parse().expect("an address"),
+        ))
         .expect("start the emulator");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(url) = text.lines().find_map(|l| l.strip_prefix("listening on ")) {
-            return Emulator {
-                child,
-                url: url.trim().to_string(),
-            };
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the emulator did not start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    Emulator {
+        url: emu.base_url(),
+        _server: emu,
+        _runtime: runtime,
     }
 }
 
