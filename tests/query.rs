@@ -221,26 +221,23 @@ fn search_ids(cache: &Path, filter: &Value) -> (BTreeSet<String>, (u64, u64)) {
         cmd.arg("--datetime")
             .arg(format!("{}/{}", part("start"), part("end")));
     }
-    if let Some(ids) = filter.get("ids") {
-        let ids: Vec<&str> = ids
-            .as_array()
+    // A JSON list of strings, as the command line takes it: comma-separated.
+    let joined = |list: &Value| {
+        list.as_array()
             .unwrap()
             .iter()
             .map(|v| v.as_str().unwrap())
-            .collect();
-        cmd.arg("--ids").arg(ids.join(","));
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if let Some(ids) = filter.get("ids") {
+        cmd.arg("--ids").arg(joined(ids));
     }
     if let Some(cc) = filter.get("max_cloud_cover") {
         cmd.arg("--max-cloud-cover").arg(cc.to_string());
     }
     if let Some(cs) = filter.get("collections") {
-        let cs: Vec<&str> = cs
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        cmd.arg("--collections").arg(cs.join(","));
+        cmd.arg("--collections").arg(joined(cs));
     }
     if let Some(t) = filter.get("tile") {
         cmd.arg("--tile").arg(t.as_str().unwrap());
