@@ -3,11 +3,13 @@
 
 use crate::bbox::Bbox;
 use crate::collection::Collection;
+use crate::engine::checkpoint::Checkpoint;
 use crate::engine::checkpoint::memory::MemoryCheckpoint;
-use crate::engine::checkpoint::{Checkpoint, TaskRow};
-use crate::engine::pipeline::Pipeline;
+use crate::engine::pipeline::{Pipeline, RunConfig};
+pub use crate::engine::report::Outcome;
+use crate::engine::report::TaskOutcome;
 use crate::engine::scheduler::{SchedulerSettings, run_tasks};
-use crate::engine::task::{TaskSpec, TaskState};
+use crate::engine::task::TaskSpec;
 use crate::error::{Error, Result};
 use crate::period::{DayRange, Month};
 use crate::progress::{Progress, UnitBar};
@@ -136,18 +138,6 @@ impl Default for DailyOptions {
     }
 }
 
-/// How one day of one collection ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DayStatus {
-    /// Every listed granule was written.
-    Succeeded,
-    /// A complete file existed already.
-    Skipped,
-    /// Something failed: nothing was published.
-    Failed,
-}
-
 /// The outcome of one day of one collection.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DayOutcome {
@@ -155,8 +145,9 @@ pub struct DayOutcome {
     pub collection: Collection,
     /// The day.
     pub day: NaiveDate,
-    /// How it ended.
-    pub status: DayStatus,
+    /// How it ended: [`Outcome::Succeeded`], [`Outcome::Skipped`] (a complete file
+    /// existed already) or [`Outcome::Failed`] (nothing was published).
+    pub status: Outcome,
     /// Items in the day's file.
     pub items: u64,
     /// `CMR-Hits` of the day's search.
@@ -205,13 +196,13 @@ pub struct SummaryStats {
 /// assert_eq!(stats.success_rate, 100.0);
 /// ```
 pub fn get_summary_stats(summary: &RunSummary) -> SummaryStats {
-    let count = |s: DayStatus| summary.outcomes.iter().filter(|o| o.status == s).count();
+    let count = |s: Outcome| summary.outcomes.iter().filter(|o| o.status == s).count();
     let (succeeded, skipped, failed) = (
-        count(DayStatus::Succeeded),
-        count(DayStatus::Skipped),
-        count(DayStatus::Failed),
+        count(Outcome::Succeeded),
+        count(Outcome::Skipped),
+        count(Outcome::Failed),
     );
-    let sum = |s: DayStatus| {
+    let sum = |s: Outcome| {
         summary
             .outcomes
             .iter()
@@ -224,8 +215,8 @@ pub fn get_summary_stats(summary: &RunSummary) -> SummaryStats {
         succeeded,
         skipped,
         failed,
-        items_written: sum(DayStatus::Succeeded),
-        items_skipped: sum(DayStatus::Skipped),
+        items_written: sum(Outcome::Succeeded),
+        items_skipped: sum(Outcome::Skipped),
         success_rate: if total == 0 {
             100.0
         } else {
@@ -257,19 +248,8 @@ pub async fn process_date_range(
     output: &Output,
     options: &DailyOptions,
 ) -> Result<RunSummary> {
-    let harvester = options.endpoints.harvester(HarvestSettings {
-        bbox: options.bbox,
-        max_concurrent_fetches: options.max_concurrent_per_day.max(1),
-        tmp_dir: options.tmp_dir.clone(),
-        source: options.source,
-        ..HarvestSettings::default()
-    })?;
-    let pipeline = Arc::new(Pipeline::daily(
-        harvester,
-        output.clone(),
-        &options.daily_root,
-        options.skip_existing,
-    ));
+    let cfg = options.run_config();
+    let pipeline = Arc::new(Pipeline::new(&cfg, output.clone())?);
     // Harvest tasks only: daily files, no repartition.
     let tasks: Vec<TaskSpec> = options
         .collections
@@ -278,59 +258,69 @@ pub async fn process_date_range(
         .collect();
     let checkpoint = Arc::new(MemoryCheckpoint::new());
     let scope: HashSet<i64> = checkpoint.plan(&tasks, &[]).await?.into_iter().collect();
-    let settings = SchedulerSettings {
-        max_concurrent_days: if options.parallel {
-            options.max_concurrent_days.max(1)
-        } else {
-            1
-        },
-        // A day that fails is reported, not attempted again (each request is retried).
-        task_attempts: 1,
-        // No time limit on a day.
-        task_timeout: Duration::MAX,
-        ..SchedulerSettings::default()
-    };
     let run_id = checkpoint
         .start_run(&format!("generate-daily {}..{}", range.start, range.end))
         .await?;
     let progress = Progress::new(options.show_progress, tasks.len() as u64, "days");
     let report = run_tasks(
-        checkpoint.clone(),
+        checkpoint,
         pipeline.clone(),
         &scope,
         run_id,
-        &settings,
+        &cfg.scheduler,
         &progress,
         std::future::pending(),
     )
     .await;
     progress.finish();
-    let report = report?;
-    let skipped: HashSet<i64> = report.skipped.iter().copied().collect();
-    let mut outcomes: Vec<DayOutcome> = checkpoint
-        .tasks()
-        .await?
+    let mut outcomes: Vec<DayOutcome> = report?
+        .tasks
         .iter()
-        .filter(|t| scope.contains(&t.id))
-        .filter_map(|t| day_outcome(t, skipped.contains(&t.id), &pipeline, output))
+        .filter_map(|t| day_outcome(t, &pipeline, output))
         .collect();
     outcomes.sort_by_key(|o| (o.collection, o.day));
     Ok(RunSummary { outcomes })
 }
 
-/// The outcome of one harvest task, from its row in the checkpoint.
-fn day_outcome(
-    task: &TaskRow,
-    skipped: bool,
-    pipeline: &Pipeline,
-    output: &Output,
-) -> Option<DayOutcome> {
+impl DailyOptions {
+    /// The engine's configuration of a `generate-daily` run: every day one harvest task,
+    /// attempted once (each request is retried; a day that fails is reported, not
+    /// attempted again), without a time limit.
+    pub fn run_config(&self) -> RunConfig {
+        RunConfig {
+            daily_prefix: self.daily_root.clone(),
+            collections: self.collections.clone(),
+            bbox: self.bbox,
+            endpoints: self.endpoints.clone(),
+            fetches_per_day: self.max_concurrent_per_day.max(1),
+            scheduler: SchedulerSettings {
+                max_concurrent_days: if self.parallel {
+                    self.max_concurrent_days.max(1)
+                } else {
+                    1
+                },
+                task_attempts: 1,
+                task_timeout: Duration::MAX,
+                ..SchedulerSettings::default()
+            },
+            show_progress: self.show_progress,
+            tmp_dir: self.tmp_dir.clone(),
+            source: self.source,
+            skip_existing: self.skip_existing,
+            ..RunConfig::default()
+        }
+    }
+}
+
+/// The outcome of one harvest task of a `generate-daily` run.
+fn day_outcome(t: &TaskOutcome, pipeline: &Pipeline, output: &Output) -> Option<DayOutcome> {
+    let task = &t.task;
     let day = task.spec.day?;
     let shown = |p: &str| output.show(&object_store::path::Path::from(p));
     let mut outcome = DayOutcome {
         collection: task.spec.collection,
         day,
-        status: DayStatus::Failed,
+        status: t.outcome,
         items: 0,
         cmr_hits: 0,
         path: None,
@@ -338,25 +328,22 @@ fn day_outcome(
         missing: Vec::new(),
         missing_optional: 0,
     };
-    match task.state {
-        TaskState::Succeeded => {
-            outcome.status = if skipped {
-                DayStatus::Skipped
-            } else {
-                DayStatus::Succeeded
-            };
+    match t.outcome {
+        Outcome::Succeeded | Outcome::Skipped | Outcome::AlreadyDone => {
             outcome.items = task.items_written.unwrap_or(0);
             outcome.cmr_hits = task.cmr_hits.unwrap_or(0);
             outcome.path = task.output_path.as_deref().map(shown);
             outcome.missing_optional = pipeline.missing_optional(&task.key);
         }
-        TaskState::Failed => {
+        Outcome::Failed | Outcome::FailedBefore => {
             let error = task.last_error.as_deref().unwrap_or("unknown error");
             tracing::warn!("{} {day} failed: {error}", task.spec.collection);
+            outcome.status = Outcome::Failed;
             outcome.error = Some(error.to_string());
             outcome.missing = task.missing.clone();
         }
-        TaskState::Pending | TaskState::Running => {
+        Outcome::NotRun => {
+            outcome.status = Outcome::Failed;
             outcome.error = Some(format!("{}: not run", task.key));
         }
     }

@@ -4,7 +4,7 @@
 use crate::harvest::{day, options, read_all, synthetic};
 use futures::StreamExt;
 use hls_flow::Collection;
-use hls_flow::api::{DailyOptions, DayStatus, process_date_range};
+use hls_flow::api::{DailyOptions, Outcome, process_date_range};
 use hls_flow::period::{DayRange, day_window};
 use hls_flow::source::cmr::{CmrClient, GranuleQuery};
 use hls_flow::write::harvest::Source;
@@ -82,7 +82,7 @@ async fn both_sources_write_the_same_daily_files_with_far_fewer_requests() {
             summary
                 .outcomes
                 .iter()
-                .all(|o| o.status == DayStatus::Succeeded)
+                .all(|o| o.status == Outcome::Succeeded)
         );
         let after = emu.counts();
         requests.push(after.total - before.total);
@@ -132,7 +132,7 @@ async fn missing_optional_attributes_are_counted_and_missing_required_ones_fail_
     let out = Output::parse(dir.path().to_str().unwrap()).unwrap();
     let summary = process_date_range(range, &out, &opts).await.unwrap();
     let o = &summary.outcomes[0];
-    assert_eq!(o.status, DayStatus::Succeeded);
+    assert_eq!(o.status, Outcome::Succeeded);
     assert!(o.missing_optional >= granules.len() as u64, "{o:?}");
     let items = read_all(dir.path());
     assert_eq!(items.len(), granules.len());
@@ -150,7 +150,7 @@ async fn missing_optional_attributes_are_counted_and_missing_required_ones_fail_
     let out = Output::parse(dir.path().to_str().unwrap()).unwrap();
     let summary = process_date_range(range, &out, &opts).await.unwrap();
     let o = &summary.outcomes[0];
-    assert_eq!(o.status, DayStatus::Failed, "{o:?}");
+    assert_eq!(o.status, Outcome::Failed, "{o:?}");
     assert_eq!(o.missing.len(), 1, "{o:?}");
     assert!(o.missing[0].1.contains("GranuleUR"), "{o:?}");
     assert!(read_all(dir.path()).is_empty(), "nothing published");

@@ -4,7 +4,7 @@
 
 use crate::harvest::{day, options, read_all, synthetic};
 use hls_flow::Collection;
-use hls_flow::api::{DailyOptions, DayOutcome, DayStatus, process_date_range};
+use hls_flow::api::{DailyOptions, DayOutcome, Outcome, process_date_range};
 use hls_flow::period::DayRange;
 use hls_flow::write::harvest::Source;
 use hls_flow::write::output::Output;
@@ -134,7 +134,7 @@ async fn transient(kind: FaultKind) {
         let dir = tempfile::tempdir().unwrap();
         let mut outcome = harvest(&emu, dir.path(), 8).await;
         let mut attempts = 1;
-        while kind == FaultKind::NoStacLink && outcome.status == DayStatus::Failed && attempts < 6 {
+        while kind == FaultKind::NoStacLink && outcome.status == Outcome::Failed && attempts < 6 {
             assert!(
                 outcome
                     .missing
@@ -145,7 +145,7 @@ async fn transient(kind: FaultKind) {
             outcome = harvest(&emu, dir.path(), 8).await;
             attempts += 1;
         }
-        assert_eq!(outcome.status, DayStatus::Succeeded, "{kind}: {outcome:?}");
+        assert_eq!(outcome.status, Outcome::Succeeded, "{kind}: {outcome:?}");
         let read = read_all(dir.path()); // asserts that no item is written twice
         assert_eq!(
             read.keys().cloned().collect::<BTreeSet<_>>(),
@@ -181,7 +181,7 @@ async fn echo10_searches_survive_their_faults_too() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let outcome = harvest_from(&emu, dir.path(), 10, Source::Echo10).await;
-    assert_eq!(outcome.status, DayStatus::Succeeded, "{outcome:?}");
+    assert_eq!(outcome.status, Outcome::Succeeded, "{outcome:?}");
     let read = read_all(dir.path());
     assert_eq!(
         read.keys().cloned().collect::<BTreeSet<_>>(),
@@ -211,7 +211,7 @@ async fn persistent(kind: FaultKind, expect: &Persistent) {
     };
     match expect {
         Persistent::Succeeds => {
-            assert_eq!(outcome.status, DayStatus::Succeeded, "{kind}: {outcome:?}");
+            assert_eq!(outcome.status, Outcome::Succeeded, "{kind}: {outcome:?}");
             assert_eq!(
                 published.keys().cloned().collect::<BTreeSet<_>>(),
                 expected(&emu),
@@ -238,7 +238,7 @@ async fn persistent(kind: FaultKind, expect: &Persistent) {
             every_reason_says(why);
         }
     }
-    assert_eq!(outcome.status, DayStatus::Failed, "{kind}: {outcome:?}");
+    assert_eq!(outcome.status, Outcome::Failed, "{kind}: {outcome:?}");
     assert!(published.is_empty(), "{kind}: nothing published");
     assert_eq!(outcome.path, None, "{kind}");
 }

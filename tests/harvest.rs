@@ -4,7 +4,7 @@
 use crate::common::hls_flow;
 use chrono::{NaiveDate, SecondsFormat, Timelike};
 use hls_flow::Collection;
-use hls_flow::api::{DailyOptions, DayStatus, Endpoints, process_date_range};
+use hls_flow::api::{DailyOptions, Endpoints, Outcome, process_date_range};
 use hls_flow::period::DayRange;
 use hls_flow::write::output::Output;
 use hls_flow_emulator::{DataSource, Emulator, EmulatorConfig, SyntheticConfig};
@@ -157,7 +157,7 @@ async fn replays_the_recorded_pages_end_to_end() {
         summary
             .outcomes
             .iter()
-            .all(|o| o.status == DayStatus::Succeeded),
+            .all(|o| o.status == Outcome::Succeeded),
         "{summary:?}"
     );
 
@@ -210,7 +210,7 @@ async fn every_granule_once_across_days_including_the_edges_of_days() {
         summary
             .outcomes
             .iter()
-            .all(|o| o.status == DayStatus::Succeeded),
+            .all(|o| o.status == Outcome::Succeeded),
         "{summary:?}"
     );
 
@@ -264,12 +264,7 @@ async fn complete_days_are_skipped_without_a_request() {
     process_date_range(range, &out, &opts).await.unwrap();
     let before = emu.counts();
     let again = process_date_range(range, &out, &opts).await.unwrap();
-    assert!(
-        again
-            .outcomes
-            .iter()
-            .all(|o| o.status == DayStatus::Skipped)
-    );
+    assert!(again.outcomes.iter().all(|o| o.status == Outcome::Skipped));
     assert_eq!(emu.counts(), before, "no request at all");
     let forced = process_date_range(
         range,
@@ -285,7 +280,7 @@ async fn complete_days_are_skipped_without_a_request() {
         forced
             .outcomes
             .iter()
-            .all(|o| o.status == DayStatus::Succeeded)
+            .all(|o| o.status == Outcome::Succeeded)
     );
     assert!(emu.counts().item_fetches > before.item_fetches);
 }
@@ -318,17 +313,17 @@ async fn a_skipped_day_in_a_range_makes_no_request_and_the_others_run() {
         after.search_pages - between.search_pages,
         between.search_pages - before.search_pages
     );
-    let status: Vec<(NaiveDate, DayStatus, u64)> = summary
+    let status: Vec<(NaiveDate, Outcome, u64)> = summary
         .outcomes
         .iter()
-        .map(|o| (o.day, o.status.clone(), o.items))
+        .map(|o| (o.day, o.status, o.items))
         .collect();
     let may1 = emu.granules(Collection::Hlsl30, day(2024, 5, 1)).len() as u64;
     assert_eq!(
         status,
         vec![
-            (day(2024, 5, 1), DayStatus::Skipped, may1),
-            (day(2024, 5, 2), DayStatus::Succeeded, may2),
+            (day(2024, 5, 1), Outcome::Skipped, may1),
+            (day(2024, 5, 2), Outcome::Succeeded, may2),
         ]
     );
 }
@@ -515,7 +510,7 @@ async fn a_page_flagged_cmr_timed_out_fails_the_day_never_counts_as_complete() {
     let range = DayRange::parse(&["20240501"]).unwrap();
     let summary = process_date_range(range, &out, &opts).await.unwrap();
     let o = &summary.outcomes[0];
-    assert_eq!(o.status, DayStatus::Failed);
+    assert_eq!(o.status, Outcome::Failed);
     assert!(
         o.error.as_deref().unwrap().contains("CMR-Timed-Out"),
         "{o:?}"
@@ -524,7 +519,7 @@ async fn a_page_flagged_cmr_timed_out_fails_the_day_never_counts_as_complete() {
     // Once CMR answers in time, the day is complete.
     emu.set_faults(Default::default());
     let summary = process_date_range(range, &out, &opts).await.unwrap();
-    assert_eq!(summary.outcomes[0].status, DayStatus::Succeeded);
+    assert_eq!(summary.outcomes[0].status, Outcome::Succeeded);
     assert_eq!(
         read_all(dir.path()).len(),
         emu.granules(Collection::Hlss30, day(2024, 5, 1)).len()

@@ -2,7 +2,7 @@
 
 use super::ExitStatus;
 use super::common::{CliError, CliResult, EndpointArgs, print_lines};
-use crate::api::{DailyOptions, DayStatus, get_summary_stats, process_date_range};
+use crate::api::{DailyOptions, Outcome, get_summary_stats, process_date_range};
 use crate::bbox::Bbox;
 use crate::collection::Collection;
 use crate::engine::workflow::Workflow;
@@ -102,7 +102,7 @@ pub async fn run(args: Args) -> CliResult {
     for o in summary
         .outcomes
         .iter()
-        .filter(|o| o.status == DayStatus::Failed)
+        .filter(|o| o.status == Outcome::Failed)
     {
         eprintln!(
             "failed: {} {}: {}",

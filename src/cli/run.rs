@@ -4,7 +4,8 @@ use super::ExitStatus;
 use super::common::{CliError, CliResult, EndpointArgs, print_lines};
 use crate::bbox::Bbox;
 use crate::collection::Collection;
-use crate::engine::pipeline::{DEFAULT_STATE, RunConfig, RunOutcome};
+use crate::engine::pipeline::{DEFAULT_STATE, RunConfig};
+use crate::engine::report::{Outcome, RunReport};
 use crate::engine::scheduler::SchedulerSettings;
 use crate::engine::workflow::Workflow;
 use crate::period::DayRange;
@@ -94,6 +95,7 @@ impl RunOptions {
                 Some(s) => s,
                 None => wf.source().map_err(CliError::usage)?.unwrap_or(d.source),
             },
+            skip_existing: false,
         })
     }
 }
@@ -157,9 +159,8 @@ pub async fn interrupted() {
 }
 
 /// Prints a run's summary (stdout) and failures (stderr); returns the exit status.
-pub fn report(outcome: &RunOutcome) -> ExitStatus {
-    let r = &outcome.report;
-    for t in &r.failed {
+pub fn report(r: &RunReport) -> ExitStatus {
+    for t in r.failed() {
         eprintln!(
             "failed: {} after {} attempts: {}",
             t.key,
@@ -178,19 +179,19 @@ pub fn report(outcome: &RunOutcome) -> ExitStatus {
     }
     print_lines(&[format!(
         "run {}: {} tasks: {} done now, {} done before, {} failed, {} waiting on failures; {} items harvested",
-        outcome.run_id,
-        outcome.tasks,
-        r.succeeded,
-        r.already_done,
-        r.failed.len(),
-        r.blocked,
+        r.run_id,
+        r.tasks.len(),
+        r.done_now(),
+        r.count(Outcome::AlreadyDone),
+        r.count(Outcome::Failed),
+        r.count(Outcome::NotRun),
         r.items_written
     )]);
     if r.interrupted {
         eprintln!("interrupted: run the same command again to resume");
         return ExitStatus::Runtime;
     }
-    if !r.failed.is_empty() {
+    if r.count(Outcome::Failed) > 0 {
         eprintln!("some tasks failed: see `hls-flow status`, then `hls-flow retry-failed`");
         return ExitStatus::TasksFailed;
     }

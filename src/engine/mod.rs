@@ -5,13 +5,17 @@
 //! - [`dag`]: harvest(collection, day) → repartition(collection, month), with petgraph;
 //! - [`checkpoint`]: what the engine needs of its state, kept in SQLite or in memory;
 //! - [`scheduler`]: runs the DAG within limits, with retries, backoff and time limits;
+//! - [`events`]: what the scheduler tells the checkpoint's log and the progress display;
+//! - [`report`]: what a run did, task by task;
 //! - [`pipeline`]: the executor of real tasks, and `run` / `retry-failed`;
 //! - [`status`]: what a state file says;
 //! - [`workflow`]: workflow files.
 
 pub mod checkpoint;
 pub mod dag;
+pub mod events;
 pub mod pipeline;
+pub mod report;
 pub mod scheduler;
 pub mod status;
 pub mod task;

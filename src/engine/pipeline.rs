@@ -6,8 +6,10 @@ use crate::bbox::Bbox;
 use crate::collection::Collection;
 use crate::engine::checkpoint::sqlite::{StateStore, TaskKind, TaskOutput, TaskRow, TaskState};
 use crate::engine::dag::Dag;
+use crate::engine::events::{EventLog, Events};
+use crate::engine::report::RunReport;
 use crate::engine::scheduler::{
-    Executor, RunGraph, RunReport, SchedulerSettings, requeue_downstream, run_tasks,
+    Executor, RunGraph, SchedulerSettings, requeue_downstream, run_tasks,
 };
 use crate::error::{Error, Result};
 use crate::period::{DayRange, Month};
@@ -52,6 +54,9 @@ pub struct RunConfig {
     pub tmp_dir: Option<PathBuf>,
     /// Where items come from.
     pub source: Source,
+    /// Whether a harvest whose complete daily file exists (from outside the checkpoint)
+    /// succeeds without running (`generate-daily`; a `run` trusts its state file instead).
+    pub skip_existing: bool,
 }
 
 impl Default for RunConfig {
@@ -69,6 +74,7 @@ impl Default for RunConfig {
             show_progress: false,
             tmp_dir: None,
             source: Source::StacJson,
+            skip_existing: false,
         }
     }
 }
@@ -101,27 +107,9 @@ impl Pipeline {
             output,
             daily_prefix: cfg.daily_prefix.clone(),
             tmp_dir: cfg.tmp_dir.clone(),
-            skip_existing: false,
+            skip_existing: cfg.skip_existing,
             missing_optional: Mutex::default(),
         })
-    }
-
-    /// A pipeline of `generate-daily`: harvests into `daily_prefix` below `output` with
-    /// `harvester`, skipping the days whose complete file exists when `skip_existing`.
-    pub fn daily(
-        harvester: Harvester,
-        output: Output,
-        daily_prefix: &str,
-        skip_existing: bool,
-    ) -> Pipeline {
-        Pipeline {
-            harvester,
-            output,
-            daily_prefix: daily_prefix.to_string(),
-            tmp_dir: None,
-            skip_existing,
-            missing_optional: Mutex::default(),
-        }
     }
 
     /// The daily file of a harvest task, if it is one.
@@ -260,17 +248,6 @@ impl Executor for Pipeline {
     }
 }
 
-/// What a checkpointed run did.
-#[derive(Debug, Clone)]
-pub struct RunOutcome {
-    /// The scheduler's report.
-    pub report: RunReport,
-    /// Tasks in the run's scope.
-    pub tasks: usize,
-    /// The run's id in the state file.
-    pub run_id: i64,
-}
-
 /// Opens the state file for a run with `cfg` and checks it belongs to the same output and
 /// bounding box (a state file describes one output).
 /// The folder of a run's temporary files (`--tmp-dir`, else `<state>.tmp/` beside the state
@@ -331,7 +308,7 @@ async fn execute(
     scope: HashSet<i64>,
     command: &str,
     cancel: impl Future<Output = ()>,
-) -> Result<RunOutcome> {
+) -> Result<RunReport> {
     let output = Output::parse_with_options(&cfg.output, &cfg.output_options)?;
     // Holding the state's lock, nobody else writes here: clear what a killed run left.
     output.remove_staged_leftovers()?;
@@ -357,17 +334,9 @@ async fn execute(
     )
     .await;
     progress.finish();
-    let status = match &result {
-        Ok(r) if r.interrupted => "interrupted",
-        Ok(r) if r.failed.is_empty() && r.blocked == 0 => "succeeded",
-        _ => "failed",
-    };
+    let status = result.as_ref().map_or("failed", RunReport::status);
     state.end_run(run_id, status)?;
-    Ok(RunOutcome {
-        report: result?,
-        tasks: scope.len(),
-        run_id,
-    })
+    result
 }
 
 /// `hls-flow run`: plans the DAG for `range`, records it, and runs what is not done.
@@ -376,7 +345,7 @@ pub async fn run(
     range: DayRange,
     cfg: &RunConfig,
     cancel: impl Future<Output = ()>,
-) -> Result<RunOutcome> {
+) -> Result<RunReport> {
     let state = open_state(cfg)?;
     let done: HashSet<String> = state
         .tasks()?
@@ -416,7 +385,7 @@ pub async fn retry_failed(
     filter: &RetryFilter,
     cfg: &RunConfig,
     cancel: impl Future<Output = ()>,
-) -> Result<Option<RunOutcome>> {
+) -> Result<Option<RunReport>> {
     let probe = StateStore::open_exclusive(&cfg.state)?;
     let mut cfg = cfg.clone();
     if let Some(o) = probe.meta("output")? {
@@ -441,17 +410,21 @@ pub async fn retry_failed(
     }
     failed.sort_unstable();
     let graph = RunGraph::new(&state.deps()?);
-    let scope: HashSet<i64> = requeue_downstream(
+    let mut log = Events::new();
+    log.subscribe(EventLog(state.clone()));
+    let events = log.sender(None);
+    let requeued = requeue_downstream(
         state.as_ref(),
         &graph,
         &mut rows,
         &failed,
-        None,
         "retry-failed",
+        &events,
     )
-    .await?
-    .into_iter()
-    .collect();
+    .await;
+    drop(events);
+    log.close().await?;
+    let scope: HashSet<i64> = requeued?.into_iter().collect();
     execute(state, &cfg, scope, "retry-failed", cancel)
         .await
         .map(Some)

@@ -3,6 +3,8 @@
 //! jitter, with a time limit per attempt, checkpointing every change of state.
 
 use crate::engine::checkpoint::{Change, Checkpoint, RunId, TaskOutput, TaskRow};
+use crate::engine::events::{EventKind, EventLog, EventSender, Events, ProgressView};
+use crate::engine::report::{Outcome, RunReport, TaskOutcome};
 use crate::engine::task::{TaskId, TaskKind, TaskState};
 use crate::error::{Error, Result, one_line};
 use crate::progress::{Progress, UnitBar};
@@ -69,30 +71,13 @@ pub trait Executor: Send + Sync + 'static {
     }
 }
 
-/// What a run of the scheduler did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunReport {
-    /// Tasks that succeeded in this run.
-    pub succeeded: usize,
-    /// Tasks of the scope that had succeeded before and were left alone.
-    pub already_done: usize,
-    /// Tasks that succeeded in this run without running: their output was already there
-    /// ([`Executor::already_done`]); counted in `succeeded`, their items not in
-    /// `items_written`.
-    pub skipped: Vec<TaskId>,
-    /// Tasks that failed.
-    pub failed: Vec<TaskRow>,
-    /// Tasks not run because something they need failed.
-    pub blocked: usize,
-    /// Items written by this run.
-    pub items_written: u64,
-    /// Whether the run was interrupted (Ctrl-C): running tasks went back to pending.
-    pub interrupted: bool,
-}
-
+/// How one task's attempts ended.
 enum Done {
-    Succeeded(u64),
-    Skipped,
+    /// Succeeded, by running (with the items it harvested) or by finding its output.
+    Succeeded {
+        harvested: u64,
+        skipped: bool,
+    },
     Failed,
     /// Another actor had claimed it.
     Taken,
@@ -147,8 +132,8 @@ pub async fn requeue_downstream<C: Checkpoint>(
     graph: &RunGraph,
     rows: &mut HashMap<TaskId, TaskRow>,
     roots: &[TaskId],
-    run: Option<RunId>,
     why: &str,
+    events: &EventSender,
 ) -> Result<Vec<TaskId>> {
     let all = graph.downstream(roots.iter().copied());
     for &id in &all {
@@ -163,10 +148,12 @@ pub async fn requeue_downstream<C: Checkpoint>(
         let change = match row.state {
             TaskState::Pending => continue,
             TaskState::Failed => Change::Retry,
-            TaskState::Succeeded | TaskState::Running => Change::Requeue { why },
+            TaskState::Succeeded | TaskState::Running => Change::Requeue,
         };
-        state.transition(id, run, change).await?;
+        state.transition(id, change).await?;
         row.state = TaskState::Pending;
+        let why = why.to_string();
+        events.send(id, EventKind::Requeued { why });
     }
     Ok(all)
 }
@@ -184,7 +171,9 @@ fn slot(kind: TaskKind) -> usize {
 ///
 /// The task table is read once; from then on the run's DAG is in memory (a task is ready
 /// when its count of unfinished dependencies reaches zero) and the checkpoint is only
-/// written, one guarded change at a time, and read back one finished task at a time.
+/// written, one guarded change at a time, and read back one finished task at a time. What
+/// happens is sent as [`crate::engine::events`] to the checkpoint's event log and to the
+/// progress display, each on its own channel.
 pub async fn run_tasks<C: Checkpoint, E: Executor>(
     state: Arc<C>,
     exec: Arc<E>,
@@ -194,158 +183,200 @@ pub async fn run_tasks<C: Checkpoint, E: Executor>(
     progress: &Progress,
     cancel: impl Future<Output = ()>,
 ) -> Result<RunReport> {
-    let mut rows: HashMap<TaskId, TaskRow> = state
-        .tasks()
-        .await?
-        .into_iter()
-        .map(|t| (t.id, t))
-        .collect();
-    let graph = RunGraph::new(&state.deps().await?);
-    let mut report = RunReport::default();
-
-    // Trust the checkpoint, and check the files it vouches for.
-    let mut order: Vec<TaskId> = scope.iter().copied().collect();
-    order.sort_unstable();
-    for &id in &order {
-        let Some(row) = rows.get(&id) else { continue };
-        if row.state == TaskState::Succeeded && !exec.output_intact(row).await.unwrap_or(false) {
-            tracing::warn!(
-                "{}: its output is missing or damaged; running it again",
-                row.key
-            );
-            let why = "output missing or damaged";
-            requeue_downstream(state.as_ref(), &graph, &mut rows, &[id], Some(run_id), why).await?;
-        }
-    }
-    let is = |rows: &HashMap<TaskId, TaskRow>, id: &TaskId, s: TaskState| {
-        rows.get(id).is_some_and(|r| r.state == s)
+    let mut consumers = Events::new();
+    consumers.subscribe(EventLog(state.clone()));
+    consumers.subscribe(ProgressView::new(progress.clone()));
+    let runner = Runner {
+        events: consumers.sender(Some(run_id)),
+        state,
+        exec,
+        run_id,
+        settings: settings.clone(),
+        progress: progress.clone(),
     };
-    report.already_done = order
-        .iter()
-        .filter(|id| is(&rows, id, TaskState::Succeeded))
-        .count();
+    let report = runner.run(scope, cancel).await;
+    drop(runner);
+    let closed = consumers.close().await;
+    let report = report?;
+    closed?;
+    Ok(report)
+}
+/// One run of the scheduler: what its tasks need while it runs.
+struct Runner<C, E> {
+    state: Arc<C>,
+    exec: Arc<E>,
+    run_id: RunId,
+    settings: SchedulerSettings,
+    progress: Progress,
+    events: EventSender,
+}
 
-    // Ready sets by kind (lowest id first), from counts of dependencies not yet succeeded.
-    let mut unmet: HashMap<TaskId, usize> = HashMap::new();
-    let mut ready: [BTreeSet<TaskId>; 2] = Default::default();
-    for &id in &order {
-        let Some(row) = rows.get(&id).filter(|r| r.state == TaskState::Pending) else {
-            continue;
+impl<C: Checkpoint, E: Executor> Runner<C, E> {
+    async fn run(
+        &self,
+        scope: &HashSet<TaskId>,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<RunReport> {
+        let state = &self.state;
+        let mut rows: HashMap<TaskId, TaskRow> = state
+            .tasks()
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t))
+            .collect();
+        let graph = RunGraph::new(&state.deps().await?);
+
+        // Trust the checkpoint, and check the files it vouches for.
+        let mut order: Vec<TaskId> = scope.iter().copied().collect();
+        order.sort_unstable();
+        for &id in &order {
+            let Some(row) = rows.get(&id) else { continue };
+            if row.state == TaskState::Succeeded
+                && !self.exec.output_intact(row).await.unwrap_or(false)
+            {
+                tracing::warn!(
+                    "{}: its output is missing or damaged; running it again",
+                    row.key
+                );
+                let why = "output missing or damaged";
+                requeue_downstream(state.as_ref(), &graph, &mut rows, &[id], why, &self.events)
+                    .await?;
+            }
+        }
+        let succeeded = |rows: &HashMap<TaskId, TaskRow>, id: &TaskId| {
+            rows.get(id)
+                .is_some_and(|r| r.state == TaskState::Succeeded)
         };
-        let n = graph
-            .needs(id)
-            .filter(|d| !is(&rows, d, TaskState::Succeeded))
-            .count();
-        unmet.insert(id, n);
-        if n == 0 {
-            ready[slot(row.spec.kind)].insert(id);
-        }
-    }
-    let limits = [
-        settings.max_concurrent_days.max(1),
-        settings.max_concurrent_repartitions.max(1),
-    ];
-    let mut busy = [0usize; 2];
-    let mut running: HashMap<tokio::task::Id, TaskId> = HashMap::new();
-    let mut join: JoinSet<(TaskId, Result<Done>)> = JoinSet::new();
-    tokio::pin!(cancel);
-    loop {
-        for k in 0..2 {
-            while busy[k] < limits[k] {
-                let Some(id) = ready[k].pop_first() else {
-                    break;
-                };
-                let Some(task) = rows.get(&id).cloned() else {
-                    continue;
-                };
-                let inputs: Vec<TaskRow> = graph
-                    .needs(id)
-                    .filter_map(|d| rows.get(&d).cloned())
-                    .collect();
-                let bar = progress.unit(&unit_label(&task));
-                let (state, exec, settings) = (state.clone(), exec.clone(), settings.clone());
-                let handle = join.spawn(async move {
-                    let r = attempt_loop(
-                        state.as_ref(),
-                        exec.as_ref(),
-                        &task,
-                        &inputs,
-                        run_id,
-                        &settings,
-                        &bar,
-                    )
-                    .await;
-                    bar.done();
-                    (task.id, r)
-                });
-                busy[k] += 1;
-                running.insert(handle.id(), id);
+
+        // Ready sets by kind (lowest id first), from counts of dependencies not yet succeeded.
+        let mut unmet: HashMap<TaskId, usize> = HashMap::new();
+        let mut ready: [BTreeSet<TaskId>; 2] = Default::default();
+        for &id in &order {
+            let Some(row) = rows.get(&id).filter(|r| r.state == TaskState::Pending) else {
+                continue;
+            };
+            let n = graph.needs(id).filter(|d| !succeeded(&rows, d)).count();
+            unmet.insert(id, n);
+            if n == 0 {
+                ready[slot(row.spec.kind)].insert(id);
             }
         }
-        if join.is_empty() {
-            break;
-        }
-        tokio::select! {
-            done = join.join_next() => {
-                let Some(done) = done else { break };
-                let (id, result) = done.map_err(|e| {
-                    let task = running
-                        .get(&e.id())
-                        .and_then(|id| rows.get(id))
-                        .map_or_else(String::new, |r| r.key.clone());
-                    Error::TaskJoin { task, source: e }
-                })?;
-                running.retain(|_, t| *t != id);
-                progress.unit_done();
-                let done = result?;
-                let Some(fresh) = state.task(id).await? else { continue };
-                busy[slot(fresh.spec.kind)] -= 1;
-                match done {
-                    Done::Succeeded(_) | Done::Skipped => {
-                        report.succeeded += 1;
-                        match done {
-                            Done::Succeeded(items) => report.items_written += items,
-                            _ => report.skipped.push(id),
-                        }
-                        for d in graph.dependents(id) {
-                            let Some(n) = unmet.get_mut(&d) else { continue };
-                            *n = n.saturating_sub(1);
-                            if *n == 0
-                                && let Some(r) = rows.get(&d)
-                                && r.state == TaskState::Pending
-                            {
-                                ready[slot(r.spec.kind)].insert(d);
-                            }
-                        }
-                    }
-                    Done::Failed => {
-                        report.failed.push(fresh.clone());
-                        progress.message(format!("{} failed", report.failed.len()));
-                    }
-                    Done::Taken => {}
+        let limits = [
+            self.settings.max_concurrent_days.max(1),
+            self.settings.max_concurrent_repartitions.max(1),
+        ];
+        let mut busy = [0usize; 2];
+        let mut ended: HashMap<TaskId, Outcome> = HashMap::new();
+        let mut items_written = 0;
+        let mut interrupted = false;
+        let mut running: HashMap<tokio::task::Id, TaskId> = HashMap::new();
+        let mut join: JoinSet<(TaskId, Result<Done>)> = JoinSet::new();
+        tokio::pin!(cancel);
+        loop {
+            for k in 0..2 {
+                while busy[k] < limits[k] {
+                    let Some(id) = ready[k].pop_first() else {
+                        break;
+                    };
+                    let Some(task) = rows.get(&id).cloned() else {
+                        continue;
+                    };
+                    let inputs: Vec<TaskRow> = graph
+                        .needs(id)
+                        .filter_map(|d| rows.get(&d).cloned())
+                        .collect();
+                    let attempts = Attempts {
+                        state: self.state.clone(),
+                        exec: self.exec.clone(),
+                        run_id: self.run_id,
+                        settings: self.settings.clone(),
+                        events: self.events.clone(),
+                        bar: self.progress.unit(&unit_label(&task)),
+                    };
+                    let handle = join.spawn(async move {
+                        let r = attempts.run(&task, &inputs).await;
+                        attempts.bar.done();
+                        (task.id, r)
+                    });
+                    busy[k] += 1;
+                    running.insert(handle.id(), id);
                 }
-                rows.insert(id, fresh);
             }
-            _ = &mut cancel => {
-                join.abort_all();
-                while join.join_next().await.is_some() {}
-                for id in running.values() {
-                    let Some(row) = state.task(*id).await? else { continue };
-                    if row.state == TaskState::Running {
-                        let change = Change::Requeue { why: "interrupted" };
-                        state.transition(*id, Some(run_id), change).await?;
-                    }
-                }
-                report.interrupted = true;
+            if join.is_empty() {
                 break;
             }
+            tokio::select! {
+                done = join.join_next() => {
+                    let Some(done) = done else { break };
+                    let (id, result) = done.map_err(|e| {
+                        let task = running
+                            .get(&e.id())
+                            .and_then(|id| rows.get(id))
+                            .map_or_else(String::new, |r| r.key.clone());
+                        Error::TaskJoin { task, source: e }
+                    })?;
+                    running.retain(|_, t| *t != id);
+                    let done = result?;
+                    let Some(fresh) = state.task(id).await? else { continue };
+                    busy[slot(fresh.spec.kind)] -= 1;
+                    match done {
+                        Done::Succeeded { harvested, skipped } => {
+                            items_written += harvested;
+                            let outcome = if skipped { Outcome::Skipped } else { Outcome::Succeeded };
+                            ended.insert(id, outcome);
+                            for d in graph.dependents(id) {
+                                let Some(n) = unmet.get_mut(&d) else { continue };
+                                *n = n.saturating_sub(1);
+                                if *n == 0
+                                    && let Some(r) = rows.get(&d)
+                                    && r.state == TaskState::Pending
+                                {
+                                    ready[slot(r.spec.kind)].insert(d);
+                                }
+                            }
+                        }
+                        Done::Failed => {
+                            ended.insert(id, Outcome::Failed);
+                        }
+                        Done::Taken => {}
+                    }
+                    rows.insert(id, fresh);
+                }
+                _ = &mut cancel => {
+                    join.abort_all();
+                    while join.join_next().await.is_some() {}
+                    for &id in running.values() {
+                        let Some(row) = state.task(id).await? else { continue };
+                        if row.state == TaskState::Running {
+                            state.transition(id, Change::Requeue).await?;
+                            let why = "interrupted".to_string();
+                            self.events.send(id, EventKind::Requeued { why });
+                        }
+                        rows.insert(id, TaskRow { state: TaskState::Pending, ..row });
+                    }
+                    interrupted = true;
+                    break;
+                }
+            }
         }
+        let tasks = order
+            .iter()
+            .filter_map(|id| rows.remove(id))
+            .map(|task| TaskOutcome {
+                outcome: ended
+                    .get(&task.id)
+                    .copied()
+                    .unwrap_or_else(|| Outcome::untouched(task.state)),
+                task,
+            })
+            .collect();
+        Ok(RunReport {
+            run_id: self.run_id,
+            tasks,
+            items_written,
+            interrupted,
+        })
     }
-    report.blocked = order
-        .iter()
-        .filter(|id| is(&rows, id, TaskState::Pending))
-        .count();
-    Ok(report)
 }
 
 fn unit_label(task: &TaskRow) -> String {
@@ -361,72 +392,91 @@ fn unit_label(task: &TaskRow) -> String {
     }
 }
 
-async fn attempt_loop<C: Checkpoint, E: Executor>(
-    state: &C,
-    exec: &E,
-    task: &TaskRow,
-    inputs: &[TaskRow],
+/// The attempts of one task: what they need, moved into the task that makes them.
+struct Attempts<C, E> {
+    state: Arc<C>,
+    exec: Arc<E>,
     run_id: RunId,
-    settings: &SchedulerSettings,
-    bar: &UnitBar,
-) -> Result<Done> {
-    let mut delays = delays(settings);
-    if let Some(out) = exec.already_done(task).await.unwrap_or(None) {
-        let Some(_) = state.claim(task.id, run_id).await? else {
-            return Ok(Done::Taken);
-        };
-        state
-            .transition(task.id, Some(run_id), Change::Succeed(&out))
-            .await?;
-        return Ok(Done::Skipped);
-    }
-    loop {
-        let Some(attempt) = state.claim(task.id, run_id).await? else {
-            return Ok(Done::Taken);
-        };
-        let n = attempt.number;
-        let result =
-            match tokio::time::timeout(settings.task_timeout, exec.run(task, inputs, bar)).await {
+    settings: SchedulerSettings,
+    events: EventSender,
+    bar: UnitBar,
+}
+
+impl<C: Checkpoint, E: Executor> Attempts<C, E> {
+    /// Claims `task` and runs it until it succeeds or its attempts are spent.
+    async fn run(&self, task: &TaskRow, inputs: &[TaskRow]) -> Result<Done> {
+        let (state, run_id, settings) = (self.state.as_ref(), self.run_id, &self.settings);
+        let mut delays = delays(settings);
+        if let Some(out) = self.exec.already_done(task).await.unwrap_or(None) {
+            let Some(attempt) = state.claim(task.id, run_id).await? else {
+                return Ok(Done::Taken);
+            };
+            let attempt = attempt.number;
+            self.events.send(task.id, EventKind::Started { attempt });
+            state.transition(task.id, Change::Succeed(&out)).await?;
+            let items = out.items_written;
+            let skipped = true;
+            self.events
+                .send(task.id, EventKind::Succeeded { items, skipped });
+            return Ok(Done::Succeeded {
+                harvested: 0,
+                skipped,
+            });
+        }
+        loop {
+            let Some(attempt) = state.claim(task.id, run_id).await? else {
+                return Ok(Done::Taken);
+            };
+            let attempt = attempt.number;
+            self.events.send(task.id, EventKind::Started { attempt });
+            let run = self.exec.run(task, inputs, &self.bar);
+            let result = match tokio::time::timeout(settings.task_timeout, run).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::TaskTimeout {
                     task: task.key.clone(),
                     seconds: settings.task_timeout.as_secs(),
                 }),
             };
-        match result {
-            Ok(out) => {
-                state
-                    .transition(task.id, Some(run_id), Change::Succeed(&out))
-                    .await?;
-                // Items are counted once, when harvested; a repartition moves them.
-                let harvested = match task.spec.kind {
-                    TaskKind::Harvest => out.items_written,
-                    TaskKind::Repartition => 0,
-                };
-                return Ok(Done::Succeeded(harvested));
-            }
-            Err(e) => {
-                let msg = one_line(&e);
-                tracing::info!("{} attempt {n} failed: {msg}", task.key);
-                if let Some(delay) = delays.next() {
-                    let change = Change::AttemptFailed {
-                        attempt: n,
-                        error: &msg,
+            match result {
+                Ok(out) => {
+                    state.transition(task.id, Change::Succeed(&out)).await?;
+                    let items = out.items_written;
+                    let skipped = false;
+                    self.events
+                        .send(task.id, EventKind::Succeeded { items, skipped });
+                    // Items are counted once, when harvested; a repartition moves them.
+                    let harvested = match task.spec.kind {
+                        TaskKind::Harvest => items,
+                        TaskKind::Repartition => 0,
                     };
-                    state.transition(task.id, Some(run_id), change).await?;
-                    tokio::time::sleep(with_retry_after(delay, e.retry_after())).await;
-                    continue;
+                    return Ok(Done::Succeeded { harvested, skipped });
                 }
-                let missing = match &e {
-                    Error::IncompleteDay { missing, .. } => missing.clone(),
-                    _ => Vec::new(),
-                };
-                let change = Change::Fail {
-                    error: &msg,
-                    missing: &missing,
-                };
-                state.transition(task.id, Some(run_id), change).await?;
-                return Ok(Done::Failed);
+                Err(e) => {
+                    let error = one_line(&e);
+                    tracing::info!("{} attempt {attempt} failed: {error}", task.key);
+                    if let Some(delay) = delays.next() {
+                        let change = Change::AttemptFailed {
+                            attempt,
+                            error: &error,
+                        };
+                        state.transition(task.id, change).await?;
+                        self.events
+                            .send(task.id, EventKind::AttemptFailed { attempt, error });
+                        tokio::time::sleep(with_retry_after(delay, e.retry_after())).await;
+                        continue;
+                    }
+                    let missing = match &e {
+                        Error::IncompleteDay { missing, .. } => missing.clone(),
+                        _ => Vec::new(),
+                    };
+                    let change = Change::Fail {
+                        error: &error,
+                        missing: &missing,
+                    };
+                    state.transition(task.id, change).await?;
+                    self.events.send(task.id, EventKind::Failed { error });
+                    return Ok(Done::Failed);
+                }
             }
         }
     }
@@ -550,13 +600,13 @@ mod tests {
         let fake = Arc::new(Fake::default());
         let run = st.start_run("t").unwrap();
         let r = go(&st, &fake, &scope, run).await;
-        assert_eq!(r.succeeded, 30);
+        assert_eq!(r.done_now(), 30);
         assert_eq!(r.items_written, 290, "29 harvests of 10 items");
         let ran = fake.ran.lock().unwrap().clone();
         assert_eq!(ran.last().unwrap(), "repartition/HLSL30/2024-02");
         // Again: nothing to do.
         let r = go(&st, &fake, &scope, run).await;
-        assert_eq!((r.succeeded, r.already_done), (0, 30));
+        assert_eq!((r.done_now(), r.count(Outcome::AlreadyDone)), (0, 30));
         assert_eq!(fake.ran.lock().unwrap().len(), 30);
     }
 
@@ -588,10 +638,17 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!((r.succeeded, r.failed.len(), r.blocked), (28, 1, 1));
-        assert_eq!(r.failed[0].attempts, 3);
+        let counts = (
+            r.done_now(),
+            r.count(Outcome::Failed),
+            r.count(Outcome::NotRun),
+        );
+        assert_eq!(counts, (28, 1, 1));
+        let failed = r.failed().next().unwrap();
+        assert_eq!(failed.attempts, 3);
+        assert_eq!(r.status(), "failed");
         let kinds: Vec<String> = st
-            .events(r.failed[0].id)
+            .events(failed.id)
             .await
             .unwrap()
             .into_iter()
@@ -619,19 +676,20 @@ mod tests {
             .insert("harvest/HLSL30/2024-02-04".into(), 99);
         let run = st.start_run("t").unwrap();
         let r = go(&st, &fake, &scope, run).await;
-        assert_eq!(r.succeeded, 28);
-        assert_eq!(r.failed.len(), 1);
-        assert_eq!(r.failed[0].key, "harvest/HLSL30/2024-02-04");
-        assert_eq!(r.failed[0].attempts, 3);
-        assert!(r.failed[0].last_error.as_deref().unwrap().contains("503"));
-        assert_eq!(r.blocked, 1, "the month's repartition waits");
+        assert_eq!(r.done_now(), 28);
+        let failed: Vec<&TaskRow> = r.failed().collect();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].key, "harvest/HLSL30/2024-02-04");
+        assert_eq!(failed[0].attempts, 3);
+        assert!(failed[0].last_error.as_deref().unwrap().contains("503"));
+        assert_eq!(r.count(Outcome::NotRun), 1, "the month's repartition waits");
         let rows = st.tasks().unwrap();
         let day3 = rows
             .iter()
             .find(|t| t.key == "harvest/HLSL30/2024-02-03")
             .unwrap();
         assert_eq!((day3.state, day3.attempts), (TaskState::Succeeded, 2));
-        let events = st.events(r.failed[0].id).unwrap();
+        let events = st.events(failed[0].id).unwrap();
         assert_eq!(events.iter().filter(|e| e.1 == "attempt_failed").count(), 2);
     }
 
@@ -648,7 +706,21 @@ mod tests {
             .insert("harvest/HLSL30/2024-02-10".into());
         fake.ran.lock().unwrap().clear();
         let r = go(&st, &fake, &scope, run).await;
-        assert_eq!(r.succeeded, 2);
+        assert_eq!(r.done_now(), 2);
+        assert_eq!(r.count(Outcome::AlreadyDone), 28);
+        let day10 = r
+            .tasks
+            .iter()
+            .find(|t| t.task.key == "harvest/HLSL30/2024-02-10");
+        assert_eq!(day10.unwrap().outcome, Outcome::Succeeded);
+        let requeued: Vec<String> = st
+            .events(day10.unwrap().task.id)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.1 == "requeued")
+            .filter_map(|e| e.2)
+            .collect();
+        assert_eq!(requeued, ["output missing or damaged"]);
         assert_eq!(
             *fake.ran.lock().unwrap(),
             ["harvest/HLSL30/2024-02-10", "repartition/HLSL30/2024-02"]
@@ -682,6 +754,9 @@ mod tests {
         .await
         .unwrap();
         assert!(r.interrupted);
+        assert_eq!(r.status(), "interrupted");
+        assert!(!r.tasks.is_empty());
+        assert_eq!(r.count(Outcome::NotRun), r.tasks.len());
         assert!(
             st.tasks()
                 .unwrap()
@@ -720,9 +795,10 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(r.failed.len(), 1);
-        assert_eq!(r.failed[0].attempts, 2);
-        let e = r.failed[0].last_error.as_deref().unwrap();
+        let failed: Vec<&TaskRow> = r.failed().collect();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].attempts, 2);
+        let e = failed[0].last_error.as_deref().unwrap();
         assert!(e.contains("timed out"), "{e}");
     }
 

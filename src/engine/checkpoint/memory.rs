@@ -4,10 +4,12 @@
 use super::{
     Attempt, Change, Checkpoint, EventRow, RunId, RunRow, TaskOutput, TaskRow, illegal, now,
 };
+use crate::engine::events::Event;
 use crate::engine::task::{TaskId, TaskSpec, TaskState};
 use crate::error::Result;
+use chrono::SecondsFormat;
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -146,17 +148,14 @@ impl Checkpoint for MemoryCheckpoint {
         t.started_at = Some(now());
         t.ended_at = None;
         t.run_id = Some(run);
-        let number = t.attempts;
-        g.event(task, "started", Some(format!("attempt {number}")));
-        Ok(Some(Attempt { task, run, number }))
+        Ok(Some(Attempt {
+            task,
+            run,
+            number: t.attempts,
+        }))
     }
 
-    async fn transition(
-        &self,
-        task: TaskId,
-        _run: Option<RunId>,
-        change: Change<'_>,
-    ) -> Result<()> {
+    async fn transition(&self, task: TaskId, change: Change<'_>) -> Result<()> {
         let tr = change.transition();
         let mut g = self.lock();
         let Some(t) = g.tasks.get_mut(index(task)) else {
@@ -186,13 +185,20 @@ impl Checkpoint for MemoryCheckpoint {
                 t.last_error = Some(error.to_string());
                 t.missing = missing.to_vec();
             }
-            Change::Requeue { .. } | Change::Retry => {}
+            Change::Requeue | Change::Retry => {}
         }
-        let event = match change {
-            Change::Retry => "requeued",
-            _ => tr.as_str(),
-        };
-        g.event(task, event, change.detail());
+        Ok(())
+    }
+
+    async fn log(&self, events: &[Arc<Event>]) -> Result<()> {
+        let mut g = self.lock();
+        for e in events {
+            let at = e.at.to_rfc3339_opts(SecondsFormat::Millis, true);
+            g.events
+                .entry(e.task)
+                .or_default()
+                .push((at, e.name().to_string(), Some(e.detail())));
+        }
         Ok(())
     }
 

@@ -14,11 +14,13 @@ pub mod sqlite;
 #[cfg(test)]
 mod suite;
 
+use crate::engine::events::Event;
 use crate::engine::task::{TaskId, TaskSpec, TaskState, Transition};
 use crate::error::Result;
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use std::future::Future;
+use std::sync::Arc;
 
 /// A run's id in its checkpoint.
 pub type RunId = i64;
@@ -57,10 +59,7 @@ pub enum Change<'a> {
         missing: &'a [(String, String)],
     },
     /// Back to pending (output gone, an input rebuilt, interrupted).
-    Requeue {
-        /// Why.
-        why: &'a str,
-    },
+    Requeue,
     /// A failed task back to pending (`retry-failed`).
     Retry,
 }
@@ -72,19 +71,8 @@ impl Change<'_> {
             Change::AttemptFailed { .. } => Transition::AttemptFailed,
             Change::Succeed(_) => Transition::Succeed,
             Change::Fail { .. } => Transition::Fail,
-            Change::Requeue { .. } => Transition::Requeue,
+            Change::Requeue => Transition::Requeue,
             Change::Retry => Transition::Retry,
-        }
-    }
-
-    /// The detail written in the event log.
-    pub fn detail(&self) -> Option<String> {
-        match self {
-            Change::AttemptFailed { attempt, error } => Some(format!("attempt {attempt}: {error}")),
-            Change::Succeed(out) => Some(format!("{} items", out.items_written)),
-            Change::Fail { error, .. } => Some((*error).to_string()),
-            Change::Requeue { why } => Some((*why).to_string()),
-            Change::Retry => Some("retry-failed".into()),
         }
     }
 }
@@ -131,9 +119,12 @@ pub trait Checkpoint: Send + Sync + 'static {
     fn transition(
         &self,
         task: TaskId,
-        run: Option<RunId>,
         change: Change<'_>,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Appends events to the task's event log (the run's [`crate::engine::events`], in
+    /// batches).
+    fn log(&self, events: &[Arc<Event>]) -> impl Future<Output = Result<()>> + Send;
 
     /// A task's events, oldest first.
     fn events(&self, task: TaskId) -> impl Future<Output = Result<Vec<EventRow>>> + Send;

@@ -11,14 +11,16 @@ use crate::engine::checkpoint::lock::take_lock;
 pub use crate::engine::checkpoint::lock::{is_locked, lock_holder, lock_path};
 use crate::engine::checkpoint::{Attempt, Change, Checkpoint, EventRow, RunId, illegal, now};
 pub use crate::engine::checkpoint::{RunRow, TaskOutput, TaskRow};
+use crate::engine::events::Event;
 use crate::engine::task::TaskId;
 pub use crate::engine::task::{TaskKind, TaskSpec, TaskState};
 use crate::error::{Error, Result};
 use crate::period::Month;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 const SELECT_TASK: &str = "SELECT id, kind, key, collection, day, month, state, attempts, last_error, started_at, ended_at, cmr_hits, items_written, output_path, output_size, missing, run_id FROM tasks";
@@ -339,41 +341,37 @@ impl StateStore {
         })
     }
 
-    fn event(
-        tx: &rusqlite::Transaction<'_>,
-        run: Option<i64>,
-        task: i64,
-        event: &str,
-        detail: Option<&str>,
-    ) -> rusqlite::Result<()> {
-        tx.execute(
-            "INSERT INTO events (at, run_id, task_id, event, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now(), run, task, event, detail],
-        )
-        .map(|_| ())
-    }
-
     /// Takes a pending task for one attempt, guarded: `None` if it is not pending.
     pub fn claim_task(&self, task: TaskId, run: RunId) -> Result<Option<Attempt>> {
+        let number: Option<u32> = self.with(|c| {
+            c.prepare_cached(
+                "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = ?1, ended_at = NULL, run_id = ?2 WHERE id = ?3 AND state = 'pending' RETURNING attempts",
+            )?
+            .query_row(params![now(), run, task], |r| r.get(0))
+            .optional()
+        })?;
+        Ok(number.map(|number| Attempt { task, run, number }))
+    }
+
+    /// Appends events to the log, in one transaction.
+    pub fn log_events(&self, events: &[Arc<Event>]) -> Result<()> {
         self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let n = tx.execute(
-                "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = ?1, ended_at = NULL, run_id = ?2 WHERE id = ?3 AND state = 'pending'",
-                params![now(), run, task],
-            )?;
-            if n == 0 {
-                return Ok(None);
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO events (at, run_id, task_id, event, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for e in events {
+                    let at = e.at.to_rfc3339_opts(SecondsFormat::Millis, true);
+                    st.execute(params![at, e.run, e.task, e.name(), e.detail()])?;
+                }
             }
-            let number: u32 =
-                tx.query_row("SELECT attempts FROM tasks WHERE id = ?1", [task], |r| r.get(0))?;
-            Self::event(&tx, Some(run), task, "started", Some(&format!("attempt {number}")))?;
-            tx.commit()?;
-            Ok(Some(Attempt { task, run, number }))
+            tx.commit()
         })
     }
 
     /// Applies a change, guarded by the states its transition may start from.
-    pub fn apply(&self, task: TaskId, run: Option<RunId>, change: Change<'_>) -> Result<()> {
+    pub fn apply(&self, task: TaskId, change: Change<'_>) -> Result<()> {
         let t = change.transition();
         let from: Vec<String> = t
             .from_states()
@@ -382,47 +380,37 @@ impl StateStore {
             .collect();
         let guard = format!("id = ?1 AND state IN ({})", from.join(", "));
         let refused: Option<(String, String)> = self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let n = match change {
-                Change::AttemptFailed { error, .. } => tx.execute(
-                    &format!("UPDATE tasks SET state = 'pending', last_error = ?2 WHERE {guard}"),
-                    params![task, error],
-                )?,
-                Change::Succeed(out) => tx.execute(
-                    &format!("UPDATE tasks SET state = 'succeeded', ended_at = ?2, last_error = NULL, missing = NULL, cmr_hits = ?3, items_written = ?4, output_path = ?5, output_size = ?6 WHERE {guard}"),
-                    params![task, now(), out.cmr_hits, out.items_written, out.output_path, out.output_size],
-                )?,
+                Change::AttemptFailed { error, .. } => c
+                    .prepare_cached(&format!(
+                        "UPDATE tasks SET state = 'pending', last_error = ?2 WHERE {guard}"
+                    ))?
+                    .execute(params![task, error])?,
+                Change::Succeed(out) => c
+                    .prepare_cached(&format!("UPDATE tasks SET state = 'succeeded', ended_at = ?2, last_error = NULL, missing = NULL, cmr_hits = ?3, items_written = ?4, output_path = ?5, output_size = ?6 WHERE {guard}"))?
+                    .execute(params![task, now(), out.cmr_hits, out.items_written, out.output_path, out.output_size])?,
                 Change::Fail { error, missing } => {
                     let missing = if missing.is_empty() {
                         None
                     } else {
                         serde_json::to_string(missing).ok()
                     };
-                    tx.execute(
-                        &format!("UPDATE tasks SET state = 'failed', ended_at = ?2, last_error = ?3, missing = ?4 WHERE {guard}"),
-                        params![task, now(), error, missing],
-                    )?
+                    c.prepare_cached(&format!("UPDATE tasks SET state = 'failed', ended_at = ?2, last_error = ?3, missing = ?4 WHERE {guard}"))?
+                        .execute(params![task, now(), error, missing])?
                 }
-                Change::Requeue { .. } | Change::Retry => tx.execute(
-                    &format!("UPDATE tasks SET state = 'pending' WHERE {guard}"),
-                    params![task],
-                )?,
+                Change::Requeue | Change::Retry => c
+                    .prepare_cached(&format!("UPDATE tasks SET state = 'pending' WHERE {guard}"))?
+                    .execute(params![task])?,
             };
-            if n == 0 {
-                let found = tx
-                    .query_row("SELECT key, state FROM tasks WHERE id = ?1", [task], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()?;
-                return Ok(Some(found.unwrap_or_else(|| (format!("#{task}"), String::new()))));
+            if n > 0 {
+                return Ok(None);
             }
-            let event = match change {
-                Change::Retry => "requeued",
-                _ => t.as_str(),
-            };
-            Self::event(&tx, run, task, event, change.detail().as_deref())?;
-            tx.commit()?;
-            Ok(None)
+            let found = c
+                .query_row("SELECT key, state FROM tasks WHERE id = ?1", [task], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            Ok(Some(found.unwrap_or_else(|| (format!("#{task}"), String::new()))))
         })?;
         match refused {
             None => Ok(()),
@@ -477,8 +465,11 @@ impl Checkpoint for StateStore {
     async fn claim(&self, task: TaskId, run: RunId) -> Result<Option<Attempt>> {
         self.claim_task(task, run)
     }
-    async fn transition(&self, task: TaskId, run: Option<RunId>, change: Change<'_>) -> Result<()> {
-        self.apply(task, run, change)
+    async fn transition(&self, task: TaskId, change: Change<'_>) -> Result<()> {
+        self.apply(task, change)
+    }
+    async fn log(&self, events: &[Arc<Event>]) -> Result<()> {
+        self.log_events(events)
     }
     async fn events(&self, task: TaskId) -> Result<Vec<EventRow>> {
         StateStore::events(self, task)

@@ -4,6 +4,7 @@ use super::memory::MemoryCheckpoint;
 use super::sqlite::StateStore;
 use super::{Change, Checkpoint, TaskOutput};
 use crate::collection::Collection;
+use crate::engine::events::{Event, EventKind};
 use crate::engine::task::{TaskSpec, TaskState, Transition};
 use crate::error::Error;
 use crate::period::Month;
@@ -51,16 +52,16 @@ async fn walks_tasks_through_their_states<C: Checkpoint>(c: C) {
         attempt: 1,
         error: "boom",
     };
-    c.transition(ids[0], Some(run), boom).await.unwrap();
+    c.transition(ids[0], boom).await.unwrap();
     assert_eq!(c.claim(ids[0], run).await.unwrap().unwrap().number, 2);
     let missing = [("g1".to_string(), "404".to_string())];
     let fail = Change::Fail {
         error: "boom again",
         missing: &missing,
     };
-    c.transition(ids[0], Some(run), fail).await.unwrap();
+    c.transition(ids[0], fail).await.unwrap();
     assert!(c.claim(ids[1], run).await.unwrap().is_some());
-    c.transition(ids[1], Some(run), Change::Succeed(&output()))
+    c.transition(ids[1], Change::Succeed(&output()))
         .await
         .unwrap();
     let rows = c.tasks().await.unwrap();
@@ -74,17 +75,42 @@ async fn walks_tasks_through_their_states<C: Checkpoint>(c: C) {
     assert_eq!(rows[2].state, TaskState::Pending);
     assert_eq!(rows[2].key, "repartition/HLSL30/2024-05");
     assert_eq!(c.task(ids[1]).await.unwrap().unwrap(), rows[1]);
-    let kinds: Vec<String> = c
-        .events(ids[0])
-        .await
-        .unwrap()
+    // The log holds what it was given, in order, by task.
+    let kinds = [
+        EventKind::Started { attempt: 1 },
+        EventKind::AttemptFailed {
+            attempt: 1,
+            error: "boom".into(),
+        },
+        EventKind::Started { attempt: 2 },
+        EventKind::Failed {
+            error: "boom again".into(),
+        },
+    ];
+    let events: Vec<Arc<Event>> = kinds
         .into_iter()
-        .map(|e| e.1)
+        .map(|k| Arc::new(Event::now(Some(run), ids[0], k)))
         .collect();
-    assert_eq!(kinds, ["started", "attempt_failed", "started", "failed"]);
+    c.log(&events[..2]).await.unwrap();
+    c.log(&events[2..]).await.unwrap();
+    let logged = c.events(ids[0]).await.unwrap();
+    let logged: Vec<(&str, &str)> = logged
+        .iter()
+        .map(|e| (e.1.as_str(), e.2.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        logged,
+        [
+            ("started", "attempt 1"),
+            ("attempt_failed", "attempt 1: boom"),
+            ("started", "attempt 2"),
+            ("failed", "boom again")
+        ]
+    );
+    assert!(c.events(ids[1]).await.unwrap().is_empty());
     // A failed task comes back through retry only, then runs as attempt 3.
     assert!(c.claim(ids[0], run).await.unwrap().is_none());
-    c.transition(ids[0], None, Change::Retry).await.unwrap();
+    c.transition(ids[0], Change::Retry).await.unwrap();
     assert_eq!(c.claim(ids[0], run).await.unwrap().unwrap().number, 3);
     c.end_run(run, "succeeded").await.unwrap();
     assert_eq!(c.last_run().await.unwrap().unwrap().status, "succeeded");
@@ -108,30 +134,27 @@ async fn refuses_illegal_transitions<C: Checkpoint>(c: C) {
         },
         Change::Retry,
     ] {
-        let e = c.transition(ids[0], Some(run), change).await.unwrap_err();
+        let e = c.transition(ids[0], change).await.unwrap_err();
         assert!(
             matches!(&e, Error::IllegalTransition(i) if i.from == TaskState::Pending && i.transition == change.transition() && i.task == "harvest/HLSL30/2024-05-01"),
             "{e}"
         );
     }
     c.claim(ids[0], run).await.unwrap().unwrap();
-    c.transition(ids[0], Some(run), Change::Succeed(&output()))
+    c.transition(ids[0], Change::Succeed(&output()))
         .await
         .unwrap();
     // Succeeded: cannot be claimed, nor succeed or fail again, without a requeue.
     assert!(c.claim(ids[0], run).await.unwrap().is_none());
     let e = c
-        .transition(ids[0], Some(run), Change::Succeed(&output()))
+        .transition(ids[0], Change::Succeed(&output()))
         .await
         .unwrap_err();
     assert!(
         e.to_string().contains("cannot succeeded from succeeded"),
         "{e}"
     );
-    let e = c
-        .transition(ids[0], Some(run), Change::Retry)
-        .await
-        .unwrap_err();
+    let e = c.transition(ids[0], Change::Retry).await.unwrap_err();
     assert!(
         matches!(&e, Error::IllegalTransition(i) if i.transition == Transition::Retry),
         "{e}"
@@ -140,9 +163,7 @@ async fn refuses_illegal_transitions<C: Checkpoint>(c: C) {
         c.task(ids[0]).await.unwrap().unwrap().state,
         TaskState::Succeeded
     );
-    c.transition(ids[0], Some(run), Change::Requeue { why: "gone" })
-        .await
-        .unwrap();
+    c.transition(ids[0], Change::Requeue).await.unwrap();
     assert!(c.claim(ids[0], run).await.unwrap().is_some());
 }
 
@@ -153,7 +174,7 @@ async fn recovers_a_dead_run<C: Checkpoint>(c: C) {
     let run = c.start_run("test").await.unwrap();
     c.claim(ids[0], run).await.unwrap().unwrap();
     c.claim(ids[1], run).await.unwrap().unwrap();
-    c.transition(ids[1], Some(run), Change::Succeed(&output()))
+    c.transition(ids[1], Change::Succeed(&output()))
         .await
         .unwrap();
     assert_eq!(c.recover().await.unwrap(), 1);
