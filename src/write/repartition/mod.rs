@@ -41,7 +41,7 @@ use object_store::path::Path;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::KeyValue;
-use spill::{Bucket, Spiller};
+use spill::{Bucket, Spilled, Spiller};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::BufWriter;
@@ -445,16 +445,18 @@ impl Job {
             rows_in += file_rows;
         }
         drop(seen);
-        let buckets = spiller
-            .finish()
+        let spilled = spiller
+            .finish(self.options.bucket_bytes)
             .map_err(|e| self.fail(format!("spilling: {e}")))?;
-        tracing::debug!(
-            "{}: {rows_in} rows spilled into {} buckets ({} bytes) in {:.2} s",
-            self.shown,
-            buckets.len(),
-            buckets.iter().map(|b| b.bytes).sum::<u64>(),
-            started.elapsed().as_secs_f64()
-        );
+        if let Spilled::Buckets(buckets) = &spilled {
+            tracing::debug!(
+                "{}: {rows_in} rows spilled into {} buckets ({} bytes) in {:.2} s",
+                self.shown,
+                buckets.len(),
+                buckets.iter().map(|b| b.bytes).sum::<u64>(),
+                started.elapsed().as_secs_f64()
+            );
+        }
         let started = Instant::now();
 
         // Pass 2: the buckets in key order, each sorted, into one file.
@@ -482,13 +484,7 @@ impl Job {
             })
             .map_err(|e| self.fail(format!("starting the encoder thread: {e}")))?;
         let mut sink = Sink { tx, rows: 0 };
-        let mut drained = Ok(());
-        for bucket in buckets {
-            drained = self.drain(bucket, 0, &mut sink);
-            if drained.is_err() {
-                break;
-            }
-        }
+        let drained = self.drain_all(spilled, 0, &mut sink);
         drop(sink.tx);
         let encoded = encoder
             .join()
@@ -510,6 +506,23 @@ impl Job {
             rows: sink.rows,
             row_groups: meta.num_row_groups(),
         })
+    }
+
+    /// Writes the rows of a spill in order: sorted in memory, or bucket by bucket.
+    fn drain_all(&self, spilled: Spilled, level: u32, sink: &mut Sink) -> Result<()> {
+        match spilled {
+            Spilled::InMemory(batches) => self.write_sorted(&batches, "memory", sink),
+            Spilled::Buckets(buckets) => {
+                let mut buckets = buckets.into_iter();
+                for bucket in buckets.by_ref() {
+                    if let Err(e) = self.drain(bucket, level, sink) {
+                        buckets.for_each(Bucket::remove);
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Writes a bucket's rows in order, splitting it first if it is too large to sort in
@@ -543,13 +556,22 @@ impl Job {
                 sub.push(&batch, &keys).map_err(fail)?;
             }
             bucket.remove();
-            for b in sub.finish().map_err(|e| self.fail(e))? {
-                self.drain(b, level + 1, sink)?;
-            }
-            return Ok(());
+            let spilled = sub
+                .finish(self.options.bucket_bytes)
+                .map_err(|e| self.fail(e))?;
+            return self.drain_all(spilled, level + 1, sink);
         }
         let batches = bucket.read().map_err(fail)?;
-        let order = spill::sorted_order(&batches).map_err(fail)?;
+        self.write_sorted(&batches, &label, sink)?;
+        drop(batches);
+        bucket.remove();
+        Ok(())
+    }
+
+    /// Sorts rows held in memory (by Hilbert key, then id) and sends them to the encoder.
+    fn write_sorted(&self, batches: &[RecordBatch], label: &str, sink: &mut Sink) -> Result<()> {
+        let fail = |e: String| self.fail(format!("bucket {label}: {e}"));
+        let order = spill::sorted_order(batches).map_err(fail)?;
         let refs: Vec<&RecordBatch> = batches.iter().collect();
         // Chunks smaller than a row group keep the rows in flight to the encoder few.
         for chunk in order.chunks(self.options.row_group_size.min(WRITE_CHUNK_ROWS)) {
@@ -562,9 +584,6 @@ impl Job {
             sink.rows += n;
             self.options.progress.inc(n);
         }
-        drop(refs);
-        drop(batches);
-        bucket.remove();
         Ok(())
     }
 }

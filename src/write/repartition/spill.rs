@@ -207,8 +207,19 @@ impl Spiller {
         if slot.pending.is_empty() {
             return Ok(());
         }
-        let held: Vec<&RecordBatch> = self.held.iter().collect();
-        let batch = arrow_select::interleave::interleave_record_batch(&held, &slot.pending)
+        // Gather from the batches this bucket's rows come from only: interleave compares
+        // the (deeply nested) type of every source array, so passing all held batches to
+        // each of the 256 buckets made the gather cost buckets × batches × schema size.
+        let mut local: Vec<usize> = slot.pending.iter().map(|&(batch, _)| batch).collect();
+        local.sort_unstable();
+        local.dedup();
+        let sources: Vec<&RecordBatch> = local.iter().map(|&i| &self.held[i]).collect();
+        let indices: Vec<(usize, usize)> = slot
+            .pending
+            .iter()
+            .map(|&(batch, row)| (local.binary_search(&batch).unwrap_or_default(), row))
+            .collect();
+        let batch = arrow_select::interleave::interleave_record_batch(&sources, &indices)
             .map_err(|e| format!("gathering rows of bucket {b}: {e}"))?;
         slot.pending.clear();
         let writer = match &mut slot.writer {
@@ -231,9 +242,14 @@ impl Spiller {
         Ok(())
     }
 
-    /// Writes out what is buffered and closes every file; returns the non-empty buckets in
-    /// key order.
-    pub fn finish(mut self) -> Result<Vec<Bucket>, String> {
+    /// Ends the spill: the rows as they are held when nothing was written out yet and they
+    /// take at most `in_memory_bytes` (a small month never touches the disk), else every
+    /// buffered row written out and the non-empty buckets in key order.
+    pub fn finish(mut self, in_memory_bytes: usize) -> Result<Spilled, String> {
+        let written = self.slots.iter().any(|s| s.writer.is_some());
+        if !written && self.pending_bytes <= in_memory_bytes {
+            return Ok(Spilled::InMemory(std::mem::take(&mut self.held)));
+        }
         self.flush_all()?;
         let mut out = Vec::new();
         for slot in self.slots {
@@ -247,8 +263,17 @@ impl Spiller {
                 });
             }
         }
-        Ok(out)
+        Ok(Spilled::Buckets(out))
     }
+}
+
+/// What a spill ended with.
+#[derive(Debug)]
+pub enum Spilled {
+    /// Every row, still in the batches pushed (few enough to sort in memory).
+    InMemory(Vec<RecordBatch>),
+    /// The bucket files, in key order.
+    Buckets(Vec<Bucket>),
 }
 
 /// The order in which to write a bucket's rows: `(batch, row)` pairs sorted by Hilbert key,
@@ -320,7 +345,9 @@ mod tests {
             let keys = batch_keys(&b).unwrap();
             spiller.push(&b, &keys).unwrap();
         }
-        let buckets = spiller.finish().unwrap();
+        let Spilled::Buckets(buckets) = spiller.finish(0).unwrap() else {
+            panic!("a spill past its in-memory limit ends in buckets");
+        };
         assert!(buckets.len() > 50, "{} buckets", buckets.len());
         let mut all_keys = Vec::new();
         let mut ids = Vec::new();
@@ -346,11 +373,30 @@ mod tests {
             bucket.remove();
         }
         assert!(all_keys.is_sorted());
+        let in_buckets = ids.clone();
         ids.sort();
-        let mut expected: Vec<String> = rows.into_iter().map(|r| r.0).collect();
+        let mut expected: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
         expected.sort();
         assert_eq!(ids, expected);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        // The same rows, few enough to stay in memory: no file, and the same order.
+        let mut spiller = Spiller::new(dir.path(), "m", batch(&refs[..1]).schema(), 24, 1 << 30);
+        for chunk in refs.chunks(300) {
+            let b = batch(chunk);
+            let keys = batch_keys(&b).unwrap();
+            spiller.push(&b, &keys).unwrap();
+        }
+        let Spilled::InMemory(batches) = spiller.finish(1 << 30).unwrap() else {
+            panic!("a small spill stays in memory");
+        };
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let in_memory: Vec<String> = sorted_order(&batches)
+            .unwrap()
+            .into_iter()
+            .map(|(b, r)| batch_ids(&batches[b]).unwrap()[r].to_string())
+            .collect();
+        assert_eq!(in_memory, in_buckets);
     }
 
     #[test]
