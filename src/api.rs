@@ -421,7 +421,7 @@ pub async fn hls_to_stac_geoparquet(
     if start >= end {
         return Err(Error::InvalidDate {
             input: format!("{start}..{end}"),
-            reason: "the temporal range is empty or reversed".into(),
+            problem: crate::error::DateProblem::EmptyWindow,
         });
     }
     let harvester = endpoints.harvester(HarvestSettings {

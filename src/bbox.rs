@@ -1,6 +1,6 @@
 //! Bounding boxes as `W,S,E,N`.
 
-use crate::error::{Error, Result};
+use crate::error::{BboxProblem, Error, Result};
 use std::fmt;
 use std::str::FromStr;
 
@@ -27,25 +27,27 @@ impl Bbox {
     /// assert!(Bbox::new(0.0, -91.0, 1.0, 1.0).is_err()); // latitude out of range
     /// ```
     pub fn new(west: f64, south: f64, east: f64, north: f64) -> Result<Bbox> {
-        let input = format!("{west},{south},{east},{north}");
-        let err = |reason: &str| Error::InvalidBbox {
-            input: input.clone(),
-            reason: reason.to_string(),
-        };
+        Bbox::check(west, south, east, north).map_err(|problem| Error::InvalidBbox {
+            input: format!("{west},{south},{east},{north}"),
+            problem,
+        })
+    }
+
+    fn check(west: f64, south: f64, east: f64, north: f64) -> Result<Bbox, BboxProblem> {
         if ![west, south, east, north].iter().all(|v| v.is_finite()) {
-            return Err(err("coordinates must be finite numbers"));
+            return Err(BboxProblem::NotFinite);
         }
         if !(-180.0..=180.0).contains(&west) || !(-180.0..=180.0).contains(&east) {
-            return Err(err("longitudes must be within -180..180"));
+            return Err(BboxProblem::Longitude);
         }
         if !(-90.0..=90.0).contains(&south) || !(-90.0..=90.0).contains(&north) {
-            return Err(err("latitudes must be within -90..90"));
+            return Err(BboxProblem::Latitude);
         }
         if west > east {
-            return Err(err("west is greater than east"));
+            return Err(BboxProblem::WestOfEast);
         }
         if south > north {
-            return Err(err("south is greater than north"));
+            return Err(BboxProblem::SouthOfNorth);
         }
         Ok(Bbox {
             west,
@@ -61,23 +63,23 @@ impl FromStr for Bbox {
 
     fn from_str(s: &str) -> Result<Bbox> {
         let parts: Vec<&str> = s.split(',').map(str::trim).collect();
-        let bad = |reason: &str| Error::InvalidBbox {
+        let bad = |problem: BboxProblem| Error::InvalidBbox {
             input: s.to_string(),
-            reason: reason.to_string(),
+            problem,
         };
         if parts.len() != 4 {
-            return Err(bad("expected four numbers W,S,E,N"));
+            return Err(bad(BboxProblem::NotFour));
         }
         let mut v = [0.0; 4];
         for (slot, p) in v.iter_mut().zip(&parts) {
-            *slot = p
-                .parse()
-                .map_err(|_| bad(&format!("{p:?} is not a number")))?;
+            *slot = p.parse().map_err(|source| {
+                bad(BboxProblem::NotANumber {
+                    text: p.to_string(),
+                    source,
+                })
+            })?;
         }
-        Bbox::new(v[0], v[1], v[2], v[3]).map_err(|e| match e {
-            Error::InvalidBbox { reason, .. } => bad(&reason),
-            other => other,
-        })
+        Bbox::check(v[0], v[1], v[2], v[3]).map_err(bad)
     }
 }
 

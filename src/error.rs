@@ -12,12 +12,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A date, month or range on the command line or in the API is not valid.
-    #[error("invalid date {input:?}: {reason}")]
+    #[error("invalid date {input:?}: {problem}")]
     InvalidDate {
         /// What was given.
         input: String,
         /// Why it is not valid.
-        reason: String,
+        #[source]
+        problem: DateProblem,
     },
     /// A range whose start comes after its end.
     #[error("invalid date range: start {start} is after end {end}")]
@@ -28,12 +29,13 @@ pub enum Error {
         end: NaiveDate,
     },
     /// A bounding box that is not `W,S,E,N` with valid coordinates.
-    #[error("invalid bounding box {input:?}: {reason}")]
+    #[error("invalid bounding box {input:?}: {problem}")]
     InvalidBbox {
         /// What was given.
         input: String,
         /// Why it is not valid.
-        reason: String,
+        #[source]
+        problem: BboxProblem,
     },
     /// A collection name that is not HLSL30 or HLSS30.
     #[error(transparent)]
@@ -208,12 +210,13 @@ pub enum Error {
         source: ReadError,
     },
     /// The state file cannot be used: not SQLite, another schema version, damaged.
-    #[error("state file {path}: {reason}")]
+    #[error("state file {path}: {problem}")]
     State {
         /// The state file.
         path: String,
         /// What is wrong.
-        reason: String,
+        #[source]
+        problem: StateProblem,
     },
     /// Another live process holds the state file.
     #[error("state file {path} is in use by a live run{}; wait for it to end or use another --state", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
@@ -257,22 +260,24 @@ pub enum Error {
         second: String,
     },
     /// A daily file whose schema cannot be merged with the others of its month.
-    #[error("{path}: column {column:?} cannot be merged with the other daily files: {reason}")]
+    #[error("{path}: column {column:?} cannot be merged with the other daily files: {problem}")]
     SchemaConflict {
         /// The daily file.
         path: String,
         /// The column (`assets.B01.href`), empty if not about one column.
         column: String,
         /// What differs.
-        reason: String,
+        #[source]
+        problem: SchemaProblem,
     },
     /// Repartitioning a month failed for another reason.
-    #[error("repartitioning into {partition}: {reason}")]
+    #[error("repartitioning into {partition}: {problem}")]
     Repartition {
         /// The partition being written.
         partition: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        problem: RepartitionProblem,
     },
     /// A task of the engine panicked or was cancelled.
     #[error("task {task} ended abnormally")]
@@ -367,10 +372,10 @@ pub enum ReadError {
     Stac(#[source] stac::Error),
     /// `geo` or `stac-geoparquet` metadata that is missing, not JSON, or cannot be merged.
     #[error("{0}")]
-    Metadata(String),
-    /// The `id`, `geometry` or `bbox` column cannot be read as the repartition needs.
+    Metadata(#[source] MetadataProblem),
+    /// The `id` or `bbox` column cannot be read as the repartition needs.
     #[error("{0}")]
-    Columns(String),
+    Columns(#[source] ColumnProblem),
     /// A file whose rows are not as many as its footer says.
     #[error("{read} rows read, the footer says {footer}")]
     RowCount {
@@ -379,6 +384,341 @@ pub enum ReadError {
         /// Rows in the footer.
         footer: u64,
     },
+}
+
+/// Why a date, month or range is not valid ([`Error::InvalidDate`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DateProblem {
+    /// Neither one nor two arguments.
+    #[error("expected YYYYMM, YYYYMMDD, or two YYYYMMDD")]
+    Arguments,
+    /// Not eight digits (dashes aside).
+    #[error("expected YYYYMMDD")]
+    NotADay,
+    /// Not six digits (dashes aside).
+    #[error("expected YYYYMM")]
+    NotAMonth,
+    /// A year that does not parse.
+    #[error("bad year")]
+    Year(#[source] std::num::ParseIntError),
+    /// A month that does not parse.
+    #[error("bad month")]
+    Month(#[source] std::num::ParseIntError),
+    /// A day that does not parse.
+    #[error("bad day")]
+    Day(#[source] std::num::ParseIntError),
+    /// A month number outside 1–12.
+    #[error("month must be 01 to 12")]
+    MonthOutOfRange,
+    /// A day the month does not have (`20240230`).
+    #[error("no such day in that month")]
+    NoSuchDay,
+    /// A month chrono cannot represent.
+    #[error("no such month")]
+    NoSuchMonth,
+    /// One end of a STAC `datetime` that is not RFC 3339.
+    #[error("{part:?} is not an RFC 3339 datetime: {source}")]
+    NotRfc3339 {
+        /// The end as given.
+        part: String,
+        /// chrono's error.
+        #[source]
+        source: chrono::ParseError,
+    },
+    /// A STAC `datetime` with more than one `/`.
+    #[error("more than one '/'")]
+    TooManySlashes,
+    /// A STAC `datetime` interval open at both ends (`../..`).
+    #[error("an open interval needs one end")]
+    OpenAtBothEnds,
+    /// A STAC `datetime` interval whose start is after its end.
+    #[error("start is after end")]
+    StartAfterEnd,
+    /// A time window whose start is not before its end.
+    #[error("the temporal range is empty or reversed")]
+    EmptyWindow,
+}
+
+/// Why a bounding box is not valid ([`Error::InvalidBbox`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BboxProblem {
+    /// Not four comma-separated values.
+    #[error("expected four numbers W,S,E,N")]
+    NotFour,
+    /// A value that is not a number.
+    #[error("{text:?} is not a number")]
+    NotANumber {
+        /// The value as given.
+        text: String,
+        /// The float parser's error.
+        #[source]
+        source: std::num::ParseFloatError,
+    },
+    /// NaN or infinity.
+    #[error("coordinates must be finite numbers")]
+    NotFinite,
+    /// A longitude outside -180..180.
+    #[error("longitudes must be within -180..180")]
+    Longitude,
+    /// A latitude outside -90..90.
+    #[error("latitudes must be within -90..90")]
+    Latitude,
+    /// West greater than east (a box across the antimeridian).
+    #[error("west is greater than east")]
+    WestOfEast,
+    /// South greater than north.
+    #[error("south is greater than north")]
+    SouthOfNorth,
+    /// NaN or infinity in a STAC API search's bbox.
+    #[error("not finite")]
+    SearchNotFinite,
+    /// A longitude outside [-180, 180] in a STAC API search's bbox.
+    #[error("longitudes must be within [-180, 180]")]
+    SearchLongitude,
+    /// A latitude outside [-90, 90] in a STAC API search's bbox.
+    #[error("latitudes must be within [-90, 90]")]
+    SearchLatitude,
+    /// West east of east, or south north of north, in a STAC API search's bbox.
+    #[error("west must not be east of east, south not north of north")]
+    SearchReversed,
+    /// A STAC API search's `intersects` that is not a geometry.
+    #[error("{0}")]
+    Intersects(#[source] geojson::Error),
+}
+
+/// Why a state file cannot be used ([`Error::State`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateProblem {
+    /// Its folder cannot be created.
+    #[error("cannot create its folder: {0}")]
+    CreateFolder(#[source] std::io::Error),
+    /// Its lock file cannot be opened or created.
+    #[error("cannot open the lock file: {0}")]
+    OpenLock(#[source] std::io::Error),
+    /// Its lock file cannot be locked (for another reason than another process holding it).
+    #[error("cannot lock: {0}")]
+    Lock(#[source] std::io::Error),
+    /// A file to read that is not there.
+    #[error("no such file (nothing has run with this --state yet)")]
+    NoSuchFile,
+    /// A file that does not start with the SQLite header.
+    #[error("not an SQLite database")]
+    NotSqlite,
+    /// An SQLite database with tables but no schema version: another program's.
+    #[error("an SQLite database, but not an hls-flow state file")]
+    OtherDatabase,
+    /// A state file of another schema version.
+    #[error("schema version {found}; this hls-flow reads version {expected}")]
+    SchemaVersion {
+        /// The file's `user_version`.
+        found: i64,
+        /// The version this build reads.
+        expected: i64,
+    },
+    /// A database with a schema version but without hls-flow's mark.
+    #[error("not an hls-flow state file")]
+    NotHlsFlow,
+    /// SQLite would not switch to write-ahead logging.
+    #[error("could not switch to WAL mode (journal_mode is {journal_mode})")]
+    NotWal {
+        /// The journal mode SQLite reports instead.
+        journal_mode: String,
+    },
+    /// SQLite failed (a damaged file, a full disk, a busy database).
+    #[error("{0}")]
+    Sqlite(#[source] rusqlite::Error),
+    /// A thread panicked while it held the connection.
+    #[error("state connection poisoned")]
+    Poisoned,
+    /// A task key the state does not have.
+    #[error("{key}: no such task")]
+    NoSuchTask {
+        /// The task key.
+        key: String,
+    },
+    /// A setting of the run that differs from the one the state records.
+    #[error("it records {key} {stored:?}, not {given:?}; use another --state for another {key}")]
+    OtherSetting {
+        /// The setting (`output`, `bbox`, `daily_prefix`).
+        key: &'static str,
+        /// Its value in the state.
+        stored: String,
+        /// Its value now.
+        given: String,
+    },
+}
+
+/// Why a daily file's column cannot be merged with the others' ([`Error::SchemaConflict`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaProblem {
+    /// Two types that no widening reconciles.
+    #[error("{a} in one file, {b} in another")]
+    Types {
+        /// The type so far.
+        a: arrow_schema::DataType,
+        /// The type in this file.
+        b: arrow_schema::DataType,
+    },
+    /// A column that should become a struct and is not one.
+    #[error("{0} cannot become a struct")]
+    NotAStruct(arrow_schema::DataType),
+    /// A cast to the merged type that failed.
+    #[error("{from} to {to}: {source}")]
+    Cast {
+        /// The column's type in the file.
+        from: Box<arrow_schema::DataType>,
+        /// The merged type.
+        to: Box<arrow_schema::DataType>,
+        /// Arrow's error.
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+    /// Arrow refused the conformed column or batch.
+    #[error("{0}")]
+    Arrow(#[source] arrow_schema::ArrowError),
+}
+
+/// Why repartitioning a month failed ([`Error::Repartition`]), other than reading, writing
+/// and store errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepartitionProblem {
+    /// No daily files given.
+    #[error("no daily files to read")]
+    NoInputs,
+    /// A row group or batch size of zero.
+    #[error("row group and batch sizes must be positive")]
+    ZeroSize,
+    /// The temporary folder cannot be made.
+    #[error("temporary folder: {0}")]
+    TempFolder(#[source] std::io::Error),
+    /// The task feeding the daily files' bytes stopped before the last file.
+    #[error("the daily files stopped arriving")]
+    InputsStopped,
+    /// Spilling rows to bucket files, or reading them back, failed.
+    #[error("spilling: {0}")]
+    Spill(#[source] crate::write::repartition::spill::SpillError),
+    /// A bucket that could not be split, sorted or written.
+    #[error("bucket {}: {source}", .bucket.display())]
+    Bucket {
+        /// The bucket file.
+        bucket: std::path::PathBuf,
+        /// What went wrong.
+        #[source]
+        source: crate::write::repartition::spill::SpillError,
+    },
+    /// The encoder thread cannot be started.
+    #[error("starting the encoder thread: {0}")]
+    EncoderThread(#[source] std::io::Error),
+    /// The encoder thread panicked.
+    #[error("the encoder thread panicked")]
+    EncoderPanicked,
+    /// The encoder thread stopped taking rows (its own error, if any, is reported instead).
+    #[error("the parquet encoder stopped")]
+    EncoderStopped,
+    /// The parquet writer failed.
+    #[error("{0}")]
+    Parquet(#[source] parquet::errors::ParquetError),
+    /// Fewer or more rows written than read.
+    #[error("{read} rows read but {written} written")]
+    RowsLost {
+        /// Rows read from the daily files.
+        read: u64,
+        /// Rows written to the partition.
+        written: u64,
+    },
+}
+
+/// Why the `id` or `bbox` column of a batch cannot be read ([`ReadError::Columns`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ColumnProblem {
+    /// No `bbox` column.
+    #[error("no bbox column: rows cannot be sorted spatially")]
+    NoBbox,
+    /// A `bbox` column that is not a struct.
+    #[error("bbox column is {0}, not a struct of xmin, ymin, xmax, ymax")]
+    BboxNotAStruct(arrow_schema::DataType),
+    /// A `bbox` struct without one of its fields.
+    #[error("bbox column has no {0}")]
+    BboxField(&'static str),
+    /// A `bbox` field that is not a number.
+    #[error("bbox.{field}: {source}")]
+    BboxCast {
+        /// `xmin`, `ymin`, `xmax` or `ymax`.
+        field: &'static str,
+        /// Arrow's error.
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+    /// No `id` column.
+    #[error("no id column")]
+    NoId,
+    /// An `id` column that is not a string.
+    #[error("id column is {0}, not a string")]
+    IdNotAString(arrow_schema::DataType),
+    /// A row without an id.
+    #[error("an item has a null id")]
+    NullId,
+}
+
+/// Why the `geo` or `stac-geoparquet` metadata of daily files cannot be merged
+/// ([`ReadError::Metadata`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataProblem {
+    /// No `geo` metadata.
+    #[error("no GeoParquet (geo) metadata: not a stac-geoparquet file")]
+    NoGeo,
+    /// A value that is not JSON.
+    #[error("{key} metadata is not valid JSON: {source}")]
+    NotJson {
+        /// The metadata key.
+        key: &'static str,
+        /// serde_json's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// JSON that is not an object.
+    #[error("{key} metadata is not a JSON object")]
+    NotAnObject {
+        /// The metadata key.
+        key: &'static str,
+    },
+    /// `geo` metadata without `columns`.
+    #[error("geo metadata has no columns")]
+    NoColumns,
+    /// Another primary geometry column than an earlier file's.
+    #[error("geo metadata: primary column {} here, {} in an earlier file", show_json(.here), show_json(.earlier))]
+    PrimaryColumn {
+        /// This file's.
+        here: Option<Box<serde_json::Value>>,
+        /// The earlier files'.
+        earlier: Option<Box<serde_json::Value>>,
+    },
+    /// A geometry column whose encoding, CRS, edges, orientation or epoch differ from an
+    /// earlier file's.
+    #[error("geo metadata: column {column:?} has {key} {} here, {} in an earlier file", show_json(.here), show_json(.earlier))]
+    ColumnDiffers {
+        /// The geometry column.
+        column: String,
+        /// The key that differs.
+        key: &'static str,
+        /// This file's value.
+        here: Option<Box<serde_json::Value>>,
+        /// The earlier files' value.
+        earlier: Option<Box<serde_json::Value>>,
+    },
+}
+
+/// A JSON value as metadata messages show it: its JSON text, or `none`.
+fn show_json(v: &Option<Box<serde_json::Value>>) -> String {
+    v.as_ref()
+        .map_or_else(|| "none".to_string(), |v| v.to_string())
 }
 
 /// What is wrong with a CMR answer ([`Error::CmrMalformed`]).
@@ -602,4 +942,174 @@ pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::checkpoint::lock::lock_path;
+    use crate::engine::checkpoint::sqlite::{SCHEMA_VERSION, StateStore};
+
+    /// The causes of an error, outermost first (the error itself excluded).
+    fn causes<'a>(
+        e: &'a (dyn std::error::Error + 'static),
+    ) -> Vec<&'a (dyn std::error::Error + 'static)> {
+        let mut out = Vec::new();
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            out.push(c);
+            cur = c.source();
+        }
+        out
+    }
+
+    #[test]
+    fn a_damaged_state_file_keeps_the_sqlite_error_as_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        // The SQLite header, then pages of garbage.
+        let mut bytes = b"SQLite format 3\0".to_vec();
+        bytes.extend(std::iter::repeat_n(0xA5u8, 8192));
+        std::fs::write(&path, bytes).unwrap();
+        let e = StateStore::open_read_only(&path).unwrap_err();
+        assert!(e.is_usage(), "{e}");
+        let Error::State {
+            path: shown,
+            problem: StateProblem::Sqlite(sqlite),
+        } = &e
+        else {
+            panic!("not an SQLite problem: {e:?}");
+        };
+        assert_eq!(shown, &path.display().to_string());
+        assert_eq!(
+            sqlite.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::NotADatabase),
+            "{sqlite:?}"
+        );
+        let chain = causes(&e);
+        assert!(chain[0].is::<StateProblem>(), "{chain:?}");
+        assert!(chain[1].is::<rusqlite::Error>(), "{chain:?}");
+        // The message is SQLite's, after the path, as it always was.
+        assert_eq!(
+            e.to_string(),
+            format!("state file {}: {sqlite}", path.display())
+        );
+    }
+
+    #[test]
+    fn a_state_file_of_another_schema_version_says_which() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        drop(StateStore::open_exclusive(&path).unwrap());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let e = StateStore::open_read_only(&path).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::State {
+                    problem: StateProblem::SchemaVersion { found: 99, expected },
+                    ..
+                } if expected == SCHEMA_VERSION
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().ends_with(&format!(
+            "schema version 99; this hls-flow reads version {SCHEMA_VERSION}"
+        )));
+    }
+
+    #[test]
+    fn an_unusable_lock_file_keeps_the_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        // A folder where the lock file should be: it cannot be opened for writing.
+        std::fs::create_dir(lock_path(&path)).unwrap();
+        let e = StateStore::open_exclusive(&path).unwrap_err();
+        let Error::State {
+            path: shown,
+            problem: StateProblem::OpenLock(io),
+        } = &e
+        else {
+            panic!("not a lock file problem: {e:?}");
+        };
+        assert_eq!(shown, &lock_path(&path).display().to_string());
+        assert_eq!(io.kind(), std::io::ErrorKind::IsADirectory);
+        assert!(causes(&e)[1].is::<std::io::Error>());
+        assert!(e.is_usage());
+    }
+
+    #[test]
+    fn a_state_folder_that_cannot_be_made_keeps_the_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let e = StateStore::open_exclusive(&file.join("s.sqlite")).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::State {
+                    problem: StateProblem::CreateFolder(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(causes(&e)[1].is::<std::io::Error>());
+        assert!(e.to_string().contains("cannot create its folder: "), "{e}");
+    }
+
+    #[test]
+    fn a_bbox_that_is_not_a_number_keeps_the_float_error() {
+        let e = "1,x,3,4".parse::<crate::bbox::Bbox>().unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidBbox { problem: BboxProblem::NotANumber { text, .. }, .. } if text == "x"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            r#"invalid bounding box "1,x,3,4": "x" is not a number"#
+        );
+        assert!(causes(&e)[1].is::<std::num::ParseFloatError>());
+        assert!(e.is_usage());
+        // Checks after parsing name the box as given.
+        let e = "10, 0, 5, 1".parse::<crate::bbox::Bbox>().unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidBbox { input, problem: BboxProblem::WestOfEast } if input == "10, 0, 5, 1"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn dates_say_what_is_wrong_with_them() {
+        let day = |s: &str| crate::period::parse_day(s).unwrap_err();
+        assert!(matches!(
+            day("20240230"),
+            Error::InvalidDate {
+                problem: DateProblem::NoSuchDay,
+                ..
+            }
+        ));
+        assert!(matches!(
+            day("20241301"),
+            Error::InvalidDate {
+                problem: DateProblem::MonthOutOfRange,
+                ..
+            }
+        ));
+        assert_eq!(
+            day("2024").to_string(),
+            r#"invalid date "2024": expected YYYYMMDD"#
+        );
+        let e = crate::query::filter::Query::default()
+            .with_datetime("2024-05-01T00:00:00Z/yesterday")
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidDate { problem: DateProblem::NotRfc3339 { part, .. }, .. } if part == "yesterday"),
+            "{e:?}"
+        );
+        assert!(causes(&e)[1].is::<chrono::ParseError>());
+        assert!(e.is_usage());
+    }
 }

@@ -1,7 +1,7 @@
 //! Days, months and ranges as users write them (`202405`, `20240515`, `20240510 20240520`),
 //! and the UTC window each day covers.
 
-use crate::error::{Error, Result};
+use crate::error::{DateProblem, Error, Result};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 
 /// An inclusive range of UTC days.
@@ -59,7 +59,7 @@ impl DayRange {
                     .map(|a| a.as_ref())
                     .collect::<Vec<_>>()
                     .join(" "),
-                reason: "expected YYYYMM, YYYYMMDD, or two YYYYMMDD".into(),
+                problem: DateProblem::Arguments,
             }),
         }
     }
@@ -84,21 +84,23 @@ impl DayRange {
 /// Parses `YYYYMMDD` (or `YYYY-MM-DD`).
 pub fn parse_day(s: &str) -> Result<NaiveDate> {
     let s = s.trim();
-    let err = |reason: &str| Error::InvalidDate {
+    let err = |problem: DateProblem| Error::InvalidDate {
         input: s.to_string(),
-        reason: reason.to_string(),
+        problem,
     };
     let digits: String = s.chars().filter(|c| *c != '-').collect();
     if digits.len() != 8 || !digits.chars().all(|c| c.is_ascii_digit()) {
-        return Err(err("expected YYYYMMDD"));
+        return Err(err(DateProblem::NotADay));
     }
-    let y: i32 = digits[..4].parse().map_err(|_| err("bad year"))?;
-    let m: u32 = digits[4..6].parse().map_err(|_| err("bad month"))?;
-    let d: u32 = digits[6..].parse().map_err(|_| err("bad day"))?;
+    let y: i32 = digits[..4].parse().map_err(|e| err(DateProblem::Year(e)))?;
+    let m: u32 = digits[4..6]
+        .parse()
+        .map_err(|e| err(DateProblem::Month(e)))?;
+    let d: u32 = digits[6..].parse().map_err(|e| err(DateProblem::Day(e)))?;
     if !(1..=12).contains(&m) {
-        return Err(err("month must be 01 to 12"));
+        return Err(err(DateProblem::MonthOutOfRange));
     }
-    NaiveDate::from_ymd_opt(y, m, d).ok_or_else(|| err("no such day in that month"))
+    NaiveDate::from_ymd_opt(y, m, d).ok_or_else(|| err(DateProblem::NoSuchDay))
 }
 
 /// A calendar month: the unit of a repartition task and of a hive partition
@@ -115,7 +117,7 @@ impl Month {
             .map(|first| Month { first })
             .ok_or_else(|| Error::InvalidDate {
                 input: format!("{year:04}{month:02}"),
-                reason: "no such month".into(),
+                problem: DateProblem::NoSuchMonth,
             })
     }
 
@@ -181,18 +183,20 @@ impl std::str::FromStr for Month {
 
     fn from_str(s: &str) -> Result<Month> {
         let s = s.trim();
-        let err = |reason: &str| Error::InvalidDate {
+        let err = |problem: DateProblem| Error::InvalidDate {
             input: s.to_string(),
-            reason: reason.to_string(),
+            problem,
         };
         let digits: String = s.chars().filter(|c| *c != '-').collect();
         if digits.len() != 6 || !digits.chars().all(|c| c.is_ascii_digit()) {
-            return Err(err("expected YYYYMM"));
+            return Err(err(DateProblem::NotAMonth));
         }
-        let y: i32 = digits[..4].parse().map_err(|_| err("bad year"))?;
-        let m: u32 = digits[4..].parse().map_err(|_| err("bad month"))?;
+        let y: i32 = digits[..4].parse().map_err(|e| err(DateProblem::Year(e)))?;
+        let m: u32 = digits[4..]
+            .parse()
+            .map_err(|e| err(DateProblem::Month(e)))?;
         if !(1..=12).contains(&m) {
-            return Err(err("month must be 01 to 12"));
+            return Err(err(DateProblem::MonthOutOfRange));
         }
         Month::new(y, m)
     }

@@ -292,9 +292,11 @@ fn open_state(cfg: &RunConfig) -> Result<Arc<StateStore>> {
             Some(stored) => {
                 return Err(Error::State {
                     path: cfg.state.display().to_string(),
-                    reason: format!(
-                        "it records {key} {stored:?}, not {value:?}; use another --state for another {key}"
-                    ),
+                    problem: crate::error::StateProblem::OtherSetting {
+                        key,
+                        stored,
+                        given: value.to_string(),
+                    },
                 });
             }
         }

@@ -65,7 +65,7 @@ pub fn query_of(search: &Search) -> Result<Option<Query>, crate::error::Error> {
         let g = geo::Geometry::<f64>::try_from(g.clone()).map_err(|e| {
             crate::error::Error::InvalidBbox {
                 input: "intersects".into(),
-                reason: e.to_string(),
+                problem: crate::error::BboxProblem::Intersects(e),
             }
         })?;
         q.geometry = Some(g);

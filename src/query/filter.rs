@@ -2,7 +2,7 @@
 //! then on each kept item's footprint (exact intersection).
 
 use crate::collection::Collection;
-use crate::error::{Error, Result};
+use crate::error::{BboxProblem, DateProblem, Error, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType};
 use arrow_array::{Array, BooleanArray, RecordBatch};
@@ -36,23 +36,21 @@ impl Query {
     /// the antimeridian is two searches), south not north of north.
     pub fn with_bbox(mut self, b: [f64; 4]) -> Result<Query> {
         let [w, s, e, n] = b;
-        let invalid = |reason: &str| Error::InvalidBbox {
+        let invalid = |problem: BboxProblem| Error::InvalidBbox {
             input: format!("{w},{s},{e},{n}"),
-            reason: reason.into(),
+            problem,
         };
         if !b.iter().all(|v| v.is_finite()) {
-            return Err(invalid("not finite"));
+            return Err(invalid(BboxProblem::SearchNotFinite));
         }
         if !(-180.0..=180.0).contains(&w) || !(-180.0..=180.0).contains(&e) {
-            return Err(invalid("longitudes must be within [-180, 180]"));
+            return Err(invalid(BboxProblem::SearchLongitude));
         }
         if !(-90.0..=90.0).contains(&s) || !(-90.0..=90.0).contains(&n) {
-            return Err(invalid("latitudes must be within [-90, 90]"));
+            return Err(invalid(BboxProblem::SearchLatitude));
         }
         if w > e || s > n {
-            return Err(invalid(
-                "west must not be east of east, south not north of north",
-            ));
+            return Err(invalid(BboxProblem::SearchReversed));
         }
         self.geometry = Some(geo::Geometry::Rect(geo::Rect::new(
             geo::coord! { x: w, y: s },
@@ -69,9 +67,12 @@ impl Query {
             }
             DateTime::parse_from_rfc3339(part)
                 .map(|t| Some(t.to_utc()))
-                .map_err(|e| Error::InvalidDate {
+                .map_err(|source| Error::InvalidDate {
                     input: s.to_string(),
-                    reason: format!("{part:?} is not an RFC 3339 datetime: {e}"),
+                    problem: DateProblem::NotRfc3339 {
+                        part: part.to_string(),
+                        source,
+                    },
                 })
         };
         let (start, end) = match s.split_once('/') {
@@ -79,7 +80,7 @@ impl Query {
             Some(_) => {
                 return Err(Error::InvalidDate {
                     input: s.to_string(),
-                    reason: "more than one '/'".into(),
+                    problem: DateProblem::TooManySlashes,
                 });
             }
             None => {
@@ -90,7 +91,7 @@ impl Query {
         if start.is_none() && end.is_none() {
             return Err(Error::InvalidDate {
                 input: s.to_string(),
-                reason: "an open interval needs one end".into(),
+                problem: DateProblem::OpenAtBothEnds,
             });
         }
         if let (Some(a), Some(b)) = (start, end)
@@ -98,7 +99,7 @@ impl Query {
         {
             return Err(Error::InvalidDate {
                 input: s.to_string(),
-                reason: "start is after end".into(),
+                problem: DateProblem::StartAfterEnd,
             });
         }
         self.start = start;

@@ -2,6 +2,7 @@
 //! `stac-geoparquet`, built for a new file ([`wkb_multipolygons`], [`stac_geoparquet`]) and
 //! read and merged from daily files into a monthly one ([`FileMetadata`]).
 
+use crate::error::MetadataProblem;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,18 +94,19 @@ pub struct FileMetadata {
 
 impl FileMetadata {
     /// Adds one input's `geo` and `stac-geoparquet` values (JSON text, if present).
-    /// Errors (as a reason) when the `geo` metadata of two inputs disagree on something a
-    /// merged file cannot hold: primary column, geometry column encoding or CRS.
-    pub fn add(&mut self, geo: Option<&str>, stac: Option<&str>) -> Result<(), String> {
-        let parse = |key: &str, s: &str| -> Result<Map<String, Value>, String> {
+    /// Errors when an input has no `geo` metadata, when a value is not a JSON object, and
+    /// when the `geo` metadata of two inputs disagree on something a merged file cannot
+    /// hold: primary column, geometry column encoding or CRS.
+    pub fn add(&mut self, geo: Option<&str>, stac: Option<&str>) -> Result<(), MetadataProblem> {
+        let parse = |key: &'static str, s: &str| -> Result<Map<String, Value>, MetadataProblem> {
             match serde_json::from_str::<Value>(s) {
                 Ok(Value::Object(m)) => Ok(m),
-                Ok(_) => Err(format!("{key} metadata is not a JSON object")),
-                Err(e) => Err(format!("{key} metadata is not valid JSON: {e}")),
+                Ok(_) => Err(MetadataProblem::NotAnObject { key }),
+                Err(source) => Err(MetadataProblem::NotJson { key, source }),
             }
         };
         let Some(geo) = geo else {
-            return Err("no GeoParquet (geo) metadata: not a stac-geoparquet file".into());
+            return Err(MetadataProblem::NoGeo);
         };
         let geo = parse(GEO_KEY, geo)?;
         match &mut self.geo {
@@ -145,13 +147,15 @@ impl FileMetadata {
     }
 }
 
-fn merge_geo(have: &mut Map<String, Value>, other: &Map<String, Value>) -> Result<(), String> {
+fn merge_geo(
+    have: &mut Map<String, Value>,
+    other: &Map<String, Value>,
+) -> Result<(), MetadataProblem> {
     if have.get("primary_column") != other.get("primary_column") {
-        return Err(format!(
-            "geo metadata: primary column {} here, {} in an earlier file",
-            show(other.get("primary_column")),
-            show(have.get("primary_column")),
-        ));
+        return Err(MetadataProblem::PrimaryColumn {
+            here: other.get("primary_column").cloned().map(Box::new),
+            earlier: have.get("primary_column").cloned().map(Box::new),
+        });
     }
     let empty = Map::new();
     let other_columns = other
@@ -159,7 +163,7 @@ fn merge_geo(have: &mut Map<String, Value>, other: &Map<String, Value>) -> Resul
         .and_then(Value::as_object)
         .unwrap_or(&empty);
     let Some(Value::Object(columns)) = have.get_mut("columns") else {
-        return Err("geo metadata has no columns".into());
+        return Err(MetadataProblem::NoColumns);
     };
     for (name, col) in other_columns {
         let Value::Object(col) = col else {
@@ -171,11 +175,12 @@ fn merge_geo(have: &mut Map<String, Value>, other: &Map<String, Value>) -> Resul
         };
         for key in ["encoding", "crs", "edges", "orientation", "epoch"] {
             if mine.get(key) != col.get(key) {
-                return Err(format!(
-                    "geo metadata: column {name:?} has {key} {} here, {} in an earlier file",
-                    show(col.get(key)),
-                    show(mine.get(key)),
-                ));
+                return Err(MetadataProblem::ColumnDiffers {
+                    column: name.clone(),
+                    key,
+                    here: col.get(key).cloned().map(Box::new),
+                    earlier: mine.get(key).cloned().map(Box::new),
+                });
             }
         }
         // Geometry types: the union (an empty list means "any", and stays so).
@@ -244,10 +249,6 @@ fn merge_stac(have: &mut Map<String, Value>, other: &Map<String, Value>) {
     }
 }
 
-fn show(v: Option<&Value>) -> String {
-    v.map_or_else(|| "none".to_string(), Value::to_string)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,8 +313,23 @@ mod tests {
         m.add(Some(&geo(None, &[])), None).unwrap();
         let other = geo(None, &[]).replace("WKB", "point");
         let e = m.add(Some(&other), None).unwrap_err();
-        assert!(e.contains("encoding"), "{e}");
-        assert!(m.add(None, None).unwrap_err().contains("geo"));
-        assert!(m.add(Some("[1]"), None).is_err());
+        assert!(
+            matches!(&e, MetadataProblem::ColumnDiffers { column, key: "encoding", .. } if column == "geometry"),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            r#"geo metadata: column "geometry" has encoding "point" here, "WKB" in an earlier file"#
+        );
+        assert!(matches!(m.add(None, None), Err(MetadataProblem::NoGeo)));
+        assert!(matches!(
+            m.add(Some("[1]"), None),
+            Err(MetadataProblem::NotAnObject { key: "geo" })
+        ));
+        let e = m.add(Some("{"), None).unwrap_err();
+        assert!(
+            std::error::Error::source(&e).is_some_and(|s| s.is::<serde_json::Error>()),
+            "{e:?}"
+        );
     }
 }

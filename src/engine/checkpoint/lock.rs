@@ -2,7 +2,7 @@
 //! `<state>.lock`, which the kernel releases when the process dies, so the lock of a killed
 //! run is taken over without anyone deleting anything.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StateProblem};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ pub(crate) fn take_lock(path: &Path) -> Result<File> {
         .open(&lp)
         .map_err(|e| Error::State {
             path: lp.display().to_string(),
-            reason: format!("cannot open the lock file: {e}"),
+            problem: StateProblem::OpenLock(e),
         })?;
     match f.try_lock() {
         Ok(()) => {
@@ -39,7 +39,7 @@ pub(crate) fn take_lock(path: &Path) -> Result<File> {
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::State {
             path: lp.display().to_string(),
-            reason: format!("cannot lock: {e}"),
+            problem: StateProblem::Lock(e),
         }),
     }
 }

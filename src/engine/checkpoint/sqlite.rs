@@ -14,7 +14,7 @@ pub use crate::engine::checkpoint::{RunRow, TaskOutput, TaskRow};
 use crate::engine::events::Event;
 use crate::engine::task::TaskId;
 pub use crate::engine::task::{TaskKind, TaskSpec, TaskState};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StateProblem};
 use crate::period::Month;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -86,13 +86,11 @@ impl StateStore {
     /// Opens (creating if needed) a state file for writing, taking its lock. Tasks left
     /// `running` by a dead process go back to `pending`.
     pub fn open_exclusive(path: &Path) -> Result<StateStore> {
-        let serr = |reason: String| Error::State {
-            path: path.display().to_string(),
-            reason,
-        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| serr(format!("cannot create its folder: {e}")))?;
+            std::fs::create_dir_all(dir).map_err(|e| Error::State {
+                path: path.display().to_string(),
+                problem: StateProblem::CreateFolder(e),
+            })?;
         }
         check_header(path)?;
         let lock = take_lock(path)?;
@@ -124,7 +122,7 @@ impl StateStore {
         if !path.exists() {
             return Err(Error::State {
                 path: path.display().to_string(),
-                reason: "no such file (nothing has run with this --state yet)".into(),
+                problem: StateProblem::NoSuchFile,
             });
         }
         check_header(path)?;
@@ -143,10 +141,10 @@ impl StateStore {
         &self.path
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> Error {
+    fn err(&self, problem: StateProblem) -> Error {
         Error::State {
             path: self.path.display().to_string(),
-            reason: e.to_string(),
+            problem,
         }
     }
 
@@ -154,8 +152,8 @@ impl StateStore {
         let mut conn = self
             .conn
             .lock()
-            .map_err(|_| self.err("state connection poisoned"))?;
-        f(&mut conn).map_err(|e| self.err(e))
+            .map_err(|_| self.err(StateProblem::Poisoned))?;
+        f(&mut conn).map_err(|e| self.err(StateProblem::Sqlite(e)))
     }
 
     fn check_version(&self) -> Result<i64> {
@@ -172,19 +170,20 @@ impl StateStore {
             return Ok(0);
         }
         if version == 0 {
-            return Err(self.err("an SQLite database, but not an hls-flow state file"));
+            return Err(self.err(StateProblem::OtherDatabase));
         }
         if version != SCHEMA_VERSION {
-            return Err(self.err(format!(
-                "schema version {version}; this hls-flow reads version {SCHEMA_VERSION}"
-            )));
+            return Err(self.err(StateProblem::SchemaVersion {
+                found: version,
+                expected: SCHEMA_VERSION,
+            }));
         }
         let app: Option<String> = self.with(|c| {
             c.query_row("SELECT value FROM meta WHERE key = 'app'", [], |r| r.get(0))
                 .optional()
         })?;
         if app.as_deref() != Some("hls-flow") {
-            return Err(self.err("not an hls-flow state file"));
+            return Err(self.err(StateProblem::NotHlsFlow));
         }
         Ok(version)
     }
@@ -416,7 +415,7 @@ impl StateStore {
             None => Ok(()),
             Some((key, state)) => match TaskState::parse(&state) {
                 Some(from) => Err(illegal(&key, from, t)),
-                None => Err(self.err(format!("{key}: no such task"))),
+                None => Err(self.err(StateProblem::NoSuchTask { key })),
             },
         }
     }
@@ -553,17 +552,18 @@ fn check_header(path: &Path) -> Result<()> {
     if n < 16 || &head != b"SQLite format 3\0" {
         return Err(Error::State {
             path: path.display().to_string(),
-            reason: "not an SQLite database".into(),
+            problem: StateProblem::NotSqlite,
         });
     }
     Ok(())
 }
 
 fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
-    let serr = |e: &dyn std::fmt::Display| Error::State {
+    let state_err = |problem: StateProblem| Error::State {
         path: path.display().to_string(),
-        reason: e.to_string(),
+        problem,
     };
+    let serr = |e: rusqlite::Error| state_err(StateProblem::Sqlite(e));
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -571,28 +571,26 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| serr(&e))?;
+    let conn = Connection::open_with_flags(path, flags).map_err(serr)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(|e| serr(&e))?;
+        .map_err(serr)?;
     if !read_only {
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| serr(&e))?;
+            .map_err(serr)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(serr(&format!(
-                "could not switch to WAL mode (journal_mode is {mode})"
-            )));
+            return Err(state_err(StateProblem::NotWal { journal_mode: mode }));
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| serr(&e))?;
+            .map_err(serr)?;
         conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(|e| serr(&e))?;
+            .map_err(serr)?;
     }
     // Touch the schema so that a damaged file fails here, with its path.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     })
-    .map_err(|e| serr(&e))?;
+    .map_err(serr)?;
     Ok(conn)
 }
 

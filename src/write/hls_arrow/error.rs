@@ -54,14 +54,15 @@ pub enum HlsArrowError {
         field: String,
     },
     /// A value the fixed schema cannot hold, or that would not read back the same.
-    #[error("item {}: {field}: {reason}", display_id(.id))]
+    #[error("item {}: {field}: {problem}", display_id(.id))]
     InvalidValue {
         /// The item id.
         id: Option<String>,
         /// The path of the field, e.g. `geometry.type`.
         field: String,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        problem: ValueProblem,
     },
     /// Building a record batch failed (a bug, or an Arrow limit).
     #[error("arrow: {0}")]
@@ -71,7 +72,53 @@ pub enum HlsArrowError {
     Parquet(#[from] parquet::errors::ParquetError),
     /// Encoding the file metadata failed.
     #[error("metadata: {0}")]
-    Metadata(String),
+    Metadata(#[source] serde_json::Error),
+}
+
+/// What is wrong with a value ([`HlsArrowError::InvalidValue`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueProblem {
+    /// A required field that is absent.
+    #[error("missing")]
+    Missing,
+    /// A required field that is absent or null.
+    #[error("missing or null")]
+    MissingOrNull,
+    /// A field that is not the one value the shape allows, as read from JSON.
+    #[error("expected {expected}, got {found:?}")]
+    Other {
+        /// What the shape allows (`"Feature"`, `"1.0.0" or "1.1.0"`).
+        expected: &'static str,
+        /// What the item has, if anything.
+        found: Option<String>,
+    },
+    /// A geometry of another type than MultiPolygon.
+    #[error("expected \"MultiPolygon\", got {0:?}")]
+    GeometryType(&'static str),
+    /// A value of the wrong JSON type (`a string`, `numbers`).
+    #[error("expected {0}")]
+    Kind(&'static str),
+    /// An item of another collection than the file's.
+    #[error("{found:?} is not {expected:?}")]
+    OtherCollection {
+        /// The item's collection.
+        found: String,
+        /// The file's collection.
+        expected: &'static str,
+    },
+    /// A time that is not RFC 3339.
+    #[error("not a datetime: {0:?}")]
+    NotADatetime(String),
+    /// A geometry that WKB cannot hold (empty, too many rings or points).
+    #[error("{0}")]
+    Rings(&'static str),
+    /// A bbox that is not two-dimensional.
+    #[error("{0} values, expected 4")]
+    BboxLength(usize),
+    /// A position that is not `[x, y]`.
+    #[error("a position has {0} values, expected 2")]
+    PositionLength(usize),
 }
 
 impl HlsArrowError {

@@ -5,7 +5,7 @@
 //! reported by name afterwards (with the item id); wrong JSON types fail the parse with the
 //! path of the field in the message.
 
-use super::error::{HlsArrowError, Result};
+use super::error::{HlsArrowError, Result, ValueProblem};
 use super::item::{HlsAsset, HlsBand, HlsItem, HlsLink, close_rings, parse_millis};
 use super::schema::AssetSlot;
 use serde::Deserialize;
@@ -307,10 +307,10 @@ impl<'a> RawItem<'a> {
     fn into_item(self, slots: &[AssetSlot], collection_id: &'static str) -> Result<HlsItem<'a>> {
         let id = self.id.map(cow);
         let id_for_error = || id.as_ref().map(|s| s.to_string());
-        let invalid = |field: &str, reason: String| HlsArrowError::InvalidValue {
+        let invalid = |field: &str, problem: ValueProblem| HlsArrowError::InvalidValue {
             id: id_for_error(),
             field: field.to_owned(),
-            reason,
+            problem,
         };
         if let Some(field) = self.unknown.into_iter().next() {
             return Err(HlsArrowError::UnknownField {
@@ -319,29 +319,35 @@ impl<'a> RawItem<'a> {
             });
         }
         let Some(id) = id.clone() else {
-            return Err(invalid("id", "missing".into()));
+            return Err(invalid("id", ValueProblem::Missing));
         };
         match self.kind.as_ref().map(|k| k.0.as_ref()) {
             Some("Feature") => {}
             other => {
                 return Err(invalid(
                     "type",
-                    format!("expected \"Feature\", got {other:?}"),
+                    ValueProblem::Other {
+                        expected: "\"Feature\"",
+                        found: other.map(str::to_owned),
+                    },
                 ));
             }
         }
         check_stac_version(self.stac_version.as_ref().map(|v| v.0.as_ref()))
-            .map_err(|reason| invalid("stac_version", reason))?;
+            .map_err(|problem| invalid("stac_version", problem))?;
         if let Some(collection) = &self.collection
             && collection.0 != collection_id
         {
             return Err(invalid(
                 "collection",
-                format!("{:?} is not {collection_id:?}", collection.0),
+                ValueProblem::OtherCollection {
+                    found: collection.0.to_string(),
+                    expected: collection_id,
+                },
             ));
         }
         let Some(props) = self.properties else {
-            return Err(invalid("properties", "missing".into()));
+            return Err(invalid("properties", ValueProblem::Missing));
         };
         if let Some(key) = props.unknown.into_iter().next() {
             return Err(HlsArrowError::UnknownProperty {
@@ -354,7 +360,7 @@ impl<'a> RawItem<'a> {
                 None => Ok(None),
                 Some(s) => parse_millis(&s.0)
                     .map(Some)
-                    .ok_or_else(|| invalid(field, format!("not a datetime: {:?}", s.0))),
+                    .ok_or_else(|| invalid(field, ValueProblem::NotADatetime(s.0.to_string()))),
             }
         };
         let datetime = time(props.datetime, "properties.datetime")?;
@@ -363,7 +369,7 @@ impl<'a> RawItem<'a> {
 
         let geometry = self
             .geometry
-            .ok_or_else(|| invalid("geometry", "missing or null".into()))?;
+            .ok_or_else(|| invalid("geometry", ValueProblem::MissingOrNull))?;
         if let Some(key) = geometry.unknown.into_iter().next() {
             return Err(HlsArrowError::UnexpectedField {
                 id: id_for_error(),
@@ -375,20 +381,24 @@ impl<'a> RawItem<'a> {
             other => {
                 return Err(invalid(
                     "geometry.type",
-                    format!("expected \"MultiPolygon\", got {other:?}"),
+                    ValueProblem::Other {
+                        expected: "\"MultiPolygon\"",
+                        found: other.map(str::to_owned),
+                    },
                 ));
             }
         }
         let mut polygons = geometry
             .coordinates
-            .ok_or_else(|| invalid("geometry.coordinates", "missing".into()))?;
-        close_rings(&mut polygons).map_err(|r| invalid("geometry.coordinates", r.into()))?;
+            .ok_or_else(|| invalid("geometry.coordinates", ValueProblem::Missing))?;
+        close_rings(&mut polygons)
+            .map_err(|r| invalid("geometry.coordinates", ValueProblem::Rings(r)))?;
 
         let bbox = match self.bbox {
             None => None,
             Some(b) => Some(
                 <[f64; 4]>::try_from(b.as_slice())
-                    .map_err(|_| invalid("bbox", format!("{} values, expected 4", b.len())))?,
+                    .map_err(|_| invalid("bbox", ValueProblem::BboxLength(b.len())))?,
             ),
         };
 
@@ -459,10 +469,13 @@ impl<'a> RawItem<'a> {
 }
 
 /// The `stac_version`s the fast path accepts (the `stac` writer stores its own version).
-pub(crate) fn check_stac_version(version: Option<&str>) -> std::result::Result<(), String> {
+pub(crate) fn check_stac_version(version: Option<&str>) -> std::result::Result<(), ValueProblem> {
     match version {
         Some("1.0.0" | "1.1.0") => Ok(()),
-        other => Err(format!("expected \"1.0.0\" or \"1.1.0\", got {other:?}")),
+        other => Err(ValueProblem::Other {
+            expected: "\"1.0.0\" or \"1.1.0\"",
+            found: other.map(str::to_owned),
+        }),
     }
 }
 

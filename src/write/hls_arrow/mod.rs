@@ -43,7 +43,7 @@ mod writer;
 mod tests;
 
 pub use builder::HlsBatchBuilder;
-pub use error::{HlsArrowError, Result};
+pub use error::{HlsArrowError, Result, ValueProblem};
 pub use schema::{AssetSlot, GEOMETRY, THUMBNAIL, asset_slots, hls_schema};
 pub use writer::{HlsGeoparquetWriter, HlsWriterOptions, WriteStats};
 

@@ -3,7 +3,7 @@
 //! The same shape rules as the JSON path: anything the fixed schema has no column for is an
 //! error that names it.
 
-use super::error::{HlsArrowError, Result};
+use super::error::{HlsArrowError, Result, ValueProblem};
 use super::item::{HlsAsset, HlsBand, HlsItem, HlsLink, close_rings, millis};
 use super::json::{check_bands, check_stac_version};
 use super::schema::AssetSlot;
@@ -17,10 +17,10 @@ pub(crate) fn from_stac_item<'a>(
     collection_id: &'static str,
 ) -> Result<HlsItem<'a>> {
     let id = || Some(item.id.clone());
-    let invalid = |field: &str, reason: String| HlsArrowError::InvalidValue {
+    let invalid = |field: &str, problem: ValueProblem| HlsArrowError::InvalidValue {
         id: id(),
         field: field.to_owned(),
-        reason,
+        problem,
     };
     let unexpected = |field: String| HlsArrowError::UnexpectedField { id: id(), field };
 
@@ -31,13 +31,16 @@ pub(crate) fn from_stac_item<'a>(
         });
     }
     check_stac_version(Some(item.version.to_string().as_str()))
-        .map_err(|reason| invalid("stac_version", reason))?;
+        .map_err(|problem| invalid("stac_version", problem))?;
     if let Some(collection) = &item.collection
         && collection != collection_id
     {
         return Err(invalid(
             "collection",
-            format!("{collection:?} is not {collection_id:?}"),
+            ValueProblem::OtherCollection {
+                found: collection.clone(),
+                expected: collection_id,
+            },
         ));
     }
 
@@ -70,7 +73,7 @@ pub(crate) fn from_stac_item<'a>(
     };
     for (key, value) in &p.additional_fields {
         let field = || format!("properties.{key}");
-        let wrong = |expected: &str| invalid(&field(), format!("expected {expected}"));
+        let wrong = |expected: &'static str| invalid(&field(), ValueProblem::Kind(expected));
         if value.is_null() {
             if !KNOWN_PROPERTIES.contains(&key.as_str()) {
                 return Err(HlsArrowError::UnknownProperty {
@@ -120,7 +123,7 @@ pub(crate) fn from_stac_item<'a>(
     let geometry = item
         .geometry
         .as_ref()
-        .ok_or_else(|| invalid("geometry", "missing or null".into()))?;
+        .ok_or_else(|| invalid("geometry", ValueProblem::MissingOrNull))?;
     if geometry.bbox.is_some() {
         return Err(unexpected("geometry.bbox".into()));
     }
@@ -134,10 +137,7 @@ pub(crate) fn from_stac_item<'a>(
     let geojson::GeometryValue::MultiPolygon { coordinates } = &geometry.value else {
         return Err(invalid(
             "geometry.type",
-            format!(
-                "expected \"MultiPolygon\", got {:?}",
-                geometry.value.type_name()
-            ),
+            ValueProblem::GeometryType(geometry.value.type_name()),
         ));
     };
     let mut polygons = Vec::with_capacity(coordinates.len());
@@ -151,7 +151,7 @@ pub(crate) fn from_stac_item<'a>(
                     other => {
                         return Err(invalid(
                             "geometry.coordinates",
-                            format!("a position has {} values, expected 2", other.len()),
+                            ValueProblem::PositionLength(other.len()),
                         ));
                     }
                 }
@@ -160,14 +160,15 @@ pub(crate) fn from_stac_item<'a>(
         }
         polygons.push(rings);
     }
-    close_rings(&mut polygons).map_err(|r| invalid("geometry.coordinates", r.into()))?;
+    close_rings(&mut polygons)
+        .map_err(|r| invalid("geometry.coordinates", ValueProblem::Rings(r)))?;
     out.geometry = polygons;
 
     out.bbox = match &item.bbox {
         None => None,
         Some(stac::Bbox::TwoDimensional(b)) => Some(*b),
         Some(stac::Bbox::ThreeDimensional(_)) => {
-            return Err(invalid("bbox", "6 values, expected 4".into()));
+            return Err(invalid("bbox", ValueProblem::BboxLength(6)));
         }
     };
 

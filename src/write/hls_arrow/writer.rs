@@ -180,9 +180,8 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
             self.builder.bounds(),
             self.items > 0,
         )
-        .map_err(|e| HlsArrowError::Metadata(e.to_string()))?;
-        let stac =
-            metadata::stac_geoparquet().map_err(|e| HlsArrowError::Metadata(e.to_string()))?;
+        .map_err(HlsArrowError::Metadata)?;
+        let stac = metadata::stac_geoparquet().map_err(HlsArrowError::Metadata)?;
         self.writer
             .append_key_value_metadata(KeyValue::new(metadata::GEO_KEY.to_string(), geo));
         self.writer

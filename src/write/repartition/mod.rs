@@ -24,7 +24,7 @@ pub mod schema;
 pub mod spill;
 
 use crate::collection::Collection;
-use crate::error::{Error, ReadError, Result};
+use crate::error::{Error, ReadError, RepartitionProblem, Result};
 use crate::period::Month;
 use crate::progress::UnitBar;
 use crate::write::geoparquet::read_metadata;
@@ -41,7 +41,7 @@ use object_store::path::Path;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::KeyValue;
-use spill::{Bucket, Spilled, Spiller};
+use spill::{Bucket, SpillError, Spilled, Spiller};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::BufWriter;
@@ -223,15 +223,15 @@ pub async fn repartition_month(
     let started = Instant::now();
     let dest = partition_path(dst, collection, month);
     let shown = dst.show(&dest);
-    let fail = |reason: String| Error::Repartition {
+    let fail = |problem: RepartitionProblem| Error::Repartition {
         partition: shown.clone(),
-        reason,
+        problem,
     };
     if inputs.is_empty() {
-        return Err(fail("no daily files to read".into()));
+        return Err(fail(RepartitionProblem::NoInputs));
     }
     if options.row_group_size == 0 || options.batch_size == 0 {
-        return Err(fail("row group and batch sizes must be positive".into()));
+        return Err(fail(RepartitionProblem::ZeroSize));
     }
     if !options.overwrite && dst.size_of(&dest).await?.is_some() {
         return Err(Error::PartitionExists { path: shown });
@@ -281,7 +281,7 @@ pub async fn repartition_month(
         merged = Some(next.map_err(|c| Error::SchemaConflict {
             path: f.shown.clone(),
             column: c.column,
-            reason: c.reason,
+            problem: c.problem,
         })?);
     }
     let schema: SchemaRef = Arc::new(merged.unwrap_or_else(Schema::empty));
@@ -297,7 +297,7 @@ pub async fn repartition_month(
             .prefix("hls-flow-repartition-")
             .tempdir(),
     }
-    .map_err(|e| fail(format!("temporary folder: {e}")))?;
+    .map_err(|e| fail(RepartitionProblem::TempFolder(e)))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(1);
     let job = Job {
         shown: shown.clone(),
@@ -376,13 +376,14 @@ struct Sink {
     rows: u64,
 }
 
-type EncodeResult = std::result::Result<parquet::file::metadata::ParquetMetaData, String>;
+type EncodeResult =
+    std::result::Result<parquet::file::metadata::ParquetMetaData, parquet::errors::ParquetError>;
 
 impl Job {
-    fn fail(&self, reason: impl Into<String>) -> Error {
+    fn fail(&self, problem: RepartitionProblem) -> Error {
         Error::Repartition {
             partition: self.shown.clone(),
-            reason: reason.into(),
+            problem,
         }
     }
 
@@ -402,7 +403,7 @@ impl Job {
         for (index, (shown, rows)) in self.inputs.iter().enumerate() {
             let bytes = rx
                 .blocking_recv()
-                .ok_or_else(|| self.fail("the daily files stopped arriving"))??;
+                .ok_or_else(|| self.fail(RepartitionProblem::InputsStopped))??;
             let read_err = |source: ReadError| Error::Read {
                 path: shown.clone(),
                 source,
@@ -417,7 +418,7 @@ impl Job {
                     schema::conform(&batch, &self.schema).map_err(|c| Error::SchemaConflict {
                         path: shown.clone(),
                         column: c.column,
-                        reason: c.reason,
+                        problem: c.problem,
                     })?;
                 for id in spill::batch_ids(&batch).map_err(|e| read_err(ReadError::Columns(e)))? {
                     if let Some(first) = seen.insert(id.into(), index as u32) {
@@ -432,7 +433,7 @@ impl Job {
                     spill::batch_keys(&batch).map_err(|e| read_err(ReadError::Columns(e)))?;
                 spiller
                     .push(&batch, &keys)
-                    .map_err(|e| self.fail(format!("spilling: {e}")))?;
+                    .map_err(|e| self.fail(RepartitionProblem::Spill(e)))?;
                 file_rows += batch.num_rows() as u64;
                 bar.inc(batch.num_rows() as u64);
             }
@@ -447,7 +448,7 @@ impl Job {
         drop(seen);
         let spilled = spiller
             .finish(self.options.bucket_bytes)
-            .map_err(|e| self.fail(format!("spilling: {e}")))?;
+            .map_err(|e| self.fail(RepartitionProblem::Spill(e)))?;
         if let Spilled::Buckets(buckets) = &spilled {
             tracing::debug!(
                 "{}: {rows_in} rows spilled into {} buckets ({} bytes) in {:.2} s",
@@ -469,7 +470,7 @@ impl Job {
             self.schema.clone(),
             Some(props),
         )
-        .map_err(|e| self.fail(e.to_string()))?;
+        .map_err(|e| self.fail(RepartitionProblem::Parquet(e)))?;
         for (key, value) in &self.key_values {
             writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
         }
@@ -478,19 +479,19 @@ impl Job {
             .name("repartition-encoder".into())
             .spawn(move || -> EncodeResult {
                 for rows in rx {
-                    writer.write(&rows).map_err(|e| e.to_string())?;
+                    writer.write(&rows)?;
                 }
-                writer.close().map_err(|e| e.to_string())
+                writer.close()
             })
-            .map_err(|e| self.fail(format!("starting the encoder thread: {e}")))?;
+            .map_err(|e| self.fail(RepartitionProblem::EncoderThread(e)))?;
         let mut sink = Sink { tx, rows: 0 };
         let drained = self.drain_all(spilled, 0, &mut sink);
         drop(sink.tx);
         let encoded = encoder
             .join()
-            .map_err(|_| self.fail("the encoder thread panicked"))?;
+            .map_err(|_| self.fail(RepartitionProblem::EncoderPanicked))?;
         // The encoder's own error explains a failed send better than the send does.
-        let meta = encoded.map_err(|e| self.fail(e))?;
+        let meta = encoded.map_err(|e| self.fail(RepartitionProblem::Parquet(e)))?;
         drained?;
         tracing::debug!(
             "{}: {} rows sorted and written in {:.2} s",
@@ -499,7 +500,10 @@ impl Job {
             started.elapsed().as_secs_f64()
         );
         if sink.rows != rows_in {
-            return Err(self.fail(format!("{rows_in} rows read but {} written", sink.rows)));
+            return Err(self.fail(RepartitionProblem::RowsLost {
+                read: rows_in,
+                written: sink.rows,
+            }));
         }
         Ok(Written {
             file,
@@ -508,28 +512,16 @@ impl Job {
         })
     }
 
-    /// Writes the rows of a spill in order: sorted in memory, or bucket by bucket.
-    fn drain_all(&self, spilled: Spilled, level: u32, sink: &mut Sink) -> Result<()> {
-        match spilled {
-            Spilled::InMemory(batches) => self.write_sorted(&batches, "memory", sink),
-            Spilled::Buckets(buckets) => {
-                let mut buckets = buckets.into_iter();
-                for bucket in buckets.by_ref() {
-                    if let Err(e) = self.drain(bucket, level, sink) {
-                        buckets.for_each(Bucket::remove);
-                        return Err(e);
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
     /// Writes a bucket's rows in order, splitting it first if it is too large to sort in
     /// memory (`level` is how many times its rows were split already).
     fn drain(&self, bucket: Bucket, level: u32, sink: &mut Sink) -> Result<()> {
-        let label = bucket.path.display().to_string();
-        let fail = |e: String| self.fail(format!("bucket {label}: {e}"));
+        let label = bucket.path.clone();
+        let fail = |source: SpillError| {
+            self.fail(RepartitionProblem::Bucket {
+                bucket: label.clone(),
+                source,
+            })
+        };
         if bucket.bytes > self.options.bucket_bytes as u64 && level < 3 {
             let shift = 16 - 8 * level;
             let name = bucket
@@ -551,36 +543,56 @@ impl Job {
                 self.options.spill_buffer_bytes,
             );
             for batch in bucket.reader().map_err(fail)? {
-                let batch = batch.map_err(|e| fail(e.to_string()))?;
-                let keys = spill::batch_keys(&batch).map_err(fail)?;
+                let batch = batch.map_err(|e| fail(SpillError::Arrow(e)))?;
+                let keys = spill::batch_keys(&batch).map_err(|e| fail(e.into()))?;
                 sub.push(&batch, &keys).map_err(fail)?;
             }
             bucket.remove();
             let spilled = sub
                 .finish(self.options.bucket_bytes)
-                .map_err(|e| self.fail(e))?;
+                .map_err(|e| self.fail(RepartitionProblem::Spill(e)))?;
             return self.drain_all(spilled, level + 1, sink);
         }
         let batches = bucket.read().map_err(fail)?;
-        self.write_sorted(&batches, &label, sink)?;
+        self.write_sorted(&batches, sink, fail)?;
         drop(batches);
         bucket.remove();
         Ok(())
     }
 
-    /// Sorts rows held in memory (by Hilbert key, then id) and sends them to the encoder.
-    fn write_sorted(&self, batches: &[RecordBatch], label: &str, sink: &mut Sink) -> Result<()> {
-        let fail = |e: String| self.fail(format!("bucket {label}: {e}"));
-        let order = spill::sorted_order(batches).map_err(fail)?;
+    /// Writes the rows of a spill in order: sorted in memory, or bucket by bucket.
+    fn drain_all(&self, spilled: Spilled, level: u32, sink: &mut Sink) -> Result<()> {
+        match spilled {
+            Spilled::InMemory(batches) => {
+                self.write_sorted(&batches, sink, |e| self.fail(RepartitionProblem::Spill(e)))
+            }
+            Spilled::Buckets(buckets) => {
+                for bucket in buckets {
+                    self.drain(bucket, level, sink)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sorts rows held in memory (by Hilbert key, then id) and sends them to the encoder;
+    /// `fail` says where they came from.
+    fn write_sorted(
+        &self,
+        batches: &[RecordBatch],
+        sink: &mut Sink,
+        fail: impl Fn(SpillError) -> Error,
+    ) -> Result<()> {
+        let order = spill::sorted_order(batches).map_err(|e| fail(e.into()))?;
         let refs: Vec<&RecordBatch> = batches.iter().collect();
         // Chunks smaller than a row group keep the rows in flight to the encoder few.
         for chunk in order.chunks(self.options.row_group_size.min(WRITE_CHUNK_ROWS)) {
             let rows = arrow_select::interleave::interleave_record_batch(&refs, chunk)
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(SpillError::Arrow(e)))?;
             let n = rows.num_rows() as u64;
             sink.tx
                 .send(rows)
-                .map_err(|_| self.fail("the parquet encoder stopped"))?;
+                .map_err(|_| self.fail(RepartitionProblem::EncoderStopped))?;
             sink.rows += n;
             self.options.progress.inc(n);
         }

@@ -8,6 +8,7 @@
 //! integers to `Int64`, integers and floats to `Float64`, and dictionaries to their values.
 //! Anything else that differs cannot be merged.
 
+use crate::error::SchemaProblem;
 use arrow_array::{
     Array, ArrayRef, GenericListArray, LargeListArray, ListArray, OffsetSizeTrait, RecordBatch,
     RecordBatchOptions, StructArray, new_null_array,
@@ -16,13 +17,13 @@ use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Why two column types cannot be merged: the column's dotted path and the two types.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why two column types cannot be merged: the column's dotted path and what differs.
+#[derive(Debug)]
 pub struct Conflict {
-    /// The column (`assets.B01.href`).
+    /// The column (`assets.B01.href`), empty if not about one column.
     pub column: String,
     /// What could not be merged.
-    pub reason: String,
+    pub problem: SchemaProblem,
 }
 
 /// Merges schemas into one that every one of them can be brought to with [`conform`].
@@ -106,7 +107,10 @@ fn merge_types(a: &DataType, b: &DataType, column: &str) -> Result<DataType, Con
     }
     let conflict = || Conflict {
         column: column.to_string(),
-        reason: format!("{a} in one file, {b} in another"),
+        problem: SchemaProblem::Types {
+            a: a.clone(),
+            b: b.clone(),
+        },
     };
     Ok(match (a, b) {
         (DataType::Null, t) | (t, DataType::Null) => t.clone(),
@@ -153,7 +157,7 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, C
         )
         .map_err(|e| Conflict {
             column: String::new(),
-            reason: e.to_string(),
+            problem: SchemaProblem::Arrow(e),
         });
     }
     let rows = batch.num_rows();
@@ -172,7 +176,7 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, C
     )
     .map_err(|e| Conflict {
         column: String::new(),
-        reason: e.to_string(),
+        problem: SchemaProblem::Arrow(e),
     })
 }
 
@@ -181,14 +185,14 @@ fn conform_array(array: &ArrayRef, field: &FieldRef, column: &str) -> Result<Arr
     if array.data_type() == target {
         return Ok(array.clone());
     }
-    let err = |reason: String| Conflict {
+    let err = |problem: SchemaProblem| Conflict {
         column: column.to_string(),
-        reason,
+        problem,
     };
     match target {
         DataType::Struct(fields) => {
             let Some(s) = array.as_any().downcast_ref::<StructArray>() else {
-                return Err(err(format!("{} cannot become a struct", array.data_type())));
+                return Err(err(SchemaProblem::NotAStruct(array.data_type().clone())));
             };
             let children = fields
                 .iter()
@@ -199,7 +203,7 @@ fn conform_array(array: &ArrayRef, field: &FieldRef, column: &str) -> Result<Arr
                 .collect::<Result<Vec<_>, _>>()?;
             StructArray::try_new(fields.clone(), children, s.nulls().cloned())
                 .map(|a| Arc::new(a) as ArrayRef)
-                .map_err(|e| err(e.to_string()))
+                .map_err(|e| err(SchemaProblem::Arrow(e)))
         }
         DataType::List(inner) => match array.as_any().downcast_ref::<ListArray>() {
             Some(l) => conform_list(l, inner, column),
@@ -236,14 +240,18 @@ fn conform_list<O: OffsetSizeTrait>(
     .map(|a| Arc::new(a) as ArrayRef)
     .map_err(|e| Conflict {
         column: column.to_string(),
-        reason: e.to_string(),
+        problem: SchemaProblem::Arrow(e),
     })
 }
 
 fn cast(array: &ArrayRef, target: &DataType, column: &str) -> Result<ArrayRef, Conflict> {
-    arrow_cast::cast(array, target).map_err(|e| Conflict {
+    arrow_cast::cast(array, target).map_err(|source| Conflict {
         column: column.to_string(),
-        reason: format!("{} to {target}: {e}", array.data_type()),
+        problem: SchemaProblem::Cast {
+            from: Box::new(array.data_type().clone()),
+            to: Box::new(target.clone()),
+            source,
+        },
     })
 }
 
@@ -342,9 +350,16 @@ mod tests {
         let e = merge_schemas([&a, &b]).unwrap_err();
         assert_eq!(e.column, "assets.href");
         assert!(
-            e.reason.contains("Utf8") && e.reason.contains("Int64"),
+            matches!(
+                &e.problem,
+                SchemaProblem::Types {
+                    a: DataType::Utf8,
+                    b: DataType::Int64
+                }
+            ),
             "{e:?}"
         );
+        assert_eq!(e.problem.to_string(), "Utf8 in one file, Int64 in another");
         let c = Schema::new(vec![field("assets", DataType::Utf8, true)]);
         assert_eq!(merge_schemas([&a, &c]).unwrap_err().column, "assets");
     }

@@ -2,36 +2,72 @@
 //! and reading buckets back sorted.
 
 use super::hilbert::{NO_KEY, bbox_key};
+use crate::error::ColumnProblem;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::{ArrowError, DataType, SchemaRef};
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
+
+/// Why spilling rows to bucket files, or reading them back, failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpillError {
+    /// A bucket file that cannot be created or opened.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The bucket file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bucket file that cannot be written or read as an Arrow IPC stream.
+    #[error("{}: {source}", .path.display())]
+    Ipc {
+        /// The bucket file.
+        path: PathBuf,
+        /// Arrow's error.
+        #[source]
+        source: ArrowError,
+    },
+    /// Gathering a bucket's rows into one batch failed.
+    #[error("gathering rows of bucket {bucket}: {source}")]
+    Gather {
+        /// The bucket's index.
+        bucket: usize,
+        /// Arrow's error.
+        #[source]
+        source: ArrowError,
+    },
+    /// Arrow failed on a bucket's rows (reading a batch back, gathering sorted rows).
+    #[error("{0}")]
+    Arrow(#[source] ArrowError),
+    /// The `id` or `bbox` column of spilled rows cannot be read.
+    #[error("{0}")]
+    Columns(#[from] ColumnProblem),
+}
 
 /// Buckets per spill: one byte of the key.
 pub const FANOUT: usize = 256;
 
 /// The Hilbert keys of a batch's rows, from its `bbox` struct column (`xmin`, `ymin`, `xmax`,
 /// `ymax`). Rows with a null or incomplete bbox get [`NO_KEY`].
-pub fn batch_keys(batch: &RecordBatch) -> Result<Vec<u32>, String> {
-    let bbox = batch
-        .column_by_name("bbox")
-        .ok_or("no bbox column: rows cannot be sorted spatially")?;
+pub fn batch_keys(batch: &RecordBatch) -> Result<Vec<u32>, ColumnProblem> {
+    let bbox = batch.column_by_name("bbox").ok_or(ColumnProblem::NoBbox)?;
     let Some(bbox) = bbox.as_any().downcast_ref::<StructArray>() else {
-        return Err(format!(
-            "bbox column is {}, not a struct of xmin, ymin, xmax, ymax",
-            bbox.data_type()
-        ));
+        return Err(ColumnProblem::BboxNotAStruct(bbox.data_type().clone()));
     };
-    let part = |name: &str| -> Result<ArrayRef, String> {
+    let part = |field: &'static str| -> Result<ArrayRef, ColumnProblem> {
         let col = bbox
-            .column_by_name(name)
-            .ok_or_else(|| format!("bbox column has no {name}"))?;
-        arrow_cast::cast(col, &DataType::Float64).map_err(|e| format!("bbox.{name}: {e}"))
+            .column_by_name(field)
+            .ok_or(ColumnProblem::BboxField(field))?;
+        arrow_cast::cast(col, &DataType::Float64)
+            .map_err(|source| ColumnProblem::BboxCast { field, source })
     };
     let (xmin, ymin, xmax, ymax) = (part("xmin")?, part("ymin")?, part("xmax")?, part("ymax")?);
     let (xmin, ymin, xmax, ymax) = (
@@ -57,17 +93,17 @@ pub fn batch_keys(batch: &RecordBatch) -> Result<Vec<u32>, String> {
 }
 
 /// The item ids of a batch (its `id` column), as strings; a null id is an error.
-pub fn batch_ids(batch: &RecordBatch) -> Result<Vec<&str>, String> {
-    let col = batch.column_by_name("id").ok_or("no id column")?;
+pub fn batch_ids(batch: &RecordBatch) -> Result<Vec<&str>, ColumnProblem> {
+    let col = batch.column_by_name("id").ok_or(ColumnProblem::NoId)?;
     let ids: Vec<Option<&str>> = match col.data_type() {
         DataType::Utf8 => col.as_string::<i32>().iter().collect(),
         DataType::LargeUtf8 => col.as_string::<i64>().iter().collect(),
         DataType::Utf8View => col.as_string_view().iter().collect(),
-        t => return Err(format!("id column is {t}, not a string")),
+        t => return Err(ColumnProblem::IdNotAString(t.clone())),
     };
     ids.into_iter()
         .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| "an item has a null id".to_string())
+        .ok_or(ColumnProblem::NullId)
 }
 
 /// One bucket's spilled rows.
@@ -83,17 +119,28 @@ pub struct Bucket {
 
 impl Bucket {
     /// A reader of the bucket's batches.
-    pub fn reader(&self) -> Result<StreamReader<BufReader<File>>, String> {
-        let file = File::open(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+    pub fn reader(&self) -> Result<StreamReader<BufReader<File>>, SpillError> {
+        let file = File::open(&self.path).map_err(|source| SpillError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
         StreamReader::try_new(BufReader::with_capacity(1 << 20, file), None)
-            .map_err(|e| format!("{}: {e}", self.path.display()))
+            .map_err(|source| self.ipc(source))
     }
 
     /// Reads every batch of the bucket.
-    pub fn read(&self) -> Result<Vec<RecordBatch>, String> {
+    pub fn read(&self) -> Result<Vec<RecordBatch>, SpillError> {
         self.reader()?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("{}: {e}", self.path.display()))
+            .map_err(|source| self.ipc(source))
+    }
+
+    /// An Arrow error reading this bucket's file.
+    pub fn ipc(&self, source: ArrowError) -> SpillError {
+        SpillError::Ipc {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Deletes the bucket file.
@@ -168,7 +215,7 @@ impl Spiller {
     }
 
     /// Adds a batch (of the spiller's schema) whose rows have `keys`.
-    pub fn push(&mut self, batch: &RecordBatch, keys: &[u32]) -> Result<(), String> {
+    pub fn push(&mut self, batch: &RecordBatch, keys: &[u32]) -> Result<(), SpillError> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(());
@@ -193,7 +240,7 @@ impl Spiller {
     }
 
     /// Writes out every bucket's pending rows and lets go of the batches held.
-    fn flush_all(&mut self) -> Result<(), String> {
+    fn flush_all(&mut self) -> Result<(), SpillError> {
         for b in 0..FANOUT {
             self.flush(b)?;
         }
@@ -202,7 +249,7 @@ impl Spiller {
         Ok(())
     }
 
-    fn flush(&mut self, b: usize) -> Result<(), String> {
+    fn flush(&mut self, b: usize) -> Result<(), SpillError> {
         let slot = &mut self.slots[b];
         if slot.pending.is_empty() {
             return Ok(());
@@ -220,22 +267,28 @@ impl Spiller {
             .map(|&(batch, row)| (local.binary_search(&batch).unwrap_or_default(), row))
             .collect();
         let batch = arrow_select::interleave::interleave_record_batch(&sources, &indices)
-            .map_err(|e| format!("gathering rows of bucket {b}: {e}"))?;
+            .map_err(|source| SpillError::Gather { bucket: b, source })?;
         slot.pending.clear();
         let writer = match &mut slot.writer {
             Some(w) => w,
             None => {
-                let file = File::create(&slot.path)
-                    .map_err(|e| format!("{}: {e}", slot.path.display()))?;
+                let file = File::create(&slot.path).map_err(|source| SpillError::Io {
+                    path: slot.path.clone(),
+                    source,
+                })?;
                 let w =
                     StreamWriter::try_new(BufWriter::with_capacity(64 * 1024, file), &self.schema)
-                        .map_err(|e| format!("{}: {e}", slot.path.display()))?;
+                        .map_err(|source| SpillError::Ipc {
+                            path: slot.path.clone(),
+                            source,
+                        })?;
                 slot.writer.insert(w)
             }
         };
-        writer
-            .write(&batch)
-            .map_err(|e| format!("{}: {e}", slot.path.display()))?;
+        writer.write(&batch).map_err(|source| SpillError::Ipc {
+            path: slot.path.clone(),
+            source,
+        })?;
         slot.rows += batch.num_rows() as u64;
         // The gathered batch owns its buffers: its size is the bucket's share.
         slot.bytes += batch.get_array_memory_size() as u64;
@@ -245,7 +298,7 @@ impl Spiller {
     /// Ends the spill: the rows as they are held when nothing was written out yet and they
     /// take at most `in_memory_bytes` (a small month never touches the disk), else every
     /// buffered row written out and the non-empty buckets in key order.
-    pub fn finish(mut self, in_memory_bytes: usize) -> Result<Spilled, String> {
+    pub fn finish(mut self, in_memory_bytes: usize) -> Result<Spilled, SpillError> {
         let written = self.slots.iter().any(|s| s.writer.is_some());
         if !written && self.pending_bytes <= in_memory_bytes {
             return Ok(Spilled::InMemory(std::mem::take(&mut self.held)));
@@ -254,8 +307,10 @@ impl Spiller {
         let mut out = Vec::new();
         for slot in self.slots {
             if let Some(mut w) = slot.writer {
-                w.finish()
-                    .map_err(|e| format!("{}: {e}", slot.path.display()))?;
+                w.finish().map_err(|source| SpillError::Ipc {
+                    path: slot.path.clone(),
+                    source,
+                })?;
                 out.push(Bucket {
                     path: slot.path,
                     rows: slot.rows,
@@ -278,7 +333,7 @@ pub enum Spilled {
 
 /// The order in which to write a bucket's rows: `(batch, row)` pairs sorted by Hilbert key,
 /// then by id (so that the output does not depend on the order of the inputs).
-pub fn sorted_order(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>, String> {
+pub fn sorted_order(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>, ColumnProblem> {
     let mut keyed: Vec<(u32, usize, usize)> = Vec::new();
     let mut ids: Vec<Vec<&str>> = Vec::with_capacity(batches.len());
     for (b, batch) in batches.iter().enumerate() {
@@ -405,5 +460,80 @@ mod tests {
         let b2 = batch(&[("b", 1.0, 1.0), ("z", -100.0, -80.0)]);
         let order = sorted_order(&[b1, b2]).unwrap();
         assert_eq!(order, vec![(1, 1), (0, 1), (1, 0), (0, 0)]);
+    }
+
+    #[test]
+    fn unreadable_id_and_bbox_columns_say_why() {
+        let b = batch(&[("a", 1.0, 2.0)]);
+        let without = |name: &str| {
+            let keep: Vec<usize> = (0..b.num_columns())
+                .filter(|&i| b.schema().field(i).name() != name)
+                .collect();
+            b.project(&keep).unwrap()
+        };
+        assert!(matches!(
+            batch_keys(&without("bbox")),
+            Err(ColumnProblem::NoBbox)
+        ));
+        assert!(matches!(
+            batch_ids(&without("id")),
+            Err(ColumnProblem::NoId)
+        ));
+
+        // An integer id column, and a string bbox column.
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("bbox", DataType::Utf8, true),
+        ]);
+        let odd = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(arrow_array::Int64Array::from(vec![1])) as ArrayRef,
+                Arc::new(StringArray::from(vec!["0,0,1,1"])),
+            ],
+        )
+        .unwrap();
+        assert!(matches!(
+            batch_ids(&odd),
+            Err(ColumnProblem::IdNotAString(DataType::Int64))
+        ));
+        let e = batch_keys(&odd).unwrap_err();
+        assert!(
+            matches!(e, ColumnProblem::BboxNotAStruct(DataType::Utf8)),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "bbox column is Utf8, not a struct of xmin, ymin, xmax, ymax"
+        );
+
+        // A null id.
+        let schema = Schema::new(vec![Field::new("id", DataType::Utf8, true)]);
+        let null = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(StringArray::from(vec![Some("a"), None])) as ArrayRef],
+        )
+        .unwrap();
+        assert!(matches!(batch_ids(&null), Err(ColumnProblem::NullId)));
+    }
+
+    #[test]
+    fn a_bucket_that_cannot_be_read_names_its_file_and_keeps_the_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket {
+            path: dir.path().join("gone-00.arrows"),
+            rows: 1,
+            bytes: 1,
+        };
+        let e = bucket.read().unwrap_err();
+        let SpillError::Io { path, source } = &e else {
+            panic!("not an I/O error: {e:?}");
+        };
+        assert_eq!(path, &bucket.path);
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()));
+        // A file that is not an IPC stream.
+        std::fs::write(&bucket.path, b"not arrow").unwrap();
+        assert!(matches!(bucket.read(), Err(SpillError::Ipc { .. })));
     }
 }
