@@ -1,7 +1,7 @@
 //! `hls-flow generate-daily`: harvest days into daily stac-geoparquet files.
 
 use super::ExitStatus;
-use super::common::{CliError, CliResult, EndpointArgs, print_lines};
+use super::common::{CliError, CliResult, EndpointArgs, check_reachable, print_lines};
 use crate::api::{DailyOptions, Outcome, get_summary_stats, process_date_range};
 use crate::bbox::Bbox;
 use crate::collection::Collection;
@@ -20,10 +20,12 @@ use std::path::PathBuf;
   hls-flow generate-daily 20240510 20240520 s3://bucket/hls --parallel
   hls-flow generate-daily 202405 out/ --workflow workflows/default.toml")]
 pub struct Args {
-    /// YYYYMM (a month), YYYYMMDD (a day) or YYYYMMDD YYYYMMDD (an inclusive range),
-    /// then OUT: a local folder or an object store URL (s3://…, file://…).
-    #[arg(value_name = "DATES… OUT", num_args = 2..=3, required = true)]
-    args: Vec<String>,
+    /// YYYYMM (a month), YYYYMMDD (a day) or YYYYMMDD YYYYMMDD (an inclusive range).
+    #[arg(value_name = "DATES", num_args = 1..=2, required = true)]
+    dates: Vec<String>,
+    /// A local folder or an object store URL (s3://…, file://…).
+    #[arg(value_name = "OUT", required = true)]
+    out: String,
     /// Work on several days at once (up to --max-concurrent-days).
     #[arg(long)]
     parallel: bool,
@@ -60,8 +62,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args) -> CliResult {
-    let (dates, out) = args.args.split_at(args.args.len() - 1);
-    let range = DayRange::parse(dates)?;
+    let range = DayRange::parse(&args.dates)?;
     let wf = match &args.workflow {
         Some(p) => Workflow::load(p)?,
         None => Workflow::default(),
@@ -77,7 +78,7 @@ pub async fn run(args: Args) -> CliResult {
         Some(s) => s,
         None => wf.source().map_err(CliError::usage)?.unwrap_or(d.source),
     };
-    let output = Output::parse(&out[0])?;
+    let output = Output::parse(&args.out)?;
     let options = DailyOptions {
         collections,
         bbox,
@@ -97,6 +98,7 @@ pub async fn run(args: Args) -> CliResult {
         source,
         ..d
     };
+    check_reachable(&options.endpoints).await?;
     let summary = process_date_range(range, &output, &options).await?;
     let stats = get_summary_stats(&summary);
     for o in summary

@@ -1,7 +1,7 @@
 //! `hls-flow run`: the checkpointed DAG of harvests and monthly repartitions.
 
 use super::ExitStatus;
-use super::common::{CliError, CliResult, EndpointArgs, print_lines};
+use super::common::{CliError, CliResult, EndpointArgs, check_reachable, print_lines};
 use crate::bbox::Bbox;
 use crate::collection::Collection;
 use crate::engine::pipeline::{DEFAULT_STATE, RunConfig};
@@ -138,6 +138,7 @@ pub async fn run(args: Args) -> CliResult {
     cfg.bbox = args.bbox.as_deref().map(str::parse::<Bbox>).transpose()?;
     // Check the output before anything else happens.
     Output::parse(&cfg.output)?;
+    check_reachable(&cfg.endpoints).await?;
     let outcome = crate::engine::pipeline::run(range, &cfg, interrupted()).await?;
     Ok(report(&outcome))
 }
