@@ -79,6 +79,8 @@ pub async fn run(args: Args) -> CliResult {
         None => wf.source().map_err(CliError::usage)?.unwrap_or(d.source),
     };
     let output = Output::parse(&args.out)?;
+    // Bad input first (exit 2), then whether CMR can be reached (exit 1).
+    check_reachable(&endpoints).await?;
     let options = DailyOptions {
         collections,
         bbox,
@@ -98,7 +100,6 @@ pub async fn run(args: Args) -> CliResult {
         source,
         ..d
     };
-    check_reachable(&options.endpoints).await?;
     let summary = process_date_range(range, &output, &options).await?;
     let stats = get_summary_stats(&summary);
     for o in summary
