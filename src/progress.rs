@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn rates_are_shown_without_four_decimals() {
-        assert_eq!(rate(14706.318_4), "14706/s");
+        assert_eq!(rate(14_706.318_4), "14706/s");
         assert_eq!(rate(10.0), "10/s");
         assert_eq!(rate(2.345_6), "2.3/s");
         assert_eq!(rate(0.0), "0/s");

@@ -22,7 +22,11 @@ fn an_unreachable_cmr_url_stops_run_with_exit_1_and_no_state_file() {
     let line = one_line_error(&o, 1, "cannot reach CMR at http://127.0.0.1:9");
     assert!(line.to_lowercase().contains("refused"), "{line}");
     assert!(!state.exists(), "no state file is made");
-    assert!(o.stdout.is_empty(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 #[test]
@@ -65,7 +69,10 @@ fn retry_failed_on_a_missing_state_file_is_an_error_and_makes_nothing() {
 #[test]
 fn usage_lines_show_dates_then_out_once() {
     for (cmd, usage) in [
-        ("generate-daily", "Usage: hls-flow generate-daily [OPTIONS] <DATES>... <OUT>"),
+        (
+            "generate-daily",
+            "Usage: hls-flow generate-daily [OPTIONS] <DATES>... <OUT>",
+        ),
         ("run", "Usage: hls-flow run [OPTIONS] <DATES>..."),
     ] {
         let o = hls_flow().args([cmd, "--help"]).output().unwrap();
@@ -92,7 +99,13 @@ async fn log_lines_in_a_file_carry_no_colours() {
     let o = hls_flow()
         .args(["generate-daily", "20240515"])
         .arg(dir.path().join("out"))
-        .args(["--no-progress", "--collections", "HLSS30", "--max-attempts", "1"])
+        .args([
+            "--no-progress",
+            "--collections",
+            "HLSS30",
+            "--max-attempts",
+            "1",
+        ])
         .args(["--cmr-url", &emu.base_url()])
         .output()
         .unwrap();

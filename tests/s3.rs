@@ -211,11 +211,12 @@ async fn generate_daily_to_s3_writes_each_day_and_a_second_one_fetches_no_item()
     let days = || [day(2025, 3, 1), day(2025, 3, 2)].into_iter();
     for c in Collection::ALL {
         for d in days() {
-            let path = format!(
-                "daily/{c}/2025/03/{c}-{d}.parquet",
-                c = c.stac_id()
+            let path = format!("daily/{c}/2025/03/{c}-{d}.parquet", c = c.stac_id());
+            assert!(
+                written.contains_key(&path),
+                "{path} in {:?}",
+                written.keys()
             );
-            assert!(written.contains_key(&path), "{path} in {:?}", written.keys());
         }
         assert_eq!(
             ids(&written, &format!("daily/{}/", c.stac_id())),
@@ -250,10 +251,16 @@ async fn a_run_to_s3_killed_with_sigkill_completes_when_started_again() {
     let p = paths();
     let run = || {
         let mut c = s3_cmd(&moto, "run");
-        c.args(["202409", "--output", "s3://bucket/cache", "--max-concurrent-days", "1"])
-            .args(harvest_args(&emu))
-            .arg("--state")
-            .arg(&p.state);
+        c.args([
+            "202409",
+            "--output",
+            "s3://bucket/cache",
+            "--max-concurrent-days",
+            "1",
+        ])
+        .args(harvest_args(&emu))
+        .arg("--state")
+        .arg(&p.state);
         c
     };
     let mut child = run()
@@ -269,12 +276,19 @@ async fn a_run_to_s3_killed_with_sigkill_completes_when_started_again() {
             break done;
         }
         assert!(Instant::now() < deadline, "the first run made no progress");
-        assert!(child.try_wait().unwrap().is_none(), "the first run ended too early");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the first run ended too early"
+        );
     };
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let all = succeeded(&p.state);
-    assert!(all.len() < 62, "killed before the end: {} tasks done", all.len());
+    assert!(
+        all.len() < 62,
+        "killed before the end: {} tasks done",
+        all.len()
+    );
 
     let o = run().output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -287,7 +301,10 @@ async fn a_run_to_s3_killed_with_sigkill_completes_when_started_again() {
         let expected = emulator_ids(&emu, c, sep.days());
         let partition = format!("cache/{}/year=2024/month=09/", c.stac_id());
         assert_eq!(ids(&written, &partition), expected, "{c}");
-        assert_eq!(ids(&written, &format!("cache/daily/{}/", c.stac_id())), expected);
+        assert_eq!(
+            ids(&written, &format!("cache/daily/{}/", c.stac_id())),
+            expected
+        );
     }
     assert!(
         !written.keys().any(|k| k.contains(".hls-flow/")),
@@ -319,7 +336,10 @@ async fn a_damaged_object_on_s3_is_rebuilt_by_the_next_run() {
     let good = before[damaged].2.clone();
     // Overwritten with its first half: same name, not a parquet file any more.
     bucket_store(&moto, "bucket")
-        .put(&damaged.into(), PutPayload::from(good.slice(..good.len() / 2)))
+        .put(
+            &damaged.into(),
+            PutPayload::from(good.slice(..good.len() / 2)),
+        )
         .await
         .unwrap();
 
@@ -391,7 +411,11 @@ async fn a_multipart_upload_cut_by_sigkill_is_aborted_by_the_next_run() {
         "the next run aborted every upload left (it had: {orphans:?})"
     );
     let written = objects(&moto, "bucket", "cache").await;
-    assert!(!written.keys().any(|k| k.contains(".hls-flow/")), "{:?}", written.keys());
+    assert!(
+        !written.keys().any(|k| k.contains(".hls-flow/")),
+        "{:?}",
+        written.keys()
+    );
     let days = || (1..=10).map(|d| day(2024, 11, d));
     for c in Collection::ALL {
         assert_eq!(
@@ -428,15 +452,27 @@ async fn repartition_s3_to_s3_publishes_a_month_once_when_two_race() {
     let (a, b) = (repartition(), repartition());
     let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
     let winners: Vec<_> = outputs.iter().filter(|o| o.status.success()).collect();
-    assert_eq!(winners.len(), 1, "exactly one publishes: {:?}", outputs.iter().map(stderr).collect::<Vec<_>>());
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one publishes: {:?}",
+        outputs.iter().map(stderr).collect::<Vec<_>>()
+    );
     let loser = outputs.iter().find(|o| !o.status.success()).unwrap();
     one_line_error(loser, 2, "exists already");
 
     let written = objects(&moto, "bucket", "monthly").await;
     let partition = "monthly/HLSS30_2.0/year=2025/month=06/part-0.parquet";
-    assert_eq!(written.keys().collect::<Vec<_>>(), vec![partition], "nothing else is left");
+    assert_eq!(
+        written.keys().collect::<Vec<_>>(),
+        vec![partition],
+        "nothing else is left"
+    );
     let june = (1..=30).map(|d| day(2025, 6, d));
-    assert_eq!(ids(&written, partition), emulator_ids(&emu, Collection::Hlss30, june));
+    assert_eq!(
+        ids(&written, partition),
+        emulator_ids(&emu, Collection::Hlss30, june)
+    );
     assert_eq!(moto.incomplete_uploads("bucket", ""), Vec::<String>::new());
 }
 
@@ -470,7 +506,9 @@ async fn create_only_publishing_keeps_the_first_object_on_s3_and_in_a_folder() {
         assert_eq!(&body[..], b"the first file", "{}", out.display());
         let all: Vec<_> = out.store().list(None).try_collect().await.unwrap();
         assert_eq!(
-            all.iter().map(|m| m.location.to_string()).collect::<Vec<_>>(),
+            all.iter()
+                .map(|m| m.location.to_string())
+                .collect::<Vec<_>>(),
             vec![dest.to_string()],
             "no staging object left in {}",
             out.display()

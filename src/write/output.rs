@@ -396,11 +396,9 @@ impl Output {
                 .map_err(|e| Error::store(dest, e)),
             Err(_) => Ok(()),
         };
-        if result.is_err() || settled.is_err() {
-            if s3.abort_multipart(dest, &id).await.is_err() {
-                // The record stays: the next run aborts the upload.
-                return result.and(settled);
-            }
+        if (result.is_err() || settled.is_err()) && s3.abort_multipart(dest, &id).await.is_err() {
+            // The record stays: the next run aborts the upload.
+            return result.and(settled);
         }
         self.delete(&record).await?;
         result.and(settled)
@@ -435,10 +433,10 @@ impl Output {
                     .await
                     .map_err(|e| Error::store(dest, e))
             });
-            if in_flight.len() >= PARTS_IN_FLIGHT {
-                if let Some(part) = in_flight.next().await {
-                    parts.push(part?);
-                }
+            if in_flight.len() >= PARTS_IN_FLIGHT
+                && let Some(part) = in_flight.next().await
+            {
+                parts.push(part?);
             }
             if last {
                 break;
@@ -534,7 +532,9 @@ mod tests {
             "daily/HLSS30_2.0/2024/05/HLSS30_2.0-2024-05-15.parquet"
         );
         let local = dir.path().join("tmp.bin");
-        let data: Vec<u8> = (0..(DEFAULT_PART_SIZE + 12345)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(DEFAULT_PART_SIZE + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
         std::fs::write(&local, &data).unwrap();
         assert_eq!(
             out.publish_file(&local, &dest).await.unwrap(),
