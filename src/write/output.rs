@@ -286,7 +286,8 @@ impl Output {
                 let record = String::from_utf8_lossy(&record);
                 let mut lines = record.lines();
                 if let (Some(s3), Some(path), Some(id)) = (&self.s3, lines.next(), lines.next()) {
-                    let path = Path::from(path);
+                    // Recorded as `Path`'s display form: parsed back as it is.
+                    let path = Path::parse(path).unwrap_or_else(|_| Path::from(path));
                     match s3.abort_multipart(&path, &id.to_string()).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                         Err(e) => return Err(Error::store(self.show(&path), e)),
