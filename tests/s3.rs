@@ -532,3 +532,39 @@ async fn create_only_publishing_keeps_the_first_object_on_s3_and_in_a_folder() {
         assert_eq!(out.size_of(&dest).await.unwrap(), Some(23));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_daily_takes_the_store_options_of_its_workflow_file() {
+    let moto = Moto::start();
+    moto.create_bucket("bucket");
+    let emu = synthetic(day(2025, 3, 1), day(2025, 3, 1), 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = dir.path().join("wf.toml");
+    std::fs::write(
+        &workflow,
+        format!(
+            "[output]\ndaily_prefix = \"d\"\n[output.options]\naws_endpoint = \"{}\"\naws_allow_http = \"true\"\n",
+            moto.endpoint
+        ),
+    )
+    .unwrap();
+    // The endpoint comes from the workflow file only.
+    let o = s3_cmd(&moto, "generate-daily")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ALLOW_HTTP")
+        .args(["20250301", "s3://bucket/wf"])
+        .args(harvest_args(&emu))
+        .arg("--workflow")
+        .arg(&workflow)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let written = objects(&moto, "bucket", "wf").await;
+    for c in Collection::ALL {
+        assert_eq!(
+            ids(&written, &format!("wf/d/{}/", c.stac_id())),
+            emulator_ids(&emu, c, [day(2025, 3, 1)].into_iter()),
+            "{c}"
+        );
+    }
+}

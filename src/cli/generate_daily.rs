@@ -78,7 +78,9 @@ pub async fn run(args: Args) -> CliResult {
         Some(s) => s,
         None => wf.source().map_err(CliError::usage)?.unwrap_or(d.source),
     };
-    let output = Output::parse(&args.out)?;
+    // The workflow's `[output.options]` configure OUT's store, as they do for `run`.
+    let output =
+        Output::parse_with_options(&args.out, &wf.output.options.clone().unwrap_or_default())?;
     // Bad input first (exit 2), then whether CMR can be reached (exit 1).
     check_reachable(&endpoints).await?;
     let options = DailyOptions {
