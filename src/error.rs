@@ -835,6 +835,15 @@ pub enum OutputProblem {
     /// A local folder to read from that is not there.
     #[error("no such folder")]
     NoSuchFolder,
+    /// `HLS_FLOW_PART_SIZE` is not a positive number of bytes.
+    #[error("HLS_FLOW_PART_SIZE {value:?} is not a positive number of bytes: {source}")]
+    PartSize {
+        /// The value given.
+        value: String,
+        /// Why it is not a number.
+        #[source]
+        source: std::num::ParseIntError,
+    },
     /// The STAC API cannot be built over the output.
     #[error("{0}")]
     Api(#[source] stac_server::Error),

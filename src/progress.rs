@@ -48,11 +48,15 @@ impl Progress {
         };
         let bar = multi.add(ProgressBar::new(0));
         bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>20} [{bar:30}] {pos}/{len} items {per_sec} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{prefix:>20} [{bar:30}] {pos}/{len} items {rate} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&rate(state.per_sec()));
+                    },
+                )
+                .progress_chars("=> "),
         );
         bar.set_prefix(label.to_string());
         UnitBar(bar)
@@ -74,6 +78,17 @@ impl Progress {
         if let Some(m) = &self.multi {
             let _ = m.clear();
         }
+    }
+}
+
+/// A rate of items for people: whole items per second (`1234/s`), one decimal below 10.
+pub fn rate(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        "0/s".to_string()
+    } else if per_sec < 10.0 {
+        format!("{per_sec:.1}/s")
+    } else {
+        format!("{per_sec:.0}/s")
     }
 }
 
@@ -108,5 +123,19 @@ impl UnitBar {
     /// Removes the bar.
     pub fn done(&self) {
         self.0.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_shown_without_four_decimals() {
+        assert_eq!(rate(14_706.318_4), "14706/s");
+        assert_eq!(rate(10.0), "10/s");
+        assert_eq!(rate(2.345_6), "2.3/s");
+        assert_eq!(rate(0.0), "0/s");
+        assert_eq!(rate(f64::NAN), "0/s");
     }
 }

@@ -111,6 +111,12 @@ pub struct Moto {
 impl Moto {
     /// Starts a server and waits until it answers.
     pub fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    /// Starts a server with moto settings from `env` (e.g. `S3_UPLOAD_PART_MIN_SIZE`, the
+    /// smallest part but the last of a multipart upload, 5 MiB as on AWS by default).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         let python = python();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -119,6 +125,7 @@ impl Moto {
         let child = std::process::Command::new(&python)
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
             .arg(port.to_string())
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -164,6 +171,44 @@ impl Moto {
             "creating bucket {bucket}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+impl Moto {
+    /// Python that defines `s3`, a boto3 client of this server, then runs `code`.
+    pub fn boto3_script(&self, code: &str) -> String {
+        format!(
+            "import boto3, sys, time\n\
+             s3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='testing', \
+             aws_secret_access_key='testing', region_name='us-east-1')\n{code}",
+            self.endpoint
+        )
+    }
+
+    /// Runs [`boto3_script`](Moto::boto3_script) and returns its stdout.
+    pub fn boto3(&self, code: &str) -> String {
+        let out = std::process::Command::new(python())
+            .args(["-c", &self.boto3_script(code)])
+            .output()
+            .expect("python");
+        assert!(
+            out.status.success(),
+            "boto3 script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// The keys of the incomplete multipart uploads under `prefix` of `bucket`, sorted.
+    pub fn incomplete_uploads(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let out = self.boto3(&format!(
+            "r = s3.list_multipart_uploads(Bucket='{bucket}', Prefix='{prefix}')\n\
+             print('\\n'.join(sorted(u['Key'] for u in r.get('Uploads', []))))"
+        ));
+        out.lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
     }
 }
 

@@ -1,22 +1,25 @@
 //! Outputs on an S3-compatible server (moto's, started on loopback by the tests), configured
 //! from the `AWS_*` environment of the child process only.
 
-use crate::common::{Moto, hls_flow};
+use crate::common::{Moto, hls_flow, one_line_error};
 use crate::harvest::{day, read_all, synthetic};
 use crate::run::{emulator_ids, paths, stderr};
 use futures::TryStreamExt;
 use hls_flow::Collection;
+use hls_flow::engine::checkpoint::sqlite::{StateStore, TaskState};
+use hls_flow::write::output::Output;
 use object_store::aws::AmazonS3Builder;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
-/// Every object under `prefix` of `bucket`: path → (e-tag, last modified, bytes).
-async fn objects(
-    moto: &Moto,
-    bucket: &str,
-    prefix: &str,
-) -> BTreeMap<String, (Option<String>, String, bytes::Bytes)> {
-    let store = AmazonS3Builder::new()
+/// moto's smallest part of a multipart upload (but the last), lowered from AWS's 5 MiB so
+/// that small files go up in many parts with `HLS_FLOW_PART_SIZE`.
+const MOTO_MIN_PART: &str = "256";
+
+/// A client of moto's bucket, in this process.
+fn bucket_store(moto: &Moto, bucket: &str) -> impl ObjectStore {
+    AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_endpoint(&moto.endpoint)
         .with_allow_http(true)
@@ -24,7 +27,68 @@ async fn objects(
         .with_secret_access_key("testing")
         .with_region("us-east-1")
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// `hls-flow SUB …` with moto's environment and fast retries against `emu`.
+fn s3_cmd(moto: &Moto, sub: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("hls-flow"));
+    c.arg(sub)
+        .env_remove("HLS_FLOW_CMR_URL")
+        .env_remove("HLS_FLOW_LOG")
+        .env_remove(hls_flow::write::output::PART_SIZE_ENV);
+    for (k, v) in moto.env() {
+        c.env(k, v);
+    }
+    c
+}
+
+/// The harvest options of the tests: the emulator, fast retries, no progress bars.
+fn harvest_args(emu: &hls_flow_emulator::Emulator) -> Vec<String> {
+    [
+        "--no-progress",
+        "--cmr-url",
+        &emu.base_url(),
+        "--retry-min-delay-ms",
+        "5",
+        "--retry-max-delay-ms",
+        "20",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// (path, e-tag, last modified) of every object.
+fn tags(
+    m: &BTreeMap<String, (Option<String>, String, bytes::Bytes)>,
+) -> Vec<(String, Option<String>, String)> {
+    m.iter()
+        .map(|(k, (e, t, _))| (k.clone(), e.clone(), t.clone()))
+        .collect()
+}
+
+/// Keys of the tasks of a state file that succeeded.
+fn succeeded(state: &std::path::Path) -> BTreeSet<String> {
+    StateStore::open_read_only(state)
+        .ok()
+        .and_then(|s| s.tasks().ok())
+        .map(|t| {
+            t.into_iter()
+                .filter(|t| t.state == TaskState::Succeeded)
+                .map(|t| t.key)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every object under `prefix` of `bucket`: path → (e-tag, last modified, bytes).
+async fn objects(
+    moto: &Moto,
+    bucket: &str,
+    prefix: &str,
+) -> BTreeMap<String, (Option<String>, String, bytes::Bytes)> {
+    let store = bucket_store(moto, bucket);
     let metas: Vec<_> = store
         .list(Some(&prefix.into()))
         .try_collect()
@@ -115,11 +179,6 @@ async fn a_run_to_s3_writes_the_rows_of_a_local_run_and_a_rerun_writes_nothing()
     let o = run("s3://bucket/cache", &s3_state);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let again = objects(&moto, "bucket", "cache").await;
-    let tags = |m: &BTreeMap<String, (Option<String>, String, bytes::Bytes)>| {
-        m.iter()
-            .map(|(k, (e, t, _))| (k.clone(), e.clone(), t.clone()))
-            .collect::<Vec<_>>()
-    };
     assert_eq!(tags(&again), tags(&written));
 }
 
@@ -132,4 +191,380 @@ fn unknown_store_options_are_refused_naming_the_key() {
     .unwrap_err();
     assert!(e.is_usage());
     assert!(e.to_string().contains("aws_no_such_key"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_daily_to_s3_writes_each_day_and_a_second_one_fetches_no_item() {
+    let moto = Moto::start();
+    moto.create_bucket("bucket");
+    let emu = synthetic(day(2025, 3, 1), day(2025, 3, 2), 5).await;
+    let gen_daily = || {
+        s3_cmd(&moto, "generate-daily")
+            .args(["20250301", "20250302", "s3://bucket/daily"])
+            .args(harvest_args(&emu))
+            .output()
+            .unwrap()
+    };
+    let o = gen_daily();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let written = objects(&moto, "bucket", "daily").await;
+    let days = || [day(2025, 3, 1), day(2025, 3, 2)].into_iter();
+    for c in Collection::ALL {
+        for d in days() {
+            let path = format!("daily/{c}/2025/03/{c}-{d}.parquet", c = c.stac_id());
+            assert!(
+                written.contains_key(&path),
+                "{path} in {:?}",
+                written.keys()
+            );
+        }
+        assert_eq!(
+            ids(&written, &format!("daily/{}/", c.stac_id())),
+            emulator_ids(&emu, c, days()),
+            "{c}"
+        );
+    }
+    assert_eq!(written.len(), 4, "{:?}", written.keys());
+
+    // Skip-existing: the days are there, whole, so not one item is fetched again.
+    let fetched = emu.counts().item_fetches;
+    assert!(fetched > 0);
+    let o = gen_daily();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("0 succeeded, 4 skipped, 0 failed"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(emu.counts().item_fetches, fetched, "no item request");
+    assert_eq!(
+        tags(&objects(&moto, "bucket", "daily").await),
+        tags(&written)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_to_s3_killed_with_sigkill_completes_when_started_again() {
+    let moto = Moto::start();
+    moto.create_bucket("bucket");
+    let emu = synthetic(day(2024, 9, 1), day(2024, 9, 30), 10).await;
+    let p = paths();
+    let run = || {
+        let mut c = s3_cmd(&moto, "run");
+        c.args([
+            "202409",
+            "--output",
+            "s3://bucket/cache",
+            "--max-concurrent-days",
+            "1",
+        ])
+        .args(harvest_args(&emu))
+        .arg("--state")
+        .arg(&p.state);
+        c
+    };
+    let mut child = run()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done_before_kill = loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let done = succeeded(&p.state);
+        if done.len() >= 3 {
+            break done;
+        }
+        assert!(Instant::now() < deadline, "the first run made no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the first run ended too early"
+        );
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let all = succeeded(&p.state);
+    assert!(
+        all.len() < 62,
+        "killed before the end: {} tasks done",
+        all.len()
+    );
+
+    let o = run().output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let done = succeeded(&p.state);
+    assert_eq!(done.len(), 62, "every harvest and both repartitions");
+    assert!(done.is_superset(&done_before_kill));
+    let written = objects(&moto, "bucket", "cache").await;
+    let sep = hls_flow::period::DayRange::parse(&["202409"]).unwrap();
+    for c in Collection::ALL {
+        let expected = emulator_ids(&emu, c, sep.days());
+        let partition = format!("cache/{}/year=2024/month=09/", c.stac_id());
+        assert_eq!(ids(&written, &partition), expected, "{c}");
+        assert_eq!(
+            ids(&written, &format!("cache/daily/{}/", c.stac_id())),
+            expected
+        );
+    }
+    assert!(
+        !written.keys().any(|k| k.contains(".hls-flow/")),
+        "no upload record or staging object left: {:?}",
+        written.keys()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_object_on_s3_is_rebuilt_by_the_next_run() {
+    let moto = Moto::start();
+    moto.create_bucket("bucket");
+    let emu = synthetic(day(2025, 4, 1), day(2025, 4, 3), 4).await;
+    let p = paths();
+    let run = || {
+        s3_cmd(&moto, "run")
+            .args(["20250401", "20250403", "--output", "s3://bucket/cache"])
+            .args(harvest_args(&emu))
+            .arg("--state")
+            .arg(&p.state)
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = objects(&moto, "bucket", "cache").await;
+    assert_eq!(before.len(), 6, "{:?}", before.keys());
+    let damaged = "cache/daily/HLSS30_2.0/2025/04/HLSS30_2.0-2025-04-02.parquet";
+    let good = before[damaged].2.clone();
+    // Overwritten with its first half: same name, not a parquet file any more.
+    bucket_store(&moto, "bucket")
+        .put(
+            &damaged.into(),
+            PutPayload::from(good.slice(..good.len() / 2)),
+        )
+        .await
+        .unwrap();
+
+    let o = run();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let after = objects(&moto, "bucket", "cache").await;
+    assert_eq!(
+        ids(&after, damaged),
+        emulator_ids(&emu, Collection::Hlss30, [day(2025, 4, 2)].into_iter())
+    );
+    // Only the damaged object was written again.
+    for (path, (etag, modified, _)) in &after {
+        if path != damaged {
+            assert_eq!(
+                (etag, modified),
+                (&before[path].0, &before[path].1),
+                "{path} was written again"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_cut_by_sigkill_is_aborted_by_the_next_run() {
+    let moto = Moto::start_with_env(&[("S3_UPLOAD_PART_MIN_SIZE", MOTO_MIN_PART)]);
+    moto.create_bucket("bucket");
+    let emu = synthetic(day(2024, 11, 1), day(2024, 11, 6), 40).await;
+    let p = paths();
+    let run = || {
+        let mut c = s3_cmd(&moto, "run");
+        c.args(["20241101", "20241106", "--output", "s3://bucket/cache"])
+            .args(harvest_args(&emu))
+            .arg("--state")
+            .arg(&p.state)
+            // Every daily file goes up as a multipart upload of many small parts.
+            .env(hls_flow::write::output::PART_SIZE_ENV, "512");
+        c
+    };
+    // Kill a run as soon as a watcher sees an upload in progress under the prefix. The
+    // upload may just have completed when the kill lands: then the killed run is resumed
+    // and killed again, a few times at most.
+    let mut orphans = Vec::new();
+    for _ in 0..3 {
+        let mut watcher = std::process::Command::new(crate::common::python())
+            .args([
+                "-c",
+                &moto.boto3_script(
+                    "while not s3.list_multipart_uploads(Bucket='bucket', Prefix='cache/').get('Uploads'):\n    time.sleep(0.005)\nprint('seen', flush=True)",
+                ),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut child = run()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = watcher.stdout.take().unwrap();
+        let seen = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+            line
+        })
+        .await
+        .unwrap();
+        child.kill().unwrap(); // SIGKILL, in the middle of an upload
+        child.wait().unwrap();
+        watcher.wait().unwrap();
+        assert_eq!(seen.trim(), "seen");
+        orphans = moto.incomplete_uploads("bucket", "cache/");
+        if !orphans.is_empty() {
+            break;
+        }
+    }
+    assert!(!orphans.is_empty(), "a kill left an incomplete upload");
+
+    let o = run().output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        moto.incomplete_uploads("bucket", "cache/"),
+        Vec::<String>::new(),
+        "the next run aborted every upload left (it had: {orphans:?})"
+    );
+    let written = objects(&moto, "bucket", "cache").await;
+    assert!(
+        !written.keys().any(|k| k.contains(".hls-flow/")),
+        "{:?}",
+        written.keys()
+    );
+    let days = || (1..=6).map(|d| day(2024, 11, d));
+    for c in Collection::ALL {
+        assert_eq!(
+            ids(&written, &format!("cache/daily/{}/", c.stac_id())),
+            emulator_ids(&emu, c, days()),
+            "{c}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repartition_s3_to_s3_publishes_a_month_once_when_two_race() {
+    let moto = Moto::start_with_env(&[("S3_UPLOAD_PART_MIN_SIZE", MOTO_MIN_PART)]);
+    moto.create_bucket("bucket");
+    let emu = synthetic(day(2025, 6, 1), day(2025, 6, 4), 6).await;
+    let o = s3_cmd(&moto, "generate-daily")
+        .args(["202506", "s3://bucket/daily", "--collections", "HLSS30"])
+        .args(harvest_args(&emu))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // Two repartitions of the same month at once, without --overwrite; the partition goes
+    // up in many parts, then is published by a conditional copy.
+    let repartition = || {
+        s3_cmd(&moto, "repartition")
+            .args(["s3://bucket/daily", "s3://bucket/monthly", "--no-progress"])
+            .env(hls_flow::write::output::PART_SIZE_ENV, "4096")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (repartition(), repartition());
+    let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let winners: Vec<_> = outputs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one publishes: {:?}",
+        outputs.iter().map(stderr).collect::<Vec<_>>()
+    );
+    let loser = outputs.iter().find(|o| !o.status.success()).unwrap();
+    one_line_error(loser, 2, "exists already");
+
+    let written = objects(&moto, "bucket", "monthly").await;
+    let partition = "monthly/HLSS30_2.0/year=2025/month=06/part-0.parquet";
+    assert_eq!(
+        written.keys().collect::<Vec<_>>(),
+        vec![partition],
+        "nothing else is left"
+    );
+    let june = (1..=30).map(|d| day(2025, 6, d));
+    assert_eq!(
+        ids(&written, partition),
+        emulator_ids(&emu, Collection::Hlss30, june)
+    );
+    assert_eq!(moto.incomplete_uploads("bucket", ""), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_only_publishing_keeps_the_first_object_on_s3_and_in_a_folder() {
+    let moto = Moto::start();
+    moto.create_bucket("bucket");
+    let dir = tempfile::tempdir().unwrap();
+    let options = BTreeMap::from(
+        [
+            ("aws_endpoint", moto.endpoint.as_str()),
+            ("aws_allow_http", "true"),
+            ("aws_access_key_id", "testing"),
+            ("aws_secret_access_key", "testing"),
+            ("aws_region", "us-east-1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    std::fs::write(&first, b"the first file").unwrap();
+    std::fs::write(&second, b"the second file, longer").unwrap();
+    let local = dir.path().join("out");
+    for out in [
+        Output::parse_with_options("s3://bucket/x", &options).unwrap(),
+        Output::parse(local.to_str().unwrap()).unwrap(),
+    ] {
+        let dest = out.child("HLSS30_2.0/year=2025/month=06/part-0.parquet");
+        assert_eq!(out.publish_new_file(&first, &dest).await.unwrap(), Some(14));
+        assert_eq!(out.publish_new_file(&second, &dest).await.unwrap(), None);
+        let body = out.store().get(&dest).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&body[..], b"the first file", "{}", out.display());
+        let all: Vec<_> = out.store().list(None).try_collect().await.unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|m| m.location.to_string())
+                .collect::<Vec<_>>(),
+            vec![dest.to_string()],
+            "no staging object left in {}",
+            out.display()
+        );
+        // With overwrite, the plain publish replaces it.
+        out.publish_file(&second, &dest).await.unwrap();
+        assert_eq!(out.size_of(&dest).await.unwrap(), Some(23));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_daily_takes_the_store_options_of_its_workflow_file() {
+    let moto = Moto::start();
+    moto.create_bucket("bucket");
+    let emu = synthetic(day(2025, 3, 1), day(2025, 3, 1), 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = dir.path().join("wf.toml");
+    std::fs::write(
+        &workflow,
+        format!(
+            "[output]\ndaily_prefix = \"d\"\n[output.options]\naws_endpoint = \"{}\"\naws_allow_http = \"true\"\n",
+            moto.endpoint
+        ),
+    )
+    .unwrap();
+    // The endpoint comes from the workflow file only.
+    let o = s3_cmd(&moto, "generate-daily")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ALLOW_HTTP")
+        .args(["20250301", "s3://bucket/wf"])
+        .args(harvest_args(&emu))
+        .arg("--workflow")
+        .arg(&workflow)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let written = objects(&moto, "bucket", "wf").await;
+    for c in Collection::ALL {
+        assert_eq!(
+            ids(&written, &format!("wf/d/{}/", c.stac_id())),
+            emulator_ids(&emu, c, [day(2025, 3, 1)].into_iter()),
+            "{c}"
+        );
+    }
 }

@@ -2,6 +2,7 @@
 
 mod bulk;
 mod chaos;
+mod cli;
 mod cli_input;
 mod common;
 mod echo10;

@@ -6,7 +6,7 @@ use crate::engine::workflow::Workflow;
 use crate::error::{Error, one_line};
 use crate::source::http::HttpSettings;
 use crate::source::retry::RetryPolicy;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 /// An error at the command line's edge: a message for one line of stderr and an exit code.
@@ -17,6 +17,14 @@ pub struct CliError {
 }
 
 impl CliError {
+    /// A run-time failure (exit 1).
+    pub fn runtime(message: impl Into<String>) -> CliError {
+        CliError {
+            message: message.into(),
+            status: ExitStatus::Runtime,
+        }
+    }
+
     /// A usage error (exit 2).
     pub fn usage(message: impl Into<String>) -> CliError {
         CliError {
@@ -151,7 +159,52 @@ impl EndpointArgs {
     }
 }
 
-/// Sets up logging to stderr.
+/// Connection attempts of [`check_reachable`], and the pause after each failed one.
+const REACH_ATTEMPTS: [Duration; 3] = [
+    Duration::from_millis(200),
+    Duration::from_millis(500),
+    Duration::ZERO,
+];
+
+/// Checks that something listens at CMR's host and port before any work starts, so that a
+/// wrong or unreachable `--cmr-url` is one error (exit 1) within a second or two, instead
+/// of every day failing after all its request retries. Tries a TCP connection a few times
+/// (each within the request timeout); skipped when a proxy is configured (the proxy, not
+/// this machine, connects to CMR then).
+pub async fn check_reachable(endpoints: &Endpoints) -> Result<(), CliError> {
+    let proxied = ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some() || std::env::var_os(v.to_lowercase()).is_some());
+    if proxied {
+        return Ok(());
+    }
+    let url = &endpoints.cmr_url;
+    let unreachable = |why: String| CliError::runtime(format!("cannot reach CMR at {url}: {why}"));
+    let parsed = url::Url::parse(url).map_err(|e| unreachable(e.to_string()))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| unreachable("the URL has no host".into()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = parsed
+        .port_or_known_default()
+        .ok_or_else(|| unreachable("the URL has no port".into()))?;
+    let timeout = endpoints.http.request_timeout;
+    let mut last = String::new();
+    for pause in REACH_ATTEMPTS {
+        let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+        match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = format!("no connection within {} s", timeout.as_secs_f64()),
+        }
+        tokio::time::sleep(pause).await;
+    }
+    Err(unreachable(last))
+}
+
+/// Sets up logging to stderr (colours only when stderr is a terminal).
 pub fn init_tracing(verbose: u8) {
     let level = match verbose {
         0 => "warn",
@@ -163,6 +216,7 @@ pub fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

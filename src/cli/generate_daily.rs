@@ -1,7 +1,7 @@
 //! `hls-flow generate-daily`: harvest days into daily stac-geoparquet files.
 
 use super::ExitStatus;
-use super::common::{CliError, CliResult, EndpointArgs, print_lines};
+use super::common::{CliError, CliResult, EndpointArgs, check_reachable, print_lines};
 use crate::api::{DailyOptions, Outcome, get_summary_stats, process_date_range};
 use crate::bbox::Bbox;
 use crate::collection::Collection;
@@ -20,10 +20,12 @@ use std::path::PathBuf;
   hls-flow generate-daily 20240510 20240520 s3://bucket/hls --parallel
   hls-flow generate-daily 202405 out/ --workflow workflows/default.toml")]
 pub struct Args {
-    /// YYYYMM (a month), YYYYMMDD (a day) or YYYYMMDD YYYYMMDD (an inclusive range),
-    /// then OUT: a local folder or an object store URL (s3://…, file://…).
-    #[arg(value_name = "DATES… OUT", num_args = 2..=3, required = true)]
-    args: Vec<String>,
+    /// YYYYMM (a month), YYYYMMDD (a day) or YYYYMMDD YYYYMMDD (an inclusive range).
+    #[arg(value_name = "DATES", num_args = 1..=2, required = true)]
+    dates: Vec<String>,
+    /// A local folder or an object store URL (s3://…, file://…).
+    #[arg(value_name = "OUT", required = true)]
+    out: String,
     /// Work on several days at once (up to --max-concurrent-days).
     #[arg(long)]
     parallel: bool,
@@ -60,8 +62,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args) -> CliResult {
-    let (dates, out) = args.args.split_at(args.args.len() - 1);
-    let range = DayRange::parse(dates)?;
+    let range = DayRange::parse(&args.dates)?;
     let wf = match &args.workflow {
         Some(p) => Workflow::load(p)?,
         None => Workflow::default(),
@@ -77,7 +78,11 @@ pub async fn run(args: Args) -> CliResult {
         Some(s) => s,
         None => wf.source().map_err(CliError::usage)?.unwrap_or(d.source),
     };
-    let output = Output::parse(&out[0])?;
+    // The workflow's `[output.options]` configure OUT's store, as they do for `run`.
+    let output =
+        Output::parse_with_options(&args.out, &wf.output.options.clone().unwrap_or_default())?;
+    // Bad input first (exit 2), then whether CMR can be reached (exit 1).
+    check_reachable(&endpoints).await?;
     let options = DailyOptions {
         collections,
         bbox,

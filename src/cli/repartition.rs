@@ -1,7 +1,7 @@
 //! `hls-flow repartition`: daily files into monthly, spatially sorted hive partitions.
 
 use super::ExitStatus;
-use super::common::{CliResult, print_lines};
+use super::common::{CliError, CliResult, print_lines};
 use crate::error::Error;
 use crate::progress::Progress;
 use crate::write::output::Output;
@@ -34,6 +34,14 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args) -> CliResult {
+    // A source is read, never made: a local folder that is not there is an error, and
+    // nothing is created (neither it nor DST).
+    if !args.src.contains("://") && !std::path::Path::new(&args.src).is_dir() {
+        return Err(CliError::usage(format!(
+            "source {:?} cannot be used: no such folder",
+            args.src
+        )));
+    }
     let src = Output::parse(&args.src)?;
     let dst = Output::parse(&args.dst)?;
     let months = discover_daily(&src, "").await?;

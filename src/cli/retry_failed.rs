@@ -1,7 +1,7 @@
 //! `hls-flow retry-failed`: run failed tasks again, with the tasks that depend on them.
 
 use super::ExitStatus;
-use super::common::{CliResult, print_lines};
+use super::common::{CliError, CliResult, print_lines};
 use super::run::{RunOptions, interrupted, report};
 use crate::collection::Collection;
 use crate::engine::pipeline::RetryFilter;
@@ -36,6 +36,12 @@ pub async fn run(args: Args) -> CliResult {
         day: args.day.as_deref().map(parse_day).transpose()?,
         month: args.month.as_deref().map(str::parse).transpose()?,
     };
+    if !args.options.state.exists() {
+        return Err(CliError::usage(format!(
+            "state file {} does not exist: nothing to retry (`hls-flow run` records its tasks there)",
+            args.options.state.display()
+        )));
+    }
     let wf = args.options.workflow()?;
     let cfg = args.options.config(&wf)?;
     match crate::engine::pipeline::retry_failed(&filter, &cfg, interrupted()).await? {

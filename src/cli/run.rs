@@ -1,9 +1,10 @@
 //! `hls-flow run`: the checkpointed DAG of harvests and monthly repartitions.
 
 use super::ExitStatus;
-use super::common::{CliError, CliResult, EndpointArgs, print_lines};
+use super::common::{CliError, CliResult, EndpointArgs, check_reachable, print_lines};
 use crate::bbox::Bbox;
 use crate::collection::Collection;
+use crate::engine::checkpoint::sqlite::StateStore;
 use crate::engine::pipeline::{DEFAULT_STATE, RunConfig};
 use crate::engine::report::{Outcome, RunReport};
 use crate::engine::scheduler::SchedulerSettings;
@@ -136,8 +137,13 @@ pub async fn run(args: Args) -> CliResult {
         cfg.collections = Collection::parse_list(c).map_err(crate::Error::from)?;
     }
     cfg.bbox = args.bbox.as_deref().map(str::parse::<Bbox>).transpose()?;
-    // Check the output before anything else happens.
+    // Check the output and the state file before anything else happens (bad input is
+    // exit 2), then whether CMR can be reached (exit 1; no state file is made).
     Output::parse(&cfg.output)?;
+    if cfg.state.exists() {
+        drop(StateStore::open_read_only(&cfg.state)?);
+    }
+    check_reachable(&cfg.endpoints).await?;
     let outcome = crate::engine::pipeline::run(range, &cfg, interrupted()).await?;
     Ok(report(&outcome))
 }

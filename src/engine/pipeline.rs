@@ -313,7 +313,7 @@ async fn execute(
 ) -> Result<RunReport> {
     let output = Output::parse_with_options(&cfg.output, &cfg.output_options)?;
     // Holding the state's lock, nobody else writes here: clear what a killed run left.
-    output.remove_staged_leftovers()?;
+    output.clean_leftovers().await?;
     let mut cfg = cfg.clone();
     cfg.tmp_dir = Some(scratch_dir(&cfg)?);
     let cfg = &cfg;

@@ -4,16 +4,31 @@
 use crate::collection::Collection;
 use crate::error::{Error, OutputProblem, Result};
 use chrono::{Datelike, NaiveDate};
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use url::Url;
 
-/// Size of the parts of a multipart upload.
-const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Size of the parts of a multipart upload; a file up to this size is put in one request.
+pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// The environment variable that sets another part size (bytes), e.g. to test multipart
+/// uploads with small files.
+pub const PART_SIZE_ENV: &str = "HLS_FLOW_PART_SIZE";
+
+/// Parts of one multipart upload in flight at once.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// Where hls-flow keeps, below an output's prefix, what an interrupted process may leave:
+/// `uploads/` holds a record of each multipart upload in progress (path and upload id, so
+/// that the next run can abort it), `staging/` the objects of create-only publishing.
+pub const LEFTOVERS_DIR: &str = ".hls-flow";
 
 /// An output location: a store and a prefix inside it.
 #[derive(Debug, Clone)]
@@ -23,6 +38,10 @@ pub struct Output {
     display: String,
     /// The folder, for a local output.
     local_root: Option<std::path::PathBuf>,
+    /// The S3 store's multipart API, whose uploads are recorded under [`LEFTOVERS_DIR`].
+    s3: Option<Arc<AmazonS3>>,
+    /// Size of the parts of a multipart upload.
+    part_size: usize,
 }
 
 impl Output {
@@ -46,6 +65,19 @@ impl Output {
         if s.trim().is_empty() {
             return Err(invalid(OutputProblem::Empty));
         }
+        let part_size = match std::env::var(PART_SIZE_ENV) {
+            Ok(v) => v
+                .trim()
+                .parse::<NonZeroUsize>()
+                .map_err(|source| {
+                    invalid(OutputProblem::PartSize {
+                        value: v.clone(),
+                        source,
+                    })
+                })?
+                .get(),
+            Err(_) => DEFAULT_PART_SIZE,
+        };
         let looks_like_url = s.contains("://");
         if looks_like_url {
             let url = Url::parse(s).map_err(|e| invalid(OutputProblem::Url(e)))?;
@@ -53,8 +85,9 @@ impl Output {
                 let path = url
                     .to_file_path()
                     .map_err(|_| invalid(OutputProblem::NotLocalFile))?;
-                return Output::local(&path, s);
+                return Output::local(&path, s, part_size);
             }
+            let mut s3 = None;
             let (store, prefix): (Arc<dyn ObjectStore>, Path) = match url.scheme() {
                 "s3" | "s3a" => {
                     let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
@@ -70,12 +103,24 @@ impl Output {
                             })?;
                         builder = builder.with_config(key, value);
                     }
-                    let store = builder
-                        .build()
-                        .map_err(|e| invalid(OutputProblem::Store(e)))?;
+                    // Create-only publishing copies with a conditional multipart upload
+                    // (AWS, MinIO, moto) unless the store is told another way (e.g. R2's
+                    // header: `AWS_COPY_IF_NOT_EXISTS`, `aws_copy_if_not_exists`).
+                    if builder
+                        .get_config_value(&AmazonS3ConfigKey::CopyIfNotExists)
+                        .is_none()
+                    {
+                        builder = builder.with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
+                    }
+                    let store = Arc::new(
+                        builder
+                            .build()
+                            .map_err(|e| invalid(OutputProblem::Store(e)))?,
+                    );
                     let prefix = Path::from_url_path(url.path())
                         .map_err(|e| invalid(OutputProblem::Store(e.into())))?;
-                    (Arc::new(store), prefix)
+                    s3 = Some(store.clone());
+                    (store, prefix)
                 }
                 scheme => {
                     if let Some(key) = options.keys().next() {
@@ -94,12 +139,14 @@ impl Output {
                 prefix,
                 display: s.trim_end_matches('/').to_string(),
                 local_root: None,
+                s3,
+                part_size,
             });
         }
-        Output::local(std::path::Path::new(s), s)
+        Output::local(std::path::Path::new(s), s, part_size)
     }
 
-    fn local(dir: &std::path::Path, display: &str) -> Result<Output> {
+    fn local(dir: &std::path::Path, display: &str, part_size: usize) -> Result<Output> {
         let invalid = |problem: OutputProblem| Error::InvalidOutput {
             output: display.to_string(),
             problem,
@@ -121,6 +168,8 @@ impl Output {
             prefix: Path::default(),
             display: display.trim_end_matches('/').to_string(),
             local_root: Some(canonical),
+            s3: None,
+            part_size,
         })
     }
 
@@ -160,6 +209,8 @@ impl Output {
             prefix: Path::from(prefix),
             display: display.to_string(),
             local_root: None,
+            s3: None,
+            part_size: DEFAULT_PART_SIZE,
         }
     }
 
@@ -207,9 +258,61 @@ impl Output {
         }
     }
 
+    /// Clears what a killed process left below this output: the staging files of local
+    /// uploads ([`remove_staged_leftovers`](Output::remove_staged_leftovers)), the multipart
+    /// uploads recorded under [`LEFTOVERS_DIR`]`/uploads/` (aborted, so the store keeps no
+    /// orphaned parts) and the staging objects of create-only publishing. Call it only while
+    /// no other process writes here (the state file's lock). Returns how many were cleared.
+    pub async fn clean_leftovers(&self) -> Result<u64> {
+        let mut cleared = self.remove_staged_leftovers()?;
+        let root = self.child(LEFTOVERS_DIR);
+        let uploads = self.child(&format!("{LEFTOVERS_DIR}/uploads"));
+        let found: Vec<_> = self
+            .store
+            .list(Some(&root))
+            .try_collect()
+            .await
+            .map_err(|e| Error::store(self.show(&root), e))?;
+        for meta in found {
+            if meta.location.prefix_matches(&uploads) {
+                let record = self
+                    .store
+                    .get(&meta.location)
+                    .await
+                    .map_err(|e| Error::store(self.show(&meta.location), e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::store(self.show(&meta.location), e))?;
+                let record = String::from_utf8_lossy(&record);
+                let mut lines = record.lines();
+                if let (Some(s3), Some(path), Some(id)) = (&self.s3, lines.next(), lines.next()) {
+                    // Recorded as `Path`'s display form: parsed back as it is.
+                    let path = Path::parse(path).unwrap_or_else(|_| Path::from(path));
+                    match s3.abort_multipart(&path, &id.to_string()).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(Error::store(self.show(&path), e)),
+                    }
+                    tracing::info!(
+                        "aborted the multipart upload of {}, left by an interrupted run",
+                        self.show(&path)
+                    );
+                }
+            } else {
+                tracing::info!(
+                    "removed {}, left by an interrupted run",
+                    self.show(&meta.location)
+                );
+            }
+            self.delete(&meta.location).await?;
+            cleared += 1;
+        }
+        Ok(cleared)
+    }
+
     /// Uploads a finished local file to `dest` in one step: readers see either nothing or
     /// the whole file (a local store renames a staged file; S3 completes a multipart
-    /// upload). Returns the size written.
+    /// upload, recorded under [`LEFTOVERS_DIR`] while it is in progress). Returns the size
+    /// written.
     pub async fn publish_file(&self, local: &std::path::Path, dest: &Path) -> Result<u64> {
         let mut file = tokio::fs::File::open(local)
             .await
@@ -219,7 +322,7 @@ impl Output {
             .await
             .map_err(|e| Error::io(local.display(), e))?
             .len();
-        if size as usize <= PART_SIZE {
+        if size as usize <= self.part_size {
             let mut buf = Vec::with_capacity(size as usize);
             file.read_to_end(&mut buf)
                 .await
@@ -230,12 +333,16 @@ impl Output {
                 .map_err(|e| Error::store(dest, e))?;
             return Ok(size);
         }
+        if let Some(s3) = &self.s3 {
+            self.put_recorded_multipart(s3, file, local, dest).await?;
+            return Ok(size);
+        }
         let upload = self
             .store
             .put_multipart(dest)
             .await
             .map_err(|e| Error::store(dest, e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_size);
         let mut buf = vec![0u8; 1024 * 1024];
         loop {
             let n = match file.read(&mut buf).await {
@@ -248,13 +355,126 @@ impl Output {
             if n == 0 {
                 break;
             }
-            if let Err(e) = writer.wait_for_capacity(4).await {
+            if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
                 return Err(Error::store(dest, e));
             }
             writer.write(&buf[..n]);
         }
         writer.finish().await.map_err(|e| Error::store(dest, e))?;
         Ok(size)
+    }
+
+    /// A multipart upload to S3 whose id is recorded (`.hls-flow/uploads/TOKEN`: the path,
+    /// then the upload id) from its start until it is completed or aborted, so that a
+    /// process killed in between leaves a record [`clean_leftovers`](Output::clean_leftovers)
+    /// finds (object_store cannot list a bucket's multipart uploads).
+    async fn put_recorded_multipart(
+        &self,
+        s3: &AmazonS3,
+        file: tokio::fs::File,
+        local: &std::path::Path,
+        dest: &Path,
+    ) -> Result<()> {
+        let id = s3
+            .create_multipart(dest)
+            .await
+            .map_err(|e| Error::store(dest, e))?;
+        let record = self.child(&format!("{LEFTOVERS_DIR}/uploads/{}", unique_token()));
+        if let Err(e) = self
+            .store
+            .put(&record, PutPayload::from(format!("{dest}\n{id}\n")))
+            .await
+        {
+            let _ = s3.abort_multipart(dest, &id).await;
+            return Err(Error::store(self.show(&record), e));
+        }
+        let result = self.put_parts(s3, file, local, dest, &id).await;
+        let settled = match &result {
+            Ok(parts) => s3
+                .complete_multipart(dest, &id, parts.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::store(dest, e)),
+            Err(_) => Ok(()),
+        };
+        if (result.is_err() || settled.is_err()) && s3.abort_multipart(dest, &id).await.is_err() {
+            // The record stays: the next run aborts the upload.
+            return result.and(settled);
+        }
+        self.delete(&record).await?;
+        result.and(settled)
+    }
+
+    /// Uploads the parts of `file`, up to [`PARTS_IN_FLIGHT`] at once; their ids in order.
+    async fn put_parts(
+        &self,
+        s3: &AmazonS3,
+        mut file: tokio::fs::File,
+        local: &std::path::Path,
+        dest: &Path,
+        id: &str,
+    ) -> Result<Vec<PartId>> {
+        let id = id.to_string();
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        let mut parts = Vec::new();
+        for idx in 0.. {
+            let mut chunk = Vec::with_capacity(self.part_size);
+            (&mut file)
+                .take(self.part_size as u64)
+                .read_to_end(&mut chunk)
+                .await
+                .map_err(|e| Error::io(local.display(), e))?;
+            if chunk.is_empty() && idx > 0 {
+                break;
+            }
+            let last = chunk.len() < self.part_size;
+            let id = &id;
+            in_flight.push_back(async move {
+                s3.put_part(dest, id, idx, PutPayload::from(chunk))
+                    .await
+                    .map_err(|e| Error::store(dest, e))
+            });
+            if in_flight.len() >= PARTS_IN_FLIGHT
+                && let Some(part) = in_flight.next().await
+            {
+                parts.push(part?);
+            }
+            if last {
+                break;
+            }
+        }
+        while let Some(part) = in_flight.next().await {
+            parts.push(part?);
+        }
+        Ok(parts)
+    }
+
+    /// Publishes like [`publish_file`](Output::publish_file), but only if `dest` does not
+    /// exist, as one create-only step (a hard link on a local store, a conditional copy on
+    /// S3): of two processes publishing the same path, one wins and the other gets `None`
+    /// and changes nothing. The file is first uploaded under [`LEFTOVERS_DIR`]`/staging/`.
+    pub async fn publish_new_file(
+        &self,
+        local: &std::path::Path,
+        dest: &Path,
+    ) -> Result<Option<u64>> {
+        let name = dest.filename().unwrap_or("file");
+        let staging = self.child(&format!(
+            "{LEFTOVERS_DIR}/staging/{}-{name}",
+            unique_token()
+        ));
+        let size = self.publish_file(local, &staging).await?;
+        match self.store.rename_if_not_exists(&staging, dest).await {
+            Ok(()) => Ok(Some(size)),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                self.delete(&staging).await?;
+                Ok(None)
+            }
+            Err(e) => {
+                let _ = self.delete(&staging).await;
+                Err(Error::store(self.show(dest), e))
+            }
+        }
     }
 
     /// Deletes an object if it exists.
@@ -274,6 +494,16 @@ impl Output {
             .trim_start_matches('/');
         format!("{}/{}", self.display, rel)
     }
+}
+
+/// A name no other upload of this or another process uses.
+fn unique_token() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{nanos}-{n}", std::process::id())
 }
 
 #[cfg(test)]
@@ -303,7 +533,9 @@ mod tests {
             "daily/HLSS30_2.0/2024/05/HLSS30_2.0-2024-05-15.parquet"
         );
         let local = dir.path().join("tmp.bin");
-        let data: Vec<u8> = (0..(PART_SIZE + 12345)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(DEFAULT_PART_SIZE + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
         std::fs::write(&local, &data).unwrap();
         assert_eq!(
             out.publish_file(&local, &dest).await.unwrap(),

@@ -325,11 +325,17 @@ pub async fn repartition_month(
         source,
     })??;
 
-    // 4. Publish.
-    if !options.overwrite && dst.size_of(&dest).await?.is_some() {
-        return Err(Error::PartitionExists { path: shown });
-    }
-    let bytes = dst.publish_file(&written.file, &dest).await?;
+    // 4. Publish: without `overwrite`, create-only, so that of two repartitions of the
+    // same month only one publishes.
+    let bytes = if options.overwrite {
+        dst.publish_file(&written.file, &dest).await?
+    } else {
+        dst.publish_new_file(&written.file, &dest)
+            .await?
+            .ok_or_else(|| Error::PartitionExists {
+                path: shown.clone(),
+            })?
+    };
     drop(tmp);
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(

@@ -1,0 +1,120 @@
+//! The command line's small things: exit codes and one-line errors of commands given
+//! something that is not there, usage lines, and log lines without colours in files.
+
+use crate::common::{hls_flow, one_line_error};
+use crate::harvest::{day, synthetic};
+use crate::run::stderr;
+use hls_flow::Collection;
+
+#[test]
+fn an_unreachable_cmr_url_stops_run_with_exit_1_and_no_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.sqlite");
+    let o = hls_flow()
+        .args(["run", "20240515", "--no-progress", "--output"])
+        .arg(dir.path().join("out"))
+        .arg("--state")
+        .arg(&state)
+        // Retries of requests stay as they are: the check happens before any request.
+        .args(["--cmr-url", "http://127.0.0.1:9", "--max-attempts", "5"])
+        .output()
+        .unwrap();
+    let line = one_line_error(&o, 1, "cannot reach CMR at http://127.0.0.1:9");
+    assert!(line.to_lowercase().contains("refused"), "{line}");
+    assert!(!state.exists(), "no state file is made");
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn repartition_of_a_missing_source_names_it_the_source_and_makes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("no-such-daily");
+    let dst = dir.path().join("monthly");
+    let o = hls_flow()
+        .args(["repartition", "--no-progress"])
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    let line = one_line_error(&o, 2, "source");
+    assert!(line.contains("no-such-daily"), "{line}");
+    assert!(line.contains("no such folder"), "{line}");
+    assert!(!line.contains("output"), "{line}");
+    assert!(!src.exists(), "the source is not made");
+    assert!(!dst.exists(), "the destination is not made");
+}
+
+#[test]
+fn retry_failed_on_a_missing_state_file_is_an_error_and_makes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("missing.sqlite");
+    let o = hls_flow()
+        .args(["retry-failed", "--no-progress", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let line = one_line_error(&o, 2, "does not exist");
+    assert!(line.contains("missing.sqlite"), "{line}");
+    assert!(!state.exists(), "no state file is made");
+    assert!(
+        !dir.path().join("missing.sqlite.lock").exists(),
+        "no lock file is made"
+    );
+}
+
+#[test]
+fn usage_lines_show_dates_then_out_once() {
+    for (cmd, usage) in [
+        (
+            "generate-daily",
+            "Usage: hls-flow generate-daily [OPTIONS] <DATES>... <OUT>",
+        ),
+        ("run", "Usage: hls-flow run [OPTIONS] <DATES>..."),
+    ] {
+        let o = hls_flow().args([cmd, "--help"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0));
+        let help = String::from_utf8_lossy(&o.stdout);
+        let line = help
+            .lines()
+            .find(|l| l.starts_with("Usage:"))
+            .unwrap_or_else(|| panic!("no usage line in {help}"));
+        assert_eq!(line.trim_end(), usage, "{cmd}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_in_a_file_carry_no_colours() {
+    let emu = synthetic(day(2024, 5, 15), day(2024, 5, 15), 3).await;
+    // An item whose id is not its granule's: its day fails, with a warning in the log.
+    let granule = emu.granules(Collection::Hlss30, day(2024, 5, 15))[0]
+        .granule_ur
+        .clone();
+    emu.edit_item(&granule, |item| item["id"] = "another-id".into());
+    let dir = tempfile::tempdir().unwrap();
+    // stderr is a pipe here, as it is a file for `2> log`.
+    let o = hls_flow()
+        .args(["generate-daily", "20240515"])
+        .arg(dir.path().join("out"))
+        .args([
+            "--no-progress",
+            "--collections",
+            "HLSS30",
+            "--max-attempts",
+            "1",
+        ])
+        .args(["--cmr-url", &emu.base_url()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let log = stderr(&o);
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN"))
+        .unwrap_or_else(|| panic!("a warning: {log}"));
+    assert!(warning.contains("HLSS30 2024-05-15 failed"), "{warning}");
+    assert!(!log.contains('\u{1b}'), "no escape sequences: {log:?}");
+}
