@@ -31,9 +31,11 @@ const FIRST_LATE_CONCEPT: u64 = 9_900_000_000;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChangeSet {
-    /// Moves the archive's clock to this instant, where it stays until a later change set
-    /// moves it again (never backwards). Without it, the clock is the system's (or where a
-    /// former change set left it).
+    /// Pins the archive's clock at this instant, where it stays until a later change set
+    /// moves it again: forward only, never before the clock pinned last nor before a change
+    /// already made (it may be before the system's clock: a test can play a past month's
+    /// history). Without it, the clock is the system's (or where a former change set
+    /// pinned it).
     pub now: Option<DateTime<Utc>>,
     /// Seed of the random choices (granules to revise or delete, late granules' places).
     pub seed: u64,
@@ -204,7 +206,7 @@ pub enum ChangeError {
         /// How many there are to draw from.
         available: usize,
     },
-    /// `now` is before the clock or before a change already made.
+    /// `now` is before the clock pinned last or before a change already made.
     #[error("the archive's clock cannot go back from {clock} to {now}")]
     ClockBackwards {
         /// Where the clock is.
@@ -299,11 +301,9 @@ impl Archive {
         let now = match set.now {
             Some(t) => {
                 let t = to_ms(t);
-                if t < inner.pinned.unwrap_or(t) || inner.latest.is_some_and(|l| t < l) {
-                    return Err(ChangeError::ClockBackwards {
-                        clock: floor,
-                        now: t,
-                    });
+                let bound = inner.pinned.max(inner.latest);
+                if let Some(clock) = bound.filter(|b| t < *b) {
+                    return Err(ChangeError::ClockBackwards { clock, now: t });
                 }
                 t
             }
@@ -1004,7 +1004,7 @@ mod tests {
         };
         assert!(matches!(
             archive.apply(&store, &back),
-            Err(ChangeError::ClockBackwards { .. })
+            Err(ChangeError::ClockBackwards { clock, .. }) if clock == t
         ));
         assert_eq!(archive.now(), t);
     }
