@@ -604,6 +604,7 @@ async fn emulator_counts_requests() {
             search_pages: 1,
             echo10_pages: 0,
             item_fetches: 2,
+            deleted_lists: 0,
             not_found: 1,
             bad_requests: 1,
             faults_injected: 0,

@@ -66,6 +66,7 @@ async fn harvest(emu: &Emulator) -> (BTreeMap<String, Value>, WindowReport, Requ
         search_pages: after.search_pages - before.search_pages,
         echo10_pages: after.echo10_pages - before.echo10_pages,
         item_fetches: after.item_fetches - before.item_fetches,
+        deleted_lists: after.deleted_lists - before.deleted_lists,
         not_found: after.not_found - before.not_found,
         bad_requests: after.bad_requests - before.bad_requests,
         faults_injected: after.faults_injected - before.faults_injected,

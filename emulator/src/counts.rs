@@ -13,6 +13,9 @@ pub struct RequestCounts {
     pub echo10_pages: u64,
     /// `_stac.json` items served (status 200).
     pub item_fetches: u64,
+    /// Deleted-granules lists served (`/search/deleted-granules.json`, status 200).
+    #[serde(default)]
+    pub deleted_lists: u64,
     /// Requests answered 404.
     pub not_found: u64,
     /// Requests answered 400.
@@ -29,6 +32,7 @@ pub(crate) struct Counters {
     pub search_pages: AtomicU64,
     pub echo10_pages: AtomicU64,
     pub item_fetches: AtomicU64,
+    pub deleted_lists: AtomicU64,
     pub not_found: AtomicU64,
     pub bad_requests: AtomicU64,
     pub faults_injected: AtomicU64,
@@ -37,8 +41,10 @@ pub(crate) struct Counters {
     pub search_requests: AtomicU64,
     /// Item requests seen (for fault injection), whatever their outcome.
     pub item_requests: AtomicU64,
+    /// Deleted-granules requests seen (for fault injection), whatever their outcome.
+    pub deleted_requests: AtomicU64,
     /// Random faults injected so far, per [`Target`](super::Target) (their kinds go round).
-    pub fault_turns: [AtomicU64; 3],
+    pub fault_turns: [AtomicU64; 4],
 }
 
 /// Adds one and returns the new value.
@@ -54,6 +60,7 @@ impl Counters {
             search_pages: get(&self.search_pages),
             echo10_pages: get(&self.echo10_pages),
             item_fetches: get(&self.item_fetches),
+            deleted_lists: get(&self.deleted_lists),
             not_found: get(&self.not_found),
             bad_requests: get(&self.bad_requests),
             faults_injected: get(&self.faults_injected),

@@ -407,20 +407,29 @@ impl Writer {
 }
 
 /// Renders a CMR echo10 results page: `hits` (CMR-Hits of the whole query), `took` (ms) and
-/// one `<result>` per granule, its `concept-id` taken from [`GranuleMeta::concept_id`].
+/// one `<result>` per granule, its `concept-id` taken from [`GranuleMeta::concept_id`], all
+/// of revision 1.
 pub fn render_page(hits: u64, took: u64, metas: &[GranuleMeta]) -> String {
-    let mut out = String::with_capacity(200 + metas.len() * 9_000);
+    let records: Vec<(&GranuleMeta, u32)> = metas.iter().map(|m| (m, 1)).collect();
+    render_page_revisions(hits, took, &records)
+}
+
+/// [`render_page`] with each granule's revision id (the `revision-id` of its `<result>`).
+pub fn render_page_revisions(hits: u64, took: u64, records: &[(&GranuleMeta, u32)]) -> String {
+    let mut out = String::with_capacity(200 + records.len() * 9_000);
     out.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><results><hits>"#);
     out.push_str(&hits.to_string());
     out.push_str("</hits><took>");
     out.push_str(&took.to_string());
     out.push_str("</took>");
-    for meta in metas {
+    for (meta, revision_id) in records {
         out.push_str(r#"<result concept-id=""#);
         out.push_str(&escape(meta.concept_id.as_str()));
         out.push_str(r#"" collection-concept-id=""#);
         out.push_str(meta.collection.concept_id());
-        out.push_str(r#"" revision-id="1" format="application/echo10+xml">"#);
+        out.push_str(r#"" revision-id=""#);
+        out.push_str(&revision_id.to_string());
+        out.push_str(r#"" format="application/echo10+xml">"#);
         write_granule_into(&mut out, meta);
         out.push_str("</result>");
     }

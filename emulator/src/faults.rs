@@ -33,7 +33,7 @@ pub enum FaultKind {
     /// `504 Gateway Timeout`.
     #[serde(rename = "504")]
     GatewayTimeout,
-    /// Search only: `200` with half the page's entries and `CMR-Timed-Out: true`.
+    /// Granule search only: `200` with half the page's entries and `CMR-Timed-Out: true`.
     TimedOut,
     /// The answer comes [`Faults::slow_ms`] late (beyond the client's timeout).
     Slow,
@@ -47,11 +47,11 @@ pub enum FaultKind {
     NotStac,
     /// JSON search only: the page's first entry has no `_stac.json` link.
     NoStacLink,
-    /// Search only: the page repeats one granule (the previous page's last one).
+    /// Granule search only: the page repeats one granule (the previous page's last one).
     DuplicateEntry,
     /// Item only: the item's `id` differs from its granule's title.
     IdMismatch,
-    /// Search only: the page's `CMR-Hits` is one more than the truth.
+    /// Granule search only: the page's `CMR-Hits` is one more than the truth.
     HitsChanged,
 }
 
@@ -64,6 +64,8 @@ pub enum Target {
     SearchEcho10,
     /// A `_stac.json` item.
     Item,
+    /// `/search/deleted-granules.json`.
+    DeletedGranules,
 }
 
 impl FaultKind {
@@ -125,7 +127,9 @@ impl FaultKind {
         match self {
             RateLimited | InternalError | BadGateway | Unavailable | GatewayTimeout | Slow
             | CutMidBody | Truncated | InvalidJson => true,
-            TimedOut | DuplicateEntry | HitsChanged => target != Target::Item,
+            TimedOut | DuplicateEntry | HitsChanged => {
+                matches!(target, Target::SearchJson | Target::SearchEcho10)
+            }
             NoStacLink => target == Target::SearchJson,
             NotStac | IdMismatch => target == Target::Item,
         }
@@ -161,6 +165,8 @@ pub struct Faults {
     pub fail_every_nth_search: Option<NonZeroU64>,
     /// Every n-th item request is answered with [`Faults::status`].
     pub fail_every_nth_item: Option<NonZeroU64>,
+    /// Every n-th `deleted-granules.json` request is answered with [`Faults::status`].
+    pub fail_every_nth_deleted: Option<NonZeroU64>,
     /// The HTTP status of an every-n-th failure (default 503).
     pub status: u16,
     /// ECHO10 records leave out the optional CLOUD_COVERAGE attribute.
@@ -184,6 +190,7 @@ impl Default for Faults {
         Faults {
             fail_every_nth_search: None,
             fail_every_nth_item: None,
+            fail_every_nth_deleted: None,
             status: 503,
             echo10_without_cloud_cover: false,
             echo10_broken_record: false,
@@ -230,6 +237,12 @@ impl Faults {
     /// Whether the `n`-th (1-based) item request fails.
     pub fn item_fails(&self, n: u64) -> bool {
         self.fail_every_nth_item
+            .is_some_and(|every| n.is_multiple_of(every.get()))
+    }
+
+    /// Whether the `n`-th (1-based) deleted-granules request fails.
+    pub fn deleted_fails(&self, n: u64) -> bool {
+        self.fail_every_nth_deleted
             .is_some_and(|every| n.is_multiple_of(every.get()))
     }
 

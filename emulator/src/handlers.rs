@@ -1,5 +1,6 @@
 //! The HTTP handlers: CMR granule search, LP DAAC items, counters, 404s.
 
+use super::archive;
 use super::counts::bump;
 use super::entry;
 use super::faults::{FaultKind, Faults, Target};
@@ -213,10 +214,15 @@ async fn search_as(
                     m
                 })
                 .collect();
-            let mut xml = crate::echo10::render_page(
+            let records: Vec<_> = metas
+                .iter()
+                .zip(&page)
+                .map(|(m, g)| (m, g.revision_id))
+                .collect();
+            let mut xml = crate::echo10::render_page_revisions(
                 hits.len() as u64,
                 started.elapsed().as_millis() as u64,
-                &metas,
+                &records,
             );
             if faults.echo10_broken_record
                 && let (Some(a), Some(b)) = (xml.find("<GranuleUR>"), xml.find("</GranuleUR>"))
@@ -254,7 +260,7 @@ async fn search_as(
 fn json_page(state: &AppState, raw: &str, page: &[&Granule], first_without_link: bool) -> String {
     let mut body = String::with_capacity(256 + page.len() * 14_000);
     body.push_str("{\"feed\":{\"updated\":");
-    entry::push_json_str(&mut body, &entry::format_ms(&Utc::now()));
+    entry::push_json_str(&mut body, &entry::format_ms(&state.archive.now()));
     body.push_str(",\"id\":");
     let feed_id = if raw.is_empty() {
         format!("{}/search/granules.json", state.base)
@@ -319,6 +325,93 @@ pub(crate) async fn item(
         _ => body,
     };
     inject::body_response(fault, HeaderMap::new(), "application/json", body)
+}
+
+/// `GET /search/deleted-granules.json`: the granules deleted at or after `revision_date`.
+pub(crate) async fn deleted_granules(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    bump(&state.counters.total);
+    let n = bump(&state.counters.deleted_requests);
+    let faults = state.faults();
+    if faults.deleted_fails(n) {
+        return injected(&state);
+    }
+    let fault = match draw_fault(&state, &faults, Target::DeletedGranules, n).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let query = match archive::parse_deleted_query(&raw.unwrap_or_default(), state.archive.now()) {
+        Ok(q) => q,
+        Err(e) => return bad_request(&state, &e),
+    };
+    let found = match query.collection {
+        _ if query.other_provider => Vec::new(),
+        Some(None) => Vec::new(),
+        Some(Some(c)) => state.archive.deleted_since(query.since, Some(c)),
+        None => state.archive.deleted_since(query.since, None),
+    };
+    let mut h = HeaderMap::new();
+    for (name, value) in [
+        ("cmr-hits", found.len().to_string()),
+        ("cmr-request-id", request_id(&state)),
+    ] {
+        if let Some(v) = header_value(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    }
+    if fault.is_none() {
+        bump(&state.counters.deleted_lists);
+    }
+    let body = Bytes::from(archive::deleted_body(&found));
+    inject::body_response(fault, h, JSON_UTF8, body)
+}
+
+/// `GET /search/deleted-granules.xml`: refused, as CMR does.
+pub(crate) async fn deleted_granules_xml(State(state): State<Arc<AppState>>) -> Response {
+    bump(&state.counters.total);
+    bad_request(
+        &state,
+        &BadRequest(
+            "Result format [xml] is not supported by deleted granules search. The only format that is supported is json"
+                .into(),
+        ),
+    )
+}
+
+/// `PUT /_emulator/changes`: applies the JSON [`ChangeSet`](crate::ChangeSet) body and
+/// answers what changed ([`ChangeReport`](crate::ChangeReport)); 400 with CMR's error body
+/// for a change set that cannot be applied (nothing of it is).
+pub(crate) async fn put_changes(State(state): State<Arc<AppState>>, body: String) -> Response {
+    let set = match serde_json::from_str::<crate::ChangeSet>(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                HeaderMap::new(),
+                errors_body(&e.to_string()),
+            );
+        }
+    };
+    match state.archive.apply(&state.store, &set) {
+        Ok(report) => json_response(
+            StatusCode::OK,
+            HeaderMap::new(),
+            serde_json::to_string(&report).unwrap_or_default(),
+        ),
+        Err(e) => json_response(
+            StatusCode::BAD_REQUEST,
+            HeaderMap::new(),
+            errors_body(&e.to_string()),
+        ),
+    }
+}
+
+/// `GET /_emulator/changes`: the archive's clock, `{"now": "…"}`.
+pub(crate) async fn get_clock(State(state): State<Arc<AppState>>) -> Response {
+    let body = serde_json::json!({ "now": state.archive.now() }).to_string();
+    json_response(StatusCode::OK, HeaderMap::new(), body)
 }
 
 /// `GET /_emulator/counts` (not counted itself).

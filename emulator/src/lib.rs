@@ -8,6 +8,11 @@
 //! repeats the same URI with a `cmr-search-after` header, and the page after the last hit
 //! is empty and carries none.
 //!
+//! The archive changes at run time ([`ChangeSet`], by [`Emulator::apply_changes`] or
+//! `PUT /_emulator/changes`): late ingests, revisions (new revision id and `updated`), and
+//! deletions, listed by `/search/deleted-granules.json`; searches take `updated_since` and
+//! `revision_date[]`.
+//!
 //! Faults are injected on demand ([`Faults`]): every n-th request, or a seeded random mix of
 //! [`FaultKind`]s (429 with `Retry-After`, 5xx, partial `CMR-Timed-Out` pages, slow answers,
 //! cut connections, broken bodies, wrong items, missing links, repeated entries, changing
@@ -25,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod archive;
 mod counts;
 pub mod echo10;
 mod entry;
@@ -38,6 +44,7 @@ mod search;
 mod store;
 pub mod synthetic;
 
+pub use archive::{ChangeError, ChangeReport, ChangeSet, Changed, Late, Pick, Revise, Revision};
 pub use counts::RequestCounts;
 pub use faults::{FaultKind, Faults, Target};
 pub use synthetic::SyntheticConfig;
@@ -81,6 +88,8 @@ pub enum DataSource {
 /// What the handlers share.
 pub(crate) struct AppState {
     store: Store,
+    /// The archive's clock, deletions and change sets.
+    archive: archive::Archive,
     base: String,
     faults: std::sync::RwLock<Faults>,
     counters: Counters,
@@ -115,11 +124,23 @@ fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/search/granules.json", get(handlers::search))
         .route("/search/granules.echo10", get(handlers::search_echo10))
+        .route(
+            "/search/deleted-granules.json",
+            get(handlers::deleted_granules),
+        )
+        .route(
+            "/search/deleted-granules.xml",
+            get(handlers::deleted_granules_xml),
+        )
         .route("/lp-prod-public/{folder}/{id}/{file}", get(handlers::item))
         .route("/_emulator/counts", get(handlers::counts))
         .route(
             "/_emulator/faults",
             get(handlers::get_faults).put(handlers::put_faults),
+        )
+        .route(
+            "/_emulator/changes",
+            get(handlers::get_clock).put(handlers::put_changes),
         )
         .fallback(handlers::fallback)
         .with_state(state)
@@ -189,7 +210,7 @@ impl Emulator {
         }
         let base_url = format!("http://{local}");
         let store = match config.source {
-            DataSource::Replay => Store::Fixed(
+            DataSource::Replay => Store::fixed(
                 replay::load(&base_url)
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
             ),
@@ -200,6 +221,7 @@ impl Emulator {
             .map_or(0, |d| d.as_nanos() as u64);
         let state = Arc::new(AppState {
             store,
+            archive: Default::default(),
             base: base_url.clone(),
             faults: std::sync::RwLock::new(config.faults),
             counters: Counters::default(),
@@ -260,13 +282,33 @@ impl Emulator {
         edits.insert(id.to_string(), Arc::new(edit));
     }
 
+    /// Applies a change set (late ingests, revisions, deletions; see [`ChangeSet`]) and
+    /// returns what changed. All or nothing: a refused change set changes nothing.
+    pub fn apply_changes(&self, changes: &ChangeSet) -> Result<ChangeReport, ChangeError> {
+        self.state.archive.apply(&self.state.store, changes)
+    }
+
+    /// The archive's clock: where the last change set with a `now` left it, else the
+    /// system's. It stamps changes and bounds `deleted-granules.json`'s one year.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.state.archive.now()
+    }
+
+    /// Granule `id`'s current revision id (1 when never revised), `None` if it is not in
+    /// the archive.
+    pub fn revision_id(&self, id: &str) -> Option<u32> {
+        let (day, i) = self.state.store.find(id)?;
+        Some(day.granules[i].revision_id)
+    }
+
     /// What has been answered so far.
     pub fn counts(&self) -> RequestCounts {
         self.state.counters.snapshot()
     }
 
     /// Every granule of `collection` whose begin time is in `day` (UTC), sorted as CMR
-    /// sorts them (begin time, then concept-id number). Empty outside the data.
+    /// sorts them (begin time, then concept-id number), as the archive is now (after the
+    /// change sets applied so far). Empty outside the data.
     pub fn granules(&self, collection: Collection, day: NaiveDate) -> Vec<GranuleMeta> {
         self.state
             .store

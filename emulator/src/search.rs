@@ -43,17 +43,32 @@ pub(crate) struct Query {
     pub temporal: Vec<Range>,
     /// Bounding boxes, AND-ed as CMR does.
     pub bboxes: Vec<BBox>,
+    /// `updated_since`: revision date at or after it (ms).
+    pub updated_since: Option<i64>,
+    /// OR-ed `revision_date` ranges (empty: no constraint).
+    pub revision: Vec<Range>,
     /// Page size.
     pub page_size: usize,
     /// A `provider` other than LPCLOUD was asked for: nothing matches.
     pub other_provider: bool,
 }
 
+#[cfg(test)]
 fn parse_time(s: &str, which: &str) -> Result<i64, BadRequest> {
+    parse_time_of("temporal", s, which)
+}
+
+/// Parses a datetime of parameter `param` (`which`: "start", "end" or "").
+pub(crate) fn parse_time_of(param: &str, s: &str, which: &str) -> Result<i64, BadRequest> {
     let s = s.trim();
     let err = || {
+        let name = if which.is_empty() {
+            param.to_string()
+        } else {
+            format!("{param} {which}")
+        };
         bad(format!(
-            "temporal {which} datetime is invalid: [{s}] is not a valid datetime."
+            "{name} datetime is invalid: [{s}] is not a valid datetime."
         ))
     };
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -74,17 +89,22 @@ fn parse_time(s: &str, which: &str) -> Result<i64, BadRequest> {
 }
 
 fn parse_temporal(v: &str) -> Result<Range, BadRequest> {
+    parse_range("temporal", v)
+}
+
+/// Parses `start,end` (either may be empty) of parameter `param`.
+fn parse_range(param: &str, v: &str) -> Result<Range, BadRequest> {
     let parts: Vec<&str> = v.split(',').collect();
     if parts.len() != 2 {
         return Err(bad(format!(
-            "temporal [{v}] must be 'start,end' (the emulator does not support periodic temporal ranges)."
+            "{param} [{v}] must be 'start,end' (the emulator does not support periodic {param} ranges)."
         )));
     }
     let opt = |s: &str, which| -> Result<Option<i64>, BadRequest> {
         if s.trim().is_empty() {
             Ok(None)
         } else {
-            parse_time(s, which).map(Some)
+            parse_time_of(param, s, which).map(Some)
         }
     };
     let start = opt(parts[0], "start")?;
@@ -93,7 +113,7 @@ fn parse_temporal(v: &str) -> Result<Range, BadRequest> {
         && s > e
     {
         return Err(bad(format!(
-            "The start date [{}] must be before or equal to the end date [{}] in temporal [{v}].",
+            "The start date [{}] must be before or equal to the end date [{}] in {param} [{v}].",
             parts[0], parts[1]
         )));
     }
@@ -141,6 +161,8 @@ pub(crate) fn parse_query(raw: &str) -> Result<Query, BadRequest> {
         collections: Vec::new(),
         temporal: Vec::new(),
         bboxes: Vec::new(),
+        updated_since: None,
+        revision: Vec::new(),
         page_size: DEFAULT_PAGE_SIZE,
         other_provider: false,
     };
@@ -156,6 +178,15 @@ pub(crate) fn parse_query(raw: &str) -> Result<Query, BadRequest> {
             }
             "temporal" => match parse_temporal(&value) {
                 Ok(r) => q.temporal.push(r),
+                Err(e) => errors.push(e.0),
+            },
+            "updated_since" => match parse_time_of("updated_since", &value, "") {
+                Ok(t) if q.updated_since.is_none() => q.updated_since = Some(t),
+                Ok(_) => errors.push("Only one updated_since value is allowed.".to_string()),
+                Err(e) => errors.push(e.0),
+            },
+            "revision_date" => match parse_range("revision_date", &value) {
+                Ok(r) => q.revision.push(r),
                 Err(e) => errors.push(e.0),
             },
             "bounding_box" => match parse_bbox(&value) {
@@ -232,7 +263,14 @@ impl Query {
             || self.temporal.iter().any(|r| {
                 r.end.is_none_or(|t| g.begin_ms <= t) && r.start.is_none_or(|s| g.end_ms >= s)
             });
-        temporal_ok && self.bboxes.iter().all(|b| bbox_intersects(b, &g.bbox))
+        let u = g.updated_ms;
+        let revision_ok = self.updated_since.is_none_or(|s| u >= s)
+            && (self.revision.is_empty()
+                || self
+                    .revision
+                    .iter()
+                    .any(|r| r.start.is_none_or(|s| u >= s) && r.end.is_none_or(|e| u <= e)));
+        temporal_ok && revision_ok && self.bboxes.iter().all(|b| bbox_intersects(b, &g.bbox))
     }
 }
 
@@ -319,6 +357,67 @@ mod tests {
             err("collection_concept_id[]=A&sort_key=x").contains("[sort_key] was not recognized")
         );
         assert!(err("page_size=10").contains("collection_concept_id"));
+    }
+
+    #[test]
+    fn revision_dates_filter_at_or_after_and_within_ranges() {
+        let q = parse_query("collection_concept_id[]=A&updated_since=2026-11-01T00:00:00Z&revision_date[]=2026-11-01T00:00:00Z,2026-11-02T00:00:00Z&revision_date[]=2026-11-10T00:00:00Z,").unwrap();
+        assert_eq!(q.updated_since, Some(ms("2026-11-01T00:00:00Z")));
+        assert_eq!(q.revision.len(), 2);
+        assert_eq!(q.revision[1].end, None);
+        let err = |s: &str| parse_query(s).unwrap_err().0;
+        assert!(
+            err("collection_concept_id[]=A&updated_since=soon")
+                .contains("updated_since datetime is invalid")
+        );
+        assert!(
+            err("collection_concept_id[]=A&updated_since=2026-11-01&updated_since=2026-11-02")
+                .contains("Only one updated_since")
+        );
+        assert!(
+            err("collection_concept_id[]=A&revision_date[]=2026-11-02T00:00:00Z,2026-11-01T00:00:00Z")
+                .contains("in revision_date")
+        );
+        let meta = |updated: &str| {
+            let t: DateTime<Utc> = "2026-10-30T10:00:00Z".parse().unwrap();
+            hls_flow::source::hls::GranuleMeta {
+                collection: hls_flow::collection::Collection::Hlsl30,
+                granule_ur: "HLS.L30.T15TVN.2026303T100000.v2.0".into(),
+                concept_id: "G1000000001-LPCLOUD".into(),
+                begin: t,
+                end: t,
+                updated: updated.parse().unwrap(),
+                platform: "LANDSAT-8".into(),
+                instrument: "OLI".into(),
+                polygons: vec![vec![(0.0, 0.0), (0.0, 1.0), (1.0, 1.0), (1.0, 0.0)]],
+                cloud_cover: None,
+                mgrs_tile: None,
+                ulx: None,
+                uly: None,
+                nrows: None,
+                ncols: None,
+                resolution: None,
+                sun_azimuth: None,
+                view_azimuth: None,
+                doi: None,
+            }
+        };
+        let g = |updated: &str| Granule::new(meta(updated)).unwrap();
+        // At or after updated_since, and in one of the ranges (inclusive).
+        assert!(q.matches(&g("2026-11-01T00:00:00Z")));
+        assert!(q.matches(&g("2026-11-02T00:00:00Z")));
+        assert!(!q.matches(&g("2026-10-31T23:59:59.999Z")));
+        assert!(!q.matches(&g("2026-11-05T00:00:00Z")));
+        assert!(q.matches(&g("2027-01-01T00:00:00Z")));
+        let only_since =
+            parse_query("collection_concept_id[]=A&updated_since=2026-11-05T00:00:00.5Z").unwrap();
+        assert!(only_since.matches(&g("2026-11-05T00:00:00.500Z")));
+        assert!(!only_since.matches(&g("2026-11-05T00:00:00.499Z")));
+        assert!(
+            parse_query("collection_concept_id[]=A")
+                .unwrap()
+                .matches(&g("2000-01-01T00:00:00Z"))
+        );
     }
 
     #[test]

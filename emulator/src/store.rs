@@ -6,7 +6,7 @@ use chrono::{Datelike, NaiveDate};
 use hls_flow::collection::Collection;
 use hls_flow::source::hls::{GranuleMeta, to_stac_item};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use super::synthetic::{self, SyntheticConfig};
 
@@ -24,6 +24,11 @@ pub(crate) struct Granule {
     pub end_ms: i64,
     /// The number in the concept id (`G3790086838-LPCLOUD` → 3790086838).
     pub concept_num: u64,
+    /// Revision date (`meta.updated`), epoch ms: what `updated_since` and `revision_date`
+    /// compare with.
+    pub updated_ms: i64,
+    /// CMR's revision id: 1 when ingested, one more at each revision.
+    pub revision_id: u32,
     /// Bounding rectangle of the footprint: `[west, south, east, north]`.
     pub bbox: [f64; 4],
     /// A recorded CMR entry to serve verbatim (replay), compact JSON.
@@ -42,6 +47,8 @@ impl Granule {
         Some(Granule {
             begin_ms: meta.begin.timestamp_millis(),
             end_ms: meta.end.timestamp_millis(),
+            updated_ms: meta.updated.timestamp_millis(),
+            revision_id: 1,
             concept_num,
             bbox,
             meta,
@@ -60,7 +67,7 @@ impl Granule {
             Some(recorded) => Bytes::from(recorded.clone()),
             None => self
                 .rendered
-                .get_or_init(|| Bytes::from(to_stac_item(&self.meta).to_string()))
+                .get_or_init(|| Bytes::from(rendered_item(&self.meta).to_string()))
                 .clone(),
         }
     }
@@ -69,6 +76,20 @@ impl Granule {
     pub(crate) fn key(&self) -> SortKey {
         (self.begin_ms, self.concept_num)
     }
+}
+
+/// The `_stac.json` LP DAAC generates for `meta`: HLSS30 items of granules that begin
+/// after [`synthetic::last_day_with_thumbnail`] have no `thumbnail` asset (LP DAAC stopped
+/// publishing their `.jpg`).
+pub(crate) fn rendered_item(meta: &GranuleMeta) -> serde_json::Value {
+    let mut item = to_stac_item(meta);
+    if meta.collection == Collection::Hlss30
+        && meta.begin.date_naive() > synthetic::last_day_with_thumbnail()
+        && let Some(assets) = item.get_mut("assets").and_then(|a| a.as_object_mut())
+    {
+        assets.remove("thumbnail");
+    }
+    item
 }
 
 /// `G3790086838-LPCLOUD` → 3790086838.
@@ -98,7 +119,6 @@ impl Day {
     }
 
     /// The granule with this id.
-    #[cfg(test)]
     pub(crate) fn get(&self, id: &str) -> Option<&Granule> {
         self.index.get(id).map(|&i| &self.granules[i])
     }
@@ -106,9 +126,17 @@ impl Day {
 
 type Cell = Arc<OnceLock<Arc<Day>>>;
 
-/// Where granules come from.
+/// The granules served: the base data, with the days a change set rewrote in its place.
 #[derive(Debug)]
-pub(crate) enum Store {
+pub(crate) struct Store {
+    base: Base,
+    /// Days as the change sets left them (see [`crate::archive`]).
+    changed: RwLock<HashMap<(Collection, NaiveDate), Arc<Day>>>,
+}
+
+/// Where the granules come from before any change.
+#[derive(Debug)]
+pub(crate) enum Base {
     /// A fixed set of days.
     Fixed(BTreeMap<(Collection, NaiveDate), Arc<Day>>),
     /// Generated on first use, then cached.
@@ -119,22 +147,69 @@ pub(crate) enum Store {
 }
 
 impl Store {
+    /// A fixed set of days.
+    pub(crate) fn fixed(days: BTreeMap<(Collection, NaiveDate), Arc<Day>>) -> Store {
+        Store {
+            base: Base::Fixed(days),
+            changed: RwLock::default(),
+        }
+    }
+
     /// A lazily generated store.
     pub(crate) fn synthetic(config: SyntheticConfig) -> Store {
-        Store::Synthetic {
-            config,
-            cache: Mutex::new(HashMap::new()),
+        Store {
+            base: Base::Synthetic {
+                config,
+                cache: Mutex::new(HashMap::new()),
+            },
+            changed: RwLock::default(),
+        }
+    }
+
+    fn changed_day(&self, c: Collection, d: NaiveDate) -> Option<Arc<Day>> {
+        let changed = self.changed.read().unwrap_or_else(|e| e.into_inner());
+        changed.get(&(c, d)).cloned()
+    }
+
+    /// Replaces a day's granules from now on (a change set's result).
+    pub(crate) fn set_day(&self, c: Collection, d: NaiveDate, day: Day) {
+        let mut changed = self.changed.write().unwrap_or_else(|e| e.into_inner());
+        changed.insert((c, d), Arc::new(day));
+    }
+
+    /// Whether granules can begin on `d`: any day for fixed data, the configured range for
+    /// synthetic data.
+    pub(crate) fn holds_day(&self, d: NaiveDate) -> bool {
+        match &self.base {
+            Base::Fixed(_) => true,
+            Base::Synthetic { config, .. } => d >= config.start && d <= config.end,
+        }
+    }
+
+    /// The first and last day with data (`None` for no data at all).
+    pub(crate) fn range(&self) -> Option<(NaiveDate, NaiveDate)> {
+        match &self.base {
+            Base::Synthetic { config, .. } => Some((config.start, config.end)),
+            Base::Fixed(days) => {
+                let changed = self.changed.read().unwrap_or_else(|e| e.into_inner());
+                let all = days.keys().chain(changed.keys()).map(|(_, d)| *d);
+                let lo = all.clone().min()?;
+                Some((lo, all.max()?))
+            }
         }
     }
 
     /// A day's granules (an empty day outside the data's range).
     pub(crate) fn day(&self, c: Collection, d: NaiveDate) -> Option<Arc<Day>> {
-        match self {
-            Store::Fixed(days) => days.get(&(c, d)).cloned(),
-            Store::Synthetic { config, cache } => {
-                if d < config.start || d > config.end {
-                    return None;
-                }
+        if !self.holds_day(d) {
+            return None;
+        }
+        if let Some(day) = self.changed_day(c, d) {
+            return Some(day);
+        }
+        match &self.base {
+            Base::Fixed(days) => days.get(&(c, d)).cloned(),
+            Base::Synthetic { config, cache } => {
                 let cell = {
                     // A poisoned lock only means another request panicked mid-insert;
                     // the map itself is still consistent.
@@ -156,15 +231,24 @@ impl Store {
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Vec<Arc<Day>> {
-        match self {
-            Store::Fixed(days) => days
-                .iter()
-                .filter(|((col, d), _)| {
-                    *col == c && from.is_none_or(|f| *d >= f) && to.is_none_or(|t| *d <= t)
-                })
-                .map(|(_, day)| day.clone())
-                .collect(),
-            Store::Synthetic { config, .. } => {
+        match &self.base {
+            Base::Fixed(days) => {
+                let in_range = |col: Collection, d: NaiveDate| {
+                    col == c && from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t)
+                };
+                let changed = self.changed.read().unwrap_or_else(|e| e.into_inner());
+                let mut dates: Vec<NaiveDate> = days
+                    .keys()
+                    .chain(changed.keys())
+                    .filter(|(col, d)| in_range(*col, *d))
+                    .map(|(_, d)| *d)
+                    .collect();
+                drop(changed);
+                dates.sort();
+                dates.dedup();
+                dates.into_iter().filter_map(|d| self.day(c, d)).collect()
+            }
+            Base::Synthetic { config, .. } => {
                 let lo = from.map_or(config.start, |f| f.max(config.start));
                 let hi = to.map_or(config.end, |t| t.min(config.end));
                 lo.iter_days()
@@ -207,6 +291,36 @@ pub(crate) fn year_doy(d: NaiveDate) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hlss30_items_lose_the_thumbnail_after_2026_06_16() {
+        let config = SyntheticConfig {
+            start: NaiveDate::from_ymd_opt(2026, 6, 16).unwrap(),
+            end: NaiveDate::from_ymd_opt(2026, 6, 17).unwrap(),
+            granules_per_day: 10,
+            seed: 1,
+        };
+        let store = Store::synthetic(config.clone());
+        let has_thumbnail = |c: Collection, d: NaiveDate| -> Vec<bool> {
+            store
+                .day(c, d)
+                .unwrap()
+                .granules
+                .iter()
+                .map(|g| {
+                    let item: serde_json::Value = serde_json::from_slice(&g.item_body()).unwrap();
+                    assert!(item["assets"]["B01"].is_object());
+                    item["assets"].get("thumbnail").is_some()
+                })
+                .collect()
+        };
+        let (last, after) = (config.start, config.end);
+        // The edge granules begin on the day, so the whole day is on one side.
+        assert!(has_thumbnail(Collection::Hlss30, last).iter().all(|&t| t));
+        assert!(has_thumbnail(Collection::Hlss30, after).iter().all(|&t| !t));
+        assert!(has_thumbnail(Collection::Hlsl30, after).iter().all(|&t| t));
+        assert_eq!(synthetic::last_day_with_thumbnail(), last);
+    }
 
     #[test]
     fn ids_and_concepts() {

@@ -37,6 +37,13 @@ pub fn last_supported_day() -> NaiveDate {
     first_supported_day() + Duration::days(11_000)
 }
 
+/// The last day whose HLSS30 granules have a thumbnail: LP DAAC stopped publishing the
+/// HLSS30 `.jpg` after 2026-06-16, and items of granules that begin later come without the
+/// `thumbnail` asset.
+pub fn last_day_with_thumbnail() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 6, 16).unwrap_or(NaiveDate::MAX)
+}
+
 /// Why a [`SyntheticConfig`] cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -258,7 +265,9 @@ fn granule(rng: &mut Rng, c: Collection, day: NaiveDate, spec: &Spec) -> Option<
     } else {
         rng.range(275.0, 300.0)
     };
-    let updated = begin + Duration::milliseconds(rng.range(36.0 * 3.6e6, 72.0 * 3.6e6) as i64);
+    // LP DAAC ingests a granule 32 to 64 hours after it was sensed (the recorded entries'
+    // `updated` is that much after their `time_start`).
+    let updated = begin + Duration::milliseconds(rng.range(32.0 * 3.6e6, 64.0 * 3.6e6) as i64);
     Some(GranuleMeta {
         collection: c,
         granule_ur,
@@ -312,6 +321,33 @@ fn concept_block(c: Collection, day: NaiveDate) -> u64 {
             Collection::Hlss30 => 1,
         };
     1_000_000_000 + slot * u64::from(MAX_PER_COLLECTION_DAY)
+}
+
+/// A granule of `c` that begins on `day` at `begin` (a random morning overpass when
+/// `None`), somewhere on land: a late ingest. Its concept id is left empty and its
+/// `updated` is the generator's; the caller sets both. `None` if no footprint fits in
+/// 50 tries.
+pub(crate) fn late_granule(
+    rng: &mut Rng,
+    c: Collection,
+    day: NaiveDate,
+    begin: Option<DateTime<Utc>>,
+) -> Option<GranuleMeta> {
+    (0..50).find_map(|_| {
+        let (lat, lon) = land_point(rng);
+        let begin = begin.unwrap_or_else(|| {
+            let hours = (10.5 - lon / 15.0 + rng.range(-0.4, 0.4)).rem_euclid(24.0);
+            let us = ((hours * 3.6e9) as i64).clamp(0, 86_399_999_999);
+            midnight(day) + Duration::microseconds(us)
+        });
+        let spec = Spec {
+            begin,
+            end: None,
+            lat,
+            lon,
+        };
+        granule(rng, c, day, &spec)
+    })
 }
 
 /// Every granule of `c` beginning on `day` (unsorted).
@@ -526,6 +562,12 @@ mod tests {
                             assert_eq!(m.instrument, "Sentinel-2 MSI");
                         }
                     }
+                    // Ingested 32 to 64 hours after sensing, as the recorded entries were.
+                    let lag = m.updated - m.begin;
+                    assert!(
+                        lag >= Duration::hours(32) && lag <= Duration::hours(64),
+                        "{lag}"
+                    );
                     let cc = m.cloud_cover.unwrap();
                     assert!(cc.fract() == 0.0 && (0.0..=100.0).contains(&cc));
                     for a in [m.sun_azimuth.unwrap(), m.view_azimuth.unwrap()] {
