@@ -70,21 +70,21 @@ async fn emulator(faults: Faults) -> Emulator {
     emu
 }
 
-/// HLSS30 of 2024-07-01, pages of 10, a 300 ms request timeout, quick retries.
+/// HLSS30 of 2024-07-01, pages of 10, a 1 s request timeout (a slow fault takes 2 s), quick retries.
 fn harvest_options(emu: &Emulator, attempts: u32) -> DailyOptions {
     let mut o = options(emu);
     o.collections = vec![Collection::Hlss30];
     o.endpoints.page_size = PAGE;
     o.endpoints.retry.max_attempts = attempts;
     o.endpoints.retry.min_delay = Duration::from_millis(1);
-    o.endpoints.retry.max_delay = Duration::from_millis(5);
-    o.endpoints.http.request_timeout = Duration::from_millis(300);
+    o.endpoints.retry.max_delay = Duration::from_millis(50);
+    o.endpoints.http.request_timeout = Duration::from_millis(1000);
     o
 }
 
 fn faults(rate: f64, kind: FaultKind) -> Faults {
     Faults {
-        slow_ms: 600,
+        slow_ms: 2000,
         ..Faults::random(rate, &[kind], 3)
     }
 }
@@ -175,7 +175,7 @@ async fn echo10_searches_survive_their_faults_too() {
         .filter(|k| k.applies_to(Target::SearchEcho10))
         .collect();
     let emu = emulator(Faults {
-        slow_ms: 600,
+        slow_ms: 2000,
         ..Faults::random(0.3, &kinds, 1)
     })
     .await;
