@@ -220,7 +220,11 @@ fn write_fast(
     };
     let tmp = temp_file(&tmp_dir).map_err(|e| werr(WriteError::TempFile(e)))?;
     let out = tmp.reopen().map_err(|e| werr(WriteError::TempFile(e)))?;
-    let options = HlsWriterOptions::default().with_max_row_group_row_count(FAST_ROW_GROUP_SIZE);
+    // A batch is a whole row group: its column writers (and their zstd contexts) live only
+    // while it is encoded.
+    let options = HlsWriterOptions::default()
+        .with_max_row_group_row_count(FAST_ROW_GROUP_SIZE)
+        .with_batch_rows(FAST_ROW_GROUP_SIZE);
     let mut fast = Some(
         HlsGeoparquetWriter::new(BufWriter::with_capacity(1 << 20, out), collection, options)
             .map_err(|e| werr(WriteError::Hls(e)))?,

@@ -9,6 +9,7 @@
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder, WriterVersion};
 use stac::geoparquet::WriterOptions;
+use std::sync::{Condvar, LazyLock, Mutex};
 
 /// The ZSTD level: level 15, the `stac` crate's default, is 2.5× slower for a 1 % smaller
 /// file.
@@ -54,4 +55,90 @@ pub fn writer_options() -> WriterOptions {
     WriterOptions::new()
         .with_compression(compression())
         .with_max_row_group_row_count(DEFAULT_ROW_GROUP_SIZE)
+}
+
+/// Row groups being encoded at once in this process: as many as there are cores. Encoding
+/// is CPU work, and while a row group is encoded parquet holds a zstd compression and a
+/// decompression context for each of its columns (~40 MB for an HLS file's ~256 columns):
+/// with one encoder per harvested day, eight small days finishing together held 8 × 40 MB.
+static ENCODERS: LazyLock<Gate> = LazyLock::new(|| {
+    Gate::new(std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)))
+});
+
+/// Runs `encode` (the encoding of whole row groups: a blocking call, on a blocking thread)
+/// when fewer than [`ENCODERS`] encodings are under way.
+pub fn encoding<T>(encode: impl FnOnce() -> T) -> T {
+    let _permit = ENCODERS.enter();
+    encode()
+}
+
+/// A counting gate for blocking threads.
+#[derive(Debug)]
+struct Gate {
+    inside: Mutex<usize>,
+    left: Condvar,
+    limit: usize,
+}
+
+impl Gate {
+    fn new(limit: usize) -> Gate {
+        Gate {
+            inside: Mutex::new(0),
+            left: Condvar::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    fn enter(&self) -> Permit<'_> {
+        // A poisoned count is still a count: a panic inside a permit has released it.
+        let mut inside = self.inside.lock().unwrap_or_else(|p| p.into_inner());
+        while *inside >= self.limit {
+            inside = self.left.wait(inside).unwrap_or_else(|p| p.into_inner());
+        }
+        *inside += 1;
+        Permit(self)
+    }
+}
+
+/// One place in a [`Gate`], given back when dropped.
+struct Permit<'a>(&'a Gate);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut inside = self.0.inside.lock().unwrap_or_else(|p| p.into_inner());
+        *inside -= 1;
+        self.0.left.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_gate_lets_no_more_than_its_limit_in_at_once() {
+        let gate = Arc::new(Gate::new(2));
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (gate, now, most) = (gate.clone(), now.clone(), most.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let _p = gate.enter();
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        assert_eq!(*gate.inside.lock().unwrap(), 0);
+    }
 }

@@ -160,7 +160,7 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
             return Ok(());
         }
         let batch = self.builder.finish()?;
-        self.writer.write(&batch)?;
+        crate::write::parquet::encoding(|| self.writer.write(&batch))?;
         self.batches += 1;
         Ok(())
     }
@@ -173,7 +173,7 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
     /// Like [`finish`](Self::finish), and gives the underlying writer back.
     pub fn finish_into_inner(mut self) -> Result<(W, WriteStats)> {
         self.flush_batch()?;
-        self.writer.flush()?;
+        crate::write::parquet::encoding(|| self.writer.flush())?;
         let row_groups = self.writer.flushed_row_groups().len();
         let geo = metadata::wkb_multipolygons(
             super::schema::GEOMETRY,
