@@ -9,6 +9,7 @@ mod emulator;
 mod faults;
 mod harvest;
 mod query;
+mod readers;
 mod repartition;
 mod run;
 mod s3;
