@@ -76,6 +76,66 @@ impl Collection {
         }
     }
 
+    /// The first day of the collection's temporal extent.
+    pub fn first_day(self) -> &'static str {
+        match self {
+            Collection::Hlsl30 => "2013-04-11T00:00:00Z",
+            Collection::Hlss30 => "2015-11-28T00:00:00Z",
+        }
+    }
+
+    /// The STAC Collection (1.0.0) of the cached items, as the `collections` map of the
+    /// stac-geoparquet metadata holds it: id, title, description, license, extent (the
+    /// globe, from the collection's first day, open-ended), providers and links.
+    pub fn stac_collection(self) -> serde_json::Value {
+        let (title, sensor) = match self {
+            Collection::Hlsl30 => (
+                "HLS Landsat Operational Land Imager Surface Reflectance and TOA Brightness Daily Global 30m v2.0",
+                "the Operational Land Imager (OLI) of Landsat 8 and 9",
+            ),
+            Collection::Hlss30 => (
+                "HLS Sentinel-2 Multi-spectral Instrument Surface Reflectance Daily Global 30m v2.0",
+                "the Multi-Spectral Instrument (MSI) of Sentinel-2A, 2B and 2C",
+            ),
+        };
+        let short = self.short_name().to_ascii_lowercase();
+        serde_json::json!({
+            "type": "Collection",
+            "stac_version": "1.0.0",
+            "id": self.stac_id(),
+            "title": title,
+            "description": format!(
+                "Harmonized Landsat Sentinel-2 (HLS) v2.0 surface reflectance from {sensor}, \
+                 on the Sentinel-2 MGRS tiling grid at 30 m, one item per granule as LP DAAC \
+                 publishes it (CMR collection {}).",
+                self.concept_id()
+            ),
+            "license": "proprietary",
+            "extent": {
+                "spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]]},
+                "temporal": {"interval": [[self.first_day(), null]]},
+            },
+            "providers": [{
+                "name": "LP DAAC",
+                "roles": ["producer", "processor", "host"],
+                "url": "https://lpdaac.usgs.gov",
+            }],
+            "links": [
+                {"rel": "cite-as", "href": format!("https://doi.org/{}", self.doi())},
+                {
+                    "rel": "about",
+                    "href": format!("https://lpdaac.usgs.gov/products/{short}v002/"),
+                    "type": "text/html",
+                },
+                {
+                    "rel": "license",
+                    "href": "https://www.earthdata.nasa.gov/engage/open-data-services-software-policies/data-use-guidance",
+                    "type": "text/html",
+                },
+            ],
+        })
+    }
+
     /// The collection a CMR collection concept id names, if it is one of ours.
     pub fn from_concept_id(concept_id: &str) -> Option<Collection> {
         Collection::ALL
@@ -156,6 +216,17 @@ mod tests {
         );
         assert!(Collection::parse_list("HLSX30").is_err());
         assert!(Collection::parse_list(",").is_err());
+    }
+
+    #[test]
+    fn stac_collections_are_valid_collections() {
+        for c in Collection::ALL {
+            let json = c.stac_collection();
+            assert_eq!(json["id"], c.stac_id());
+            let parsed: stac::Collection = serde_json::from_value(json).unwrap();
+            assert_eq!(parsed.id, c.stac_id());
+            assert_eq!(parsed.extent.spatial.bbox.len(), 1);
+        }
     }
 
     #[test]

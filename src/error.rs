@@ -320,6 +320,9 @@ pub enum WriteError {
     /// The fixed-schema writer failed.
     #[error("{0}")]
     Hls(#[source] crate::write::hls_arrow::HlsArrowError),
+    /// The generic writer failed.
+    #[error("{0}")]
+    Generic(#[source] crate::write::stac_arrow::GenericError),
     /// An item with a field the first batch of the `stac` writer did not have.
     #[error("item {id} has field {field:?} that earlier items of the file lack")]
     LateField {

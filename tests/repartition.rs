@@ -297,7 +297,14 @@ async fn repartition_sorts_a_month_spatially_and_keeps_every_item() {
         // The stac-geoparquet file metadata, with the bbox of all footprints.
         let kv = key_values(&out_path);
         let stac_meta: Value = serde_json::from_str(&kv["stac-geoparquet"]).unwrap();
-        assert_eq!(stac_meta["version"], "1.0.0");
+        // stac-geoparquet 1.1: the version and each collection's JSON, from the daily files.
+        assert_eq!(stac_meta["version"], "1.1.0");
+        let collections = stac_meta["collections"].as_object().unwrap();
+        assert!(!collections.is_empty(), "{stac_meta}");
+        for (id, c) in collections {
+            assert_eq!(c["id"], id.as_str());
+            assert_eq!(c["type"], "Collection");
+        }
         let geo: Value = serde_json::from_str(&kv["geo"]).unwrap();
         assert_eq!(geo["primary_column"], "geometry");
         let col = &geo["columns"]["geometry"];

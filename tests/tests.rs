@@ -10,6 +10,7 @@ mod emulator;
 mod faults;
 mod harvest;
 mod query;
+mod readers;
 mod repartition;
 mod run;
 mod s3;

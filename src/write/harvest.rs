@@ -31,8 +31,8 @@ pub struct HarvestSettings {
     pub tmp_dir: Option<PathBuf>,
     /// Where the items come from.
     pub source: Source,
-    /// Write with the fixed-schema HLS writer (falling back to the `stac` crate's writer
-    /// for a file with an item outside the HLS shape) rather than the `stac` crate's.
+    /// Write with the fixed-schema HLS writer (falling back to the generic writer for a
+    /// file with an item outside the HLS shape) rather than the generic one.
     pub fast_writer: bool,
 }
 

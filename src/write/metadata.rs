@@ -2,15 +2,18 @@
 //! `stac-geoparquet`, built for a new file ([`wkb_multipolygons`], [`stac_geoparquet`]) and
 //! read and merged from daily files into a monthly one ([`FileMetadata`]).
 
+use crate::Collection;
 use crate::error::MetadataProblem;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The GeoParquet metadata key.
 pub const GEO_KEY: &str = "geo";
 /// The stac-geoparquet metadata key.
 pub const STAC_KEY: &str = stac::geoparquet::METADATA_KEY;
+/// The stac-geoparquet version of the files written (1.1: with `collections`).
+pub const STAC_GEOPARQUET_VERSION: &str = "1.1.0";
 
 /// The GeoParquet `geo` metadata, as the `stac` writer's encoder writes it: WKB geometry,
 /// MultiPolygons, the total bounds and the covering by the `bbox` column.
@@ -51,13 +54,25 @@ pub fn wkb_multipolygons(
     bounds: Option<[f64; 4]>,
     any_rows: bool,
 ) -> serde_json::Result<String> {
+    let types = if any_rows {
+        vec!["MultiPolygon"]
+    } else {
+        Vec::new()
+    };
+    wkb_geometry(column_name, types, bounds)
+}
+
+/// The `geo` metadata of a file whose one geometry column, `column`, holds WKB geometries
+/// of `geometry_types` (GeoParquet names: `MultiPolygon`, `Point Z`, …) within `bounds`,
+/// covered by the `bbox` column.
+pub fn wkb_geometry(
+    column_name: &str,
+    geometry_types: Vec<&str>,
+    bounds: Option<[f64; 4]>,
+) -> serde_json::Result<String> {
     let column = GeoColumn {
         encoding: "WKB",
-        geometry_types: if any_rows {
-            vec!["MultiPolygon"]
-        } else {
-            Vec::new()
-        },
+        geometry_types,
         bbox: bounds,
         covering: Covering {
             bbox: BboxCovering {
@@ -76,13 +91,29 @@ pub fn wkb_multipolygons(
     serde_json::to_string(&metadata)
 }
 
-/// The `stac-geoparquet` metadata of a new file: the version, no collections (as the
-/// `stac` crate's writer writes it).
-pub fn stac_geoparquet() -> serde_json::Result<String> {
-    serde_json::to_string(&stac::geoparquet::Metadata {
-        version: stac::geoparquet::VERSION.to_string(),
-        collections: Default::default(),
-    })
+/// The `stac-geoparquet` metadata of a new file (stac-geoparquet 1.1): the version and the
+/// `collections` map, each collection's id to its STAC Collection JSON.
+pub fn stac_geoparquet(collections: &[Collection]) -> serde_json::Result<String> {
+    let collections: Map<String, Value> = collections
+        .iter()
+        .map(|c| (c.stac_id().to_string(), c.stac_collection()))
+        .collect();
+    serde_json::to_string(&serde_json::json!({
+        "version": STAC_GEOPARQUET_VERSION,
+        "collections": collections,
+    }))
+}
+
+/// File-level `(key, value)` pairs as Arrow schema metadata: readers that take the Arrow
+/// schema stored in the file (GeoPandas on a partition folder, pyarrow datasets) find `geo`
+/// there, not in the Parquet footer's key/value list.
+pub fn schema_metadata<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> HashMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// File metadata gathered from inputs, one at a time.
@@ -123,17 +154,28 @@ impl FileMetadata {
         Ok(())
     }
 
+    /// Adds a collection of the rows to the `collections` map (stac-geoparquet 1.1), if
+    /// no input had it already (daily files of earlier versions have no map).
+    pub fn add_collection(&mut self, collection: Collection) {
+        let stac = self.stac.get_or_insert_with(Map::new);
+        let entry = stac
+            .entry("collections")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(map) = entry {
+            map.entry(collection.stac_id().to_string())
+                .or_insert_with(|| collection.stac_collection());
+        }
+    }
+
     /// The merged `(key, JSON)` pairs to write, `geo` first.
     pub fn key_values(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if let Some(geo) = &self.geo {
             out.push((GEO_KEY.to_string(), Value::Object(geo.clone()).to_string()));
         }
-        let stac = self.stac.clone().unwrap_or_else(|| {
-            let mut m = Map::new();
-            m.insert("version".into(), Value::from(stac::geoparquet::VERSION));
-            m
-        });
+        // The file written is stac-geoparquet 1.1, whatever version its inputs were.
+        let mut stac = self.stac.clone().unwrap_or_default();
+        stac.insert("version".into(), Value::from(STAC_GEOPARQUET_VERSION));
         out.push((STAC_KEY.to_string(), Value::Object(stac).to_string()));
         out
     }
@@ -290,9 +332,10 @@ mod tests {
             g["columns"]["geometry"]["covering"]["bbox"]["xmin"],
             json!(["bbox", "xmin"])
         );
+        // Inputs of stac-geoparquet 1.0 make a 1.1 file.
         assert_eq!(
             kv[1],
-            ("stac-geoparquet".into(), r#"{"version":"1.0.0"}"#.into())
+            ("stac-geoparquet".into(), r#"{"version":"1.1.0"}"#.into())
         );
     }
 
@@ -304,7 +347,28 @@ mod tests {
         m.add(Some(&geo(None, &[])), None).unwrap();
         assert_eq!(m.bbox(), None);
         // Without stac-geoparquet metadata in any input, the current version is written.
-        assert!(m.key_values()[1].1.contains("\"version\""));
+        assert!(m.key_values()[1].1.contains(r#""version":"1.1.0""#));
+    }
+
+    #[test]
+    fn new_files_are_stac_geoparquet_1_1_with_their_collections() {
+        let text = stac_geoparquet(&[Collection::Hlss30]).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["version"], "1.1.0");
+        assert_eq!(v["collections"]["HLSS30_2.0"]["type"], "Collection");
+        assert_eq!(v["collections"].as_object().unwrap().len(), 1);
+        // Merged month files keep the collections of their daily inputs.
+        let mut m = FileMetadata::default();
+        m.add(Some(&geo(None, &[])), Some(&text)).unwrap();
+        let other = stac_geoparquet(&[Collection::Hlsl30]).unwrap();
+        m.add(Some(&geo(None, &[])), Some(&other)).unwrap();
+        let merged: Value = serde_json::from_str(&m.key_values()[1].1).unwrap();
+        assert_eq!(merged["version"], "1.1.0");
+        let ids: BTreeSet<&String> = merged["collections"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            ids.into_iter().collect::<Vec<_>>(),
+            ["HLSL30_2.0", "HLSS30_2.0"]
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! - [`parquet`]: how every file is written (compression, row groups, no dictionaries);
 //! - [`metadata`]: the GeoParquet `geo` and `stac-geoparquet` file metadata, built and merged;
 //! - [`geoparquet`]: batch writers on a blocking thread (the fixed-schema one, falling back
-//!   to the `stac` crate's from a spill of the fetched items), and reading files back;
+//!   to the generic one from a spill of the fetched items), and reading files back;
 //! - [`hls_arrow`]: the fast fixed-schema writer for the HLS item shape;
+//! - [`stac_arrow`]: the generic writer, for items of any shape;
 //! - [`repartition`]: a month of daily files into one spatially sorted hive partition;
 //! - [`output`]: local folders and object stores, with files published in one step.
 
@@ -17,3 +18,4 @@ pub mod metadata;
 pub mod output;
 pub mod parquet;
 pub mod repartition;
+pub mod stac_arrow;

@@ -2,8 +2,8 @@
 //! format version 1.0, and row groups of [`FAST_ROW_GROUP_SIZE`] rows for daily files of the
 //! fixed-schema writer and [`DEFAULT_ROW_GROUP_SIZE`] for monthly partitions (and the
 //! generic writer). The three writers (the fixed-schema one in
-//! [`hls_arrow`](crate::write::hls_arrow), the `stac` crate's in
-//! [`geoparquet`](crate::write::geoparquet), and the repartition's) take their settings
+//! [`hls_arrow`](crate::write::hls_arrow), the generic one in
+//! [`stac_arrow`](crate::write::stac_arrow), and the repartition's) take their settings
 //! from here; their GeoParquet metadata comes from [`metadata`](crate::write::metadata).
 
 use parquet::basic::{Compression, ZstdLevel};

@@ -7,7 +7,7 @@ use super::wkb;
 use crate::Collection;
 use arrow_array::builder::{
     BinaryBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
-    TimestampMillisecondBuilder,
+    StringDictionaryBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::types::Int32Type;
 use arrow_array::{
@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub struct HlsBatchBuilder {
     schema: SchemaRef,
     collection_id: &'static str,
-    stac_version: String,
+    stac_version: StringDictionaryBuilder<Int32Type>,
     slots: Vec<AssetSlot>,
     rows: usize,
     stac_extensions: ListBuilder<StringBuilder>,
@@ -29,9 +29,9 @@ pub struct HlsBatchBuilder {
     bbox: BboxColumns,
     links: LinkColumns,
     assets: Vec<AssetColumns>,
-    datetime: TimestampMillisecondBuilder,
-    start_datetime: TimestampMillisecondBuilder,
-    end_datetime: TimestampMillisecondBuilder,
+    datetime: TimestampMicrosecondBuilder,
+    start_datetime: TimestampMicrosecondBuilder,
+    end_datetime: TimestampMicrosecondBuilder,
     platform: StringBuilder,
     instruments: ListBuilder<StringBuilder>,
     cloud_cover: Float64Builder,
@@ -51,11 +51,11 @@ impl HlsBatchBuilder {
     pub fn new(collection: Collection) -> Self {
         let slots = schema::asset_slots(collection);
         let assets = slots.iter().map(AssetColumns::new).collect();
-        let timestamp = || TimestampMillisecondBuilder::new().with_timezone("UTC");
+        let timestamp = || TimestampMicrosecondBuilder::new().with_timezone("UTC");
         HlsBatchBuilder {
             schema: schema::hls_schema(collection),
             collection_id: collection.stac_id(),
-            stac_version: stac::STAC_VERSION.to_string(),
+            stac_version: StringDictionaryBuilder::new(),
             slots,
             rows: 0,
             stac_extensions: ListBuilder::new(StringBuilder::new()),
@@ -114,6 +114,7 @@ impl HlsBatchBuilder {
     /// Appends one checked item as a row. Cannot fail: everything was checked before.
     pub(crate) fn append(&mut self, item: &HlsItem<'_>) {
         self.rows += 1;
+        self.stac_version.append_value(item.stac_version);
         append_strs(&mut self.stac_extensions, item.stac_extensions.as_deref());
         self.id.append_value(&item.id);
         self.bbox.append(item.bbox);
@@ -160,7 +161,7 @@ impl HlsBatchBuilder {
         // In the order of `schema::hls_schema`.
         let columns: Vec<ArrayRef> = vec![
             constant(rows, "Feature")?,
-            constant(rows, &self.stac_version)?,
+            Arc::new(self.stac_version.finish()),
             finish_list(&mut self.stac_extensions, &field("stac_extensions")?)?,
             Arc::new(self.id.finish()),
             Arc::new(self.sci_doi.finish()),
@@ -185,7 +186,7 @@ impl HlsBatchBuilder {
     }
 }
 
-/// A dictionary column with one value in every row (`type`, `stac_version`, `collection`).
+/// A dictionary column with one value in every row (`type`, `collection`).
 fn constant(rows: usize, value: &str) -> Result<ArrayRef> {
     let keys = Int32Array::from(vec![0; rows]);
     let values: ArrayRef = Arc::new(StringArray::from(vec![value]));

@@ -6,7 +6,7 @@
 /// [`UnknownProperty`](Self::UnknownProperty), [`UnknownAsset`](Self::UnknownAsset),
 /// [`UnexpectedField`](Self::UnexpectedField), [`InvalidValue`](Self::InvalidValue)) mean that
 /// the item is outside the fixed HLS shape: nothing of it was buffered, and the caller can
-/// write the file with the `stac` crate's generic writer instead (see
+/// write the file with the generic writer ([`crate::write::stac_arrow`]) instead (see
 /// [`is_shape_mismatch`](Self::is_shape_mismatch)).
 #[derive(Debug, thiserror::Error)]
 pub enum HlsArrowError {

@@ -10,6 +10,8 @@ use std::borrow::Cow;
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct HlsItem<'a> {
     pub id: Cow<'a, str>,
+    /// The item's `stac_version`, as published (`1.0.0` or `1.1.0`).
+    pub stac_version: &'static str,
     /// `None` when absent or empty (the `stac` crate drops an empty list).
     pub stac_extensions: Option<Vec<Cow<'a, str>>>,
     pub bbox: Option<[f64; 4]>,
@@ -93,15 +95,16 @@ pub(crate) fn close_rings(
     Ok(())
 }
 
-/// Milliseconds since the epoch, rounded down, as arrow-json stores an RFC 3339 string in a
-/// `Timestamp(Millisecond)` column.
-pub(crate) fn millis(dt: &chrono::DateTime<chrono::Utc>) -> i64 {
-    dt.timestamp_millis()
+/// Microseconds since the epoch: the unit of the datetime columns, which is the precision
+/// LP DAAC publishes (`2024-06-01T00:06:19.072460Z`). Nanoseconds, never published, are
+/// floored.
+pub(crate) fn micros(dt: &chrono::DateTime<chrono::Utc>) -> i64 {
+    dt.timestamp_micros()
 }
 
-/// Parses a datetime exactly as `stac::Item` deserialization does, to milliseconds.
-pub(crate) fn parse_millis(s: &str) -> Option<i64> {
+/// Parses a datetime exactly as `stac::Item` deserialization does, to microseconds.
+pub(crate) fn parse_micros(s: &str) -> Option<i64> {
     stac::datetime::parse_datetime_permissively(s)
         .ok()
-        .map(|dt| millis(&dt))
+        .map(|dt| micros(&dt))
 }

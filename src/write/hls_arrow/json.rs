@@ -6,7 +6,7 @@
 //! path of the field in the message.
 
 use super::error::{HlsArrowError, Result, ValueProblem};
-use super::item::{HlsAsset, HlsBand, HlsItem, HlsLink, close_rings, parse_millis};
+use super::item::{HlsAsset, HlsBand, HlsItem, HlsLink, close_rings, parse_micros};
 use super::schema::AssetSlot;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -333,7 +333,7 @@ impl<'a> RawItem<'a> {
                 ));
             }
         }
-        check_stac_version(self.stac_version.as_ref().map(|v| v.0.as_ref()))
+        let stac_version = check_stac_version(self.stac_version.as_ref().map(|v| v.0.as_ref()))
             .map_err(|problem| invalid("stac_version", problem))?;
         if let Some(collection) = &self.collection
             && collection.0 != collection_id
@@ -358,7 +358,7 @@ impl<'a> RawItem<'a> {
         let time = |s: Option<Str<'a>>, field: &str| -> Result<Option<i64>> {
             match s {
                 None => Ok(None),
-                Some(s) => parse_millis(&s.0)
+                Some(s) => parse_micros(&s.0)
                     .map(Some)
                     .ok_or_else(|| invalid(field, ValueProblem::NotADatetime(s.0.to_string()))),
             }
@@ -447,6 +447,7 @@ impl<'a> RawItem<'a> {
 
         Ok(HlsItem {
             id,
+            stac_version,
             stac_extensions: self.stac_extensions.map(cows).filter(|e| !e.is_empty()),
             bbox,
             geometry: polygons,
@@ -468,10 +469,13 @@ impl<'a> RawItem<'a> {
     }
 }
 
-/// The `stac_version`s the fast path accepts (the `stac` writer stores its own version).
-pub(crate) fn check_stac_version(version: Option<&str>) -> std::result::Result<(), ValueProblem> {
+/// The `stac_version`s the fast path accepts (and stores as published).
+pub(crate) fn check_stac_version(
+    version: Option<&str>,
+) -> std::result::Result<&'static str, ValueProblem> {
     match version {
-        Some("1.0.0" | "1.1.0") => Ok(()),
+        Some("1.0.0") => Ok("1.0.0"),
+        Some("1.1.0") => Ok("1.1.0"),
         other => Err(ValueProblem::Other {
             expected: "\"1.0.0\" or \"1.1.0\"",
             found: other.map(str::to_owned),

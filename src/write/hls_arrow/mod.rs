@@ -6,11 +6,12 @@
 //! ([`hls_schema`]), and goes from an item's JSON bytes straight into column builders
 //! through typed serde structs that borrow their strings from the input.
 //!
-//! The file it writes reads back, with `stac::geoparquet::from_reader`, to exactly the
-//! items the `stac` crate's own writer's file reads back to: same columns and types, same
-//! WKB geometry, same `geo` and `stac-geoparquet` metadata. Two behaviours of the `stac`
-//! writer are reproduced on purpose: `stac_version` is stored as the `stac` crate's version
-//! (`1.1.0`), and datetimes are stored as milliseconds (sub-millisecond digits are floored).
+//! The file it writes has the columns and types the `stac` crate's writer infers for HLS
+//! items, the same WKB geometry and `geo` covering, with three differences that keep every
+//! item exactly as published: datetimes are `Timestamp(Microsecond, "UTC")` (LP DAAC
+//! publishes microseconds; the `stac` writer floors them to milliseconds), `stac_version` is
+//! the item's own, and the file metadata is stac-geoparquet 1.1 (`collections` included),
+//! in the footer and in the stored Arrow schema alike.
 //!
 //! Anything outside the fixed shape (an unknown property, asset key or member, a value of
 //! the wrong type, a non-MultiPolygon geometry) is refused with an [`HlsArrowError`] that
@@ -44,7 +45,7 @@ mod tests;
 
 pub use builder::HlsBatchBuilder;
 pub use error::{HlsArrowError, Result, ValueProblem};
-pub use schema::{AssetSlot, GEOMETRY, THUMBNAIL, asset_slots, hls_schema};
+pub use schema::{AssetSlot, GEOMETRY, THUMBNAIL, asset_slots, geometry_field, hls_schema};
 pub use writer::{HlsGeoparquetWriter, HlsWriterOptions, WriteStats};
 
 use crate::Collection;
@@ -71,4 +72,38 @@ impl HlsBatchBuilder {
 /// error a [`HlsGeoparquetWriter`] would return, or `Ok`.
 pub fn check_json(json: &[u8], collection: Collection) -> Result<()> {
     json::parse_item(json, &asset_slots(collection), collection.stac_id()).map(|_| ())
+}
+
+/// What a file writer needs to know of one row before writing it: its sort key and the
+/// bounds of its geometry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowInfo {
+    /// `properties.datetime`, microseconds since the epoch.
+    pub datetime: Option<i64>,
+    /// The item id.
+    pub id: String,
+    /// `[minx, miny, maxx, maxy]` of the geometry's points.
+    pub bounds: Option<[f64; 4]>,
+}
+
+/// Checks one item's JSON bytes against a collection's fixed shape, as [`check_json`], and
+/// returns its [`RowInfo`].
+pub fn inspect_json(json: &[u8], collection: Collection) -> Result<RowInfo> {
+    let item = json::parse_item(json, &asset_slots(collection), collection.stac_id())?;
+    let bounds =
+        item.geometry
+            .iter()
+            .flatten()
+            .flatten()
+            .fold(None, |b: Option<[f64; 4]>, &[x, y]| {
+                Some(match b {
+                    None => [x, y, x, y],
+                    Some([a, b, c, d]) => [a.min(x), b.min(y), c.max(x), d.max(y)],
+                })
+            });
+    Ok(RowInfo {
+        datetime: item.datetime,
+        id: item.id.into_owned(),
+        bounds,
+    })
 }

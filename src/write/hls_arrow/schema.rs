@@ -71,7 +71,7 @@ fn dictionary(name: &str) -> Field {
 fn timestamp(name: &str) -> Field {
     Field::new(
         name,
-        DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         true,
     )
 }

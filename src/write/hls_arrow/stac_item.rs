@@ -4,7 +4,7 @@
 //! error that names it.
 
 use super::error::{HlsArrowError, Result, ValueProblem};
-use super::item::{HlsAsset, HlsBand, HlsItem, HlsLink, close_rings, millis};
+use super::item::{HlsAsset, HlsBand, HlsItem, HlsLink, close_rings, micros};
 use super::json::{check_bands, check_stac_version};
 use super::schema::AssetSlot;
 use serde_json::Value;
@@ -30,7 +30,7 @@ pub(crate) fn from_stac_item<'a>(
             field: field.clone(),
         });
     }
-    check_stac_version(Some(item.version.to_string().as_str()))
+    let stac_version = check_stac_version(Some(item.version.to_string().as_str()))
         .map_err(|problem| invalid("stac_version", problem))?;
     if let Some(collection) = &item.collection
         && collection != collection_id
@@ -60,15 +60,16 @@ pub(crate) fn from_stac_item<'a>(
     }
     let mut out = HlsItem {
         id: Cow::Borrowed(item.id.as_str()),
+        stac_version,
         stac_extensions: (!item.extensions.is_empty()).then(|| {
             item.extensions
                 .iter()
                 .map(|s| Cow::Borrowed(s.as_str()))
                 .collect()
         }),
-        datetime: p.datetime.as_ref().map(millis),
-        start_datetime: p.start_datetime.as_ref().map(millis),
-        end_datetime: p.end_datetime.as_ref().map(millis),
+        datetime: p.datetime.as_ref().map(micros),
+        start_datetime: p.start_datetime.as_ref().map(micros),
+        end_datetime: p.end_datetime.as_ref().map(micros),
         ..HlsItem::default()
     };
     for (key, value) in &p.additional_fields {

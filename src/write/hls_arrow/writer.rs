@@ -92,6 +92,7 @@ pub struct WriteStats {
 /// nothing of it is buffered; see [`HlsArrowError::is_shape_mismatch`].
 pub struct HlsGeoparquetWriter<W: Write + Send> {
     writer: ArrowWriter<Counting<W>>,
+    collection: Collection,
     builder: HlsBatchBuilder,
     batch_rows: usize,
     items: u64,
@@ -109,19 +110,44 @@ impl<W: Write + Send> std::fmt::Debug for HlsGeoparquetWriter<W> {
 }
 
 impl<W: Write + Send> HlsGeoparquetWriter<W> {
-    /// A writer of `collection`'s items into `writer`.
+    /// A writer of `collection`'s items into `writer`. The `geo` metadata of the Arrow
+    /// schema stored in the file has no `bbox` (it is not known yet); the footer's has it.
     pub fn new(writer: W, collection: Collection, options: HlsWriterOptions) -> Result<Self> {
+        Self::with_bounds(writer, collection, options, None)
+    }
+
+    /// A writer of `collection`'s items into `writer`, whose geometries are known to lie
+    /// within `bounds` (`[minx, miny, maxx, maxy]`, as the items will give it): the `geo`
+    /// metadata in the stored Arrow schema carries that `bbox`, as the footer's does.
+    pub fn with_bounds(
+        writer: W,
+        collection: Collection,
+        options: HlsWriterOptions,
+        bounds: Option<[f64; 4]>,
+    ) -> Result<Self> {
         let builder = HlsBatchBuilder::new(collection);
+        let geo = metadata::wkb_multipolygons(super::schema::GEOMETRY, bounds, bounds.is_some())
+            .map_err(HlsArrowError::Metadata)?;
+        let stac = metadata::stac_geoparquet(&[collection]).map_err(HlsArrowError::Metadata)?;
+        let schema = builder
+            .schema()
+            .as_ref()
+            .clone()
+            .with_metadata(metadata::schema_metadata([
+                (metadata::GEO_KEY, geo.as_str()),
+                (metadata::STAC_KEY, stac.as_str()),
+            ]));
         let writer = ArrowWriter::try_new(
             Counting {
                 inner: writer,
                 bytes: 0,
             },
-            builder.schema(),
+            std::sync::Arc::new(schema),
             Some(options.writer_properties()),
         )?;
         Ok(HlsGeoparquetWriter {
             writer,
+            collection,
             builder,
             batch_rows: options.batch_rows.max(1),
             items: 0,
@@ -181,7 +207,8 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
             self.items > 0,
         )
         .map_err(HlsArrowError::Metadata)?;
-        let stac = metadata::stac_geoparquet().map_err(HlsArrowError::Metadata)?;
+        let stac =
+            metadata::stac_geoparquet(&[self.collection]).map_err(HlsArrowError::Metadata)?;
         self.writer
             .append_key_value_metadata(KeyValue::new(metadata::GEO_KEY.to_string(), geo));
         self.writer

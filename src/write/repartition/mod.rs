@@ -272,6 +272,7 @@ pub async fn repartition_month(
             rows: fm.num_rows().max(0) as u64,
         });
     }
+    file_meta.add_collection(collection);
     let mut merged: Option<Schema> = None;
     for f in &files {
         let next = match &merged {
@@ -471,9 +472,20 @@ impl Job {
         let file = self.dir.join("part-0.parquet");
         let out = File::create(&file).map_err(|e| Error::io(file.display(), e))?;
         let props = writer_properties(self.options.row_group_size);
+        // The file metadata goes into the stored Arrow schema too (GeoPandas reads `geo`
+        // from there when given a partition folder).
+        let stored = self
+            .schema
+            .as_ref()
+            .clone()
+            .with_metadata(metadata::schema_metadata(
+                self.key_values
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            ));
         let mut writer: ArrowWriter<BufWriter<File>> = ArrowWriter::try_new(
             BufWriter::with_capacity(1 << 20, out),
-            self.schema.clone(),
+            Arc::new(stored),
             Some(props),
         )
         .map_err(|e| self.fail(RepartitionProblem::Parquet(e)))?;

@@ -13,7 +13,7 @@ use arrow_array::{
     Array, ArrayRef, GenericListArray, LargeListArray, ListArray, OffsetSizeTrait, RecordBatch,
     RecordBatchOptions, StructArray, new_null_array,
 };
-use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -101,6 +101,16 @@ fn is_float(t: &DataType) -> bool {
     matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64)
 }
 
+fn finer(a: TimeUnit, b: TimeUnit) -> TimeUnit {
+    let rank = |u: TimeUnit| match u {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 1,
+        TimeUnit::Microsecond => 2,
+        TimeUnit::Nanosecond => 3,
+    };
+    if rank(a) >= rank(b) { a } else { b }
+}
+
 fn merge_types(a: &DataType, b: &DataType, column: &str) -> Result<DataType, Conflict> {
     if a == b {
         return Ok(a.clone());
@@ -123,6 +133,10 @@ fn merge_types(a: &DataType, b: &DataType, column: &str) -> Result<DataType, Con
         }
         (x, y) if is_int(x) && is_int(y) => DataType::Int64,
         (x, y) if (is_int(x) || is_float(x)) && (is_int(y) || is_float(y)) => DataType::Float64,
+        // Daily files of earlier versions hold milliseconds, later ones microseconds.
+        (DataType::Timestamp(ua, za), DataType::Timestamp(ub, zb)) if za == zb => {
+            DataType::Timestamp(finer(*ua, *ub), za.clone())
+        }
         (DataType::Utf8, DataType::LargeUtf8) | (DataType::LargeUtf8, DataType::Utf8) => {
             DataType::LargeUtf8
         }
@@ -333,6 +347,28 @@ mod tests {
         let c = Schema::new(vec![field("c", DataType::Utf8, false)]);
         let merged = merge_schemas([&a, &c]).unwrap();
         assert_eq!(merged.field(1).data_type(), &DataType::Utf8);
+    }
+
+    #[test]
+    fn millisecond_and_microsecond_days_merge_to_microseconds() {
+        use arrow_array::{RecordBatch, TimestampMillisecondArray};
+        let ts = |unit| DataType::Timestamp(unit, Some("UTC".into()));
+        let ms = Schema::new(vec![field("datetime", ts(TimeUnit::Millisecond), true)]);
+        let us = Schema::new(vec![field("datetime", ts(TimeUnit::Microsecond), true)]);
+        let merged = Arc::new(merge_schemas([&ms, &us]).unwrap());
+        assert_eq!(merged.field(0).data_type(), &ts(TimeUnit::Microsecond));
+        let old = RecordBatch::try_new(
+            Arc::new(ms),
+            vec![Arc::new(
+                TimestampMillisecondArray::from(vec![1_717_200_379_072]).with_timezone("UTC"),
+            )],
+        )
+        .unwrap();
+        let conformed = conform(&old, &merged).unwrap();
+        let micros = conformed
+            .column(0)
+            .as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+        assert_eq!(micros.value(0), 1_717_200_379_072_000);
     }
 
     #[test]
