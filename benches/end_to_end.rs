@@ -15,47 +15,10 @@
 //! as hls-flow. Then the startup of a resumed `run` over a complete month (nothing to do).
 //! Peak RSS is the hls-flow process alone.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-/// The emulator, in this process on a runtime of its own (its binary belongs to the
-/// workspace's other member, which `cargo bench` does not build).
-struct Emulator {
-    url: String,
-    // Dropped in this order: the server's handle, then the runtime that serves it.
-    _server: hls_flow_emulator::Emulator,
-    _runtime: tokio::runtime::Runtime,
-}
-
-fn emulator(start: &str, end: &str, per_day: u32, _log: &Path) -> Emulator {
-    use hls_flow_emulator::{DataSource, EmulatorConfig, SyntheticConfig};
-    let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("a date");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the emulator");
-    let config = EmulatorConfig {
-        source: DataSource::Synthetic(SyntheticConfig {
-            start: day(start),
-            end: day(end),
-            granules_per_day: per_day,
-            seed: 1,
-        }),
-        faults: Default::default(),
-    };
-    let emu = runtime
-        .block_on(hls_flow_emulator::Emulator::start(
-            config,
-            "127.0.0.1:0".parse().expect("an address"),
-        ))
-        .expect("start the emulator");
-    Emulator {
-        url: emu.base_url(),
-        _server: emu,
-        _runtime: runtime,
-    }
-}
+use common::{emulator, median, timed};
+use std::path::PathBuf;
 
 fn requests(url: &str) -> u64 {
     // A tiny HTTP/1.0 GET, to stay off any client crate.
@@ -72,38 +35,6 @@ fn requests(url: &str) -> u64 {
     let json = body.split("\r\n\r\n").nth(1).unwrap_or("{}");
     let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
     v["total"].as_u64().unwrap_or(0)
-}
-
-/// Runs hls-flow under /usr/bin/time; returns (seconds, peak RSS in MB, stdout).
-fn timed(args: &[&str]) -> (f64, f64, String) {
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%e %M"])
-        .arg(env!("CARGO_BIN_EXE_hls-flow"))
-        .args(args)
-        .output()
-        .expect("run /usr/bin/time hls-flow");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "hls-flow {args:?} failed: {stderr}");
-    let last = stderr.lines().last().unwrap_or_default();
-    let mut parts = last.split_whitespace();
-    let secs: f64 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(f64::NAN);
-    let kb: f64 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(f64::NAN);
-    (
-        secs,
-        kb / 1024.0,
-        String::from_utf8_lossy(&out.stdout).to_string(),
-    )
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn items_written(stdout: &str) -> u64 {
@@ -143,12 +74,7 @@ fn main() {
         "case", "items", "median s", "items/s", "peak RSS MB", "requests/day", "first run s"
     );
     for &size in &sizes {
-        let emu = emulator(
-            "2024-05-14",
-            "2024-05-16",
-            size,
-            &work.join(format!("emu-{size}.log")),
-        );
+        let emu = emulator("2024-05-14", "2024-05-16", size);
         for source in ["stac-json", "echo10"] {
             let (mut secs, mut rss, mut items, mut reqs) = (vec![], vec![], 0, 0);
             let mut first = f64::NAN;
@@ -194,7 +120,7 @@ fn main() {
     }
 
     // Startup of a resumed run over a complete month: nothing to do, no request.
-    let emu = emulator("2024-02-01", "2024-02-29", 60, &work.join("emu-month.log"));
+    let emu = emulator("2024-02-01", "2024-02-29", 60);
     let out = work.join("month");
     let state = work.join("month.sqlite");
     let common = [

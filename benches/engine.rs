@@ -12,72 +12,12 @@
 //! `/usr/bin/time`: the median wall time and peak RSS over the runs. Then `status` (and
 //! `status --json`) on the state file the last run left, the median of 10.
 
+mod common;
+
+use common::{emulator, median, timed};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
-
-/// The emulator, in this process on a runtime of its own.
-struct Emulator {
-    url: String,
-    _server: hls_flow_emulator::Emulator,
-    _runtime: tokio::runtime::Runtime,
-}
-
-fn emulator() -> Emulator {
-    use hls_flow_emulator::{DataSource, EmulatorConfig, SyntheticConfig};
-    let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("a date");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the emulator");
-    let config = EmulatorConfig {
-        source: DataSource::Synthetic(SyntheticConfig {
-            start: day("2023-01-01"),
-            end: day("2024-12-31"),
-            granules_per_day: 20,
-            seed: 1,
-        }),
-        faults: Default::default(),
-    };
-    let emu = runtime
-        .block_on(hls_flow_emulator::Emulator::start(
-            config,
-            "127.0.0.1:0".parse().expect("an address"),
-        ))
-        .expect("start the emulator");
-    Emulator {
-        url: emu.base_url(),
-        _server: emu,
-        _runtime: runtime,
-    }
-}
-
-/// Runs hls-flow under /usr/bin/time; returns (seconds, peak RSS in MB, stdout).
-fn timed(args: &[&str]) -> (f64, f64, String) {
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%e %M"])
-        .arg(env!("CARGO_BIN_EXE_hls-flow"))
-        .args(args)
-        .output()
-        .expect("run /usr/bin/time hls-flow");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "hls-flow {args:?} failed: {stderr}");
-    let last = stderr.lines().last().unwrap_or_default();
-    let mut parts = last.split_whitespace();
-    let mut next = || -> f64 {
-        parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(f64::NAN)
-    };
-    let (secs, kb) = (next(), next());
-    (
-        secs,
-        kb / 1024.0,
-        String::from_utf8_lossy(&out.stdout).to_string(),
-    )
-}
 
 /// The wall time of `hls-flow args`, measured here (finer than `/usr/bin/time`).
 fn wall(args: &[&str]) -> f64 {
@@ -93,11 +33,6 @@ fn wall(args: &[&str]) -> f64 {
         String::from_utf8_lossy(&out.stderr)
     );
     secs
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -117,7 +52,7 @@ fn main() {
     }));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
-    let emu = emulator();
+    let emu = emulator("2023-01-01", "2024-12-31", 20);
 
     let (mut secs, mut rss) = (vec![], vec![]);
     let mut summary = String::new();
