@@ -7,7 +7,6 @@ use super::{
 use crate::engine::events::Event;
 use crate::engine::task::{TaskId, TaskSpec, TaskState};
 use crate::error::Result;
-use chrono::SecondsFormat;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -193,7 +192,7 @@ impl Checkpoint for MemoryCheckpoint {
     async fn log(&self, events: &[Arc<Event>]) -> Result<()> {
         let mut g = self.lock();
         for e in events {
-            let at = e.at.to_rfc3339_opts(SecondsFormat::Millis, true);
+            let at = super::stamp(e.at);
             g.events
                 .entry(e.task)
                 .or_default()

@@ -142,7 +142,12 @@ pub trait Checkpoint: Send + Sync + 'static {
 
 /// Now, as stored.
 pub(crate) fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+    stamp(Utc::now())
+}
+
+/// A time as stored: RFC 3339 UTC, in milliseconds.
+pub(crate) fn stamp(at: chrono::DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// The refusal of `transition` for a task in state `from`.

@@ -16,7 +16,7 @@ use crate::engine::task::TaskId;
 pub use crate::engine::task::{TaskKind, TaskSpec, TaskState};
 use crate::error::{Error, Result, StateProblem};
 use crate::period::Month;
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -361,7 +361,7 @@ impl StateStore {
                     "INSERT INTO events (at, run_id, task_id, event, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
                 for e in events {
-                    let at = e.at.to_rfc3339_opts(SecondsFormat::Millis, true);
+                    let at = super::stamp(e.at);
                     st.execute(params![at, e.run, e.task, e.name(), e.detail()])?;
                 }
             }
