@@ -5,13 +5,12 @@ use crate::collection::Collection;
 use crate::error::{Error, ReadError, Result, WriteError};
 use crate::write::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions};
 use crate::write::output::Output;
+use crate::write::scratch::{Scratch, Scratched};
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use stac::Item;
 use std::collections::BTreeSet;
-use std::io::BufWriter;
-use tempfile::NamedTempFile;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -23,8 +22,8 @@ pub use crate::write::parquet::{DEFAULT_ROW_GROUP_SIZE, FAST_ROW_GROUP_SIZE, wri
 /// A finished file, not yet published.
 #[derive(Debug)]
 pub struct FinishedFile {
-    /// The temporary file holding it (deleted when dropped).
-    pub file: NamedTempFile,
+    /// Its bytes: in memory for a small file, else in a temporary file deleted when dropped.
+    pub data: Scratched,
     /// Rows written.
     pub rows: u64,
 }
@@ -117,23 +116,17 @@ impl BatchWriter {
     }
 }
 
-fn temp_file(tmp_dir: &Option<std::path::PathBuf>) -> std::io::Result<NamedTempFile> {
-    match tmp_dir {
-        Some(d) => NamedTempFile::new_in(d),
-        None => NamedTempFile::new(),
-    }
-}
-
 /// Writes one daily file with its rows in a fixed order (`properties.datetime`, then id),
 /// so that writing the same items again gives the same bytes, whatever order they were
 /// fetched in.
 ///
-/// Every row's JSON is spilled, as it arrives, to a file in `tmp_dir`, and only its sort
-/// key (and, for the fixed-schema writer, its checked shape and bounds) is kept in memory.
-/// Once all rows are in, they are read back from the spill in order and written: with the
-/// fixed-schema writer if every row fits its schema, else (or for [`WriterKind::Stac`])
-/// with the generic writer. The items are never fetched again and never held in
-/// memory together.
+/// Every row's JSON is spilled, as it arrives, to [`Scratch`] space (a file in `tmp_dir`
+/// once the day is no longer small), and only its sort key and the bounds of its geometry
+/// are read and kept in memory. Once all rows are in, they are read back from the spill in
+/// order and written with the fixed-schema writer; if a row does not fit its schema, the
+/// file is dropped and the day written from the spill with the generic writer (as for
+/// [`WriterKind::Stac`]). The items are never fetched again and never held in memory
+/// together.
 fn write_sorted(
     label: String,
     tmp_dir: Option<std::path::PathBuf>,
@@ -144,11 +137,7 @@ fn write_sorted(
         path: label.clone(),
         source,
     };
-    let mut fast = match kind {
-        WriterKind::Fast(c) => Some(c),
-        WriterKind::Stac => None,
-    };
-    let mut spill = Spill::create(&tmp_dir).map_err(|e| werr(WriteError::Spill(e)))?;
+    let mut spill = Spill::new(&tmp_dir);
     let mut rows: Vec<SpilledRow> = Vec::new();
     let mut bounds: Option<[f64; 4]> = None;
     while let Some(batch) = rx.blocking_recv() {
@@ -162,67 +151,55 @@ fn write_sorted(
                 }
             };
             let at = spill.push(json).map_err(|e| werr(WriteError::Spill(e)))?;
-            let mut key = None;
-            if let Some(c) = fast {
-                match crate::write::hls_arrow::inspect_json(json, c) {
-                    Ok(info) => {
-                        bounds = union(bounds, info.bounds);
-                        key = Some(RowKey {
-                            datetime: info.datetime,
-                            id: info.id,
-                        });
-                    }
-                    Err(e) if e.is_shape_mismatch() => {
-                        tracing::warn!("{label}: {e}; writing it with the generic writer");
-                        fast = None;
-                    }
-                    Err(e) => return Err(werr(WriteError::Hls(e))),
-                }
-            }
-            let key = match key {
-                Some(k) => k,
-                None => RowKey::of_json(json).map_err(|e| werr(WriteError::NotAnItem(e)))?,
-            };
-            rows.push(SpilledRow { key, at });
+            let scan = RowScan::of_json(json).map_err(|e| werr(WriteError::NotAnItem(e)))?;
+            bounds = union(bounds, scan.bounds);
+            rows.push(SpilledRow { key: scan.key, at });
         }
     }
     rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     let spilled = spill.finish().map_err(|e| werr(WriteError::Spill(e)))?;
-    let collection = match kind {
-        WriterKind::Fast(c) => Some(c),
-        WriterKind::Stac => None,
-    };
-    let Some(collection) = fast else {
-        return replay(&label, &tmp_dir, &spilled, &rows, collection);
+    let WriterKind::Fast(collection) = kind else {
+        return replay(&label, &tmp_dir, &spilled, &rows, None);
     };
     if rows.is_empty() {
         return Ok(None);
     }
-    let tmp = temp_file(&tmp_dir).map_err(|e| werr(WriteError::TempFile(e)))?;
-    let out = tmp.reopen().map_err(|e| werr(WriteError::TempFile(e)))?;
     // A batch is a whole row group: its column writers (and their zstd contexts) live only
     // while it is encoded.
     let options = HlsWriterOptions::default()
+        .with_compression(crate::write::parquet::compression_for(rows.len() as u64))
         .with_max_row_group_row_count(FAST_ROW_GROUP_SIZE)
         .with_batch_rows(FAST_ROW_GROUP_SIZE);
     let mut w = HlsGeoparquetWriter::with_bounds(
-        BufWriter::with_capacity(1 << 20, out),
+        Scratch::new(tmp_dir.clone()),
         collection,
         options,
         bounds,
     )
     .map_err(|e| werr(WriteError::Hls(e)))?;
-    let mut reader = spilled.reader().map_err(|e| werr(WriteError::Spill(e)))?;
+    let mut reader = spilled.ranges().map_err(|e| werr(WriteError::Spill(e)))?;
     let mut json = Vec::new();
     for row in &rows {
         reader
-            .read(row.at, &mut json)
+            .read(row.at.offset, row.at.len as usize, &mut json)
             .map_err(|e| werr(WriteError::Spill(e)))?;
-        w.write_json(&json).map_err(|e| werr(WriteError::Hls(e)))?;
+        match w.write_json(&json) {
+            Ok(()) => {}
+            Err(e) if e.is_shape_mismatch() => {
+                // Not of the fixed shape: the generic writer takes the day from the spill
+                // (this file, unfinished, is dropped).
+                tracing::warn!("{label}: {e}; writing it with the generic writer");
+                return replay(&label, &tmp_dir, &spilled, &rows, Some(collection));
+            }
+            Err(e) => return Err(werr(WriteError::Hls(e))),
+        }
     }
-    let stats = w.finish().map_err(|e| werr(WriteError::Hls(e)))?;
+    let (out, stats) = w
+        .finish_into_inner()
+        .map_err(|e| werr(WriteError::Hls(e)))?;
+    let data = out.finish().map_err(|e| werr(WriteError::TempFile(e)))?;
     Ok(Some(FinishedFile {
-        file: tmp,
+        data,
         rows: stats.items,
     }))
 }
@@ -247,18 +224,30 @@ struct RowKey {
     id: String,
 }
 
-impl RowKey {
-    /// The key of any item's JSON (for rows the fixed-schema writer does not check).
-    fn of_json(json: &[u8]) -> serde_json::Result<RowKey> {
+/// What is read of a row as it arrives: its sort key and the bounds of its geometry. Only
+/// these members are read (the rest of the JSON is skipped): the row is parsed in full once,
+/// when it is written.
+struct RowScan {
+    key: RowKey,
+    bounds: Option<[f64; 4]>,
+}
+
+impl RowScan {
+    fn of_json(json: &[u8]) -> serde_json::Result<RowScan> {
         #[derive(serde::Deserialize)]
         struct Props {
             datetime: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Geometry {
+            coordinates: Option<serde_json::Value>,
         }
         #[derive(serde::Deserialize)]
         struct Keys {
             #[serde(default)]
             id: String,
             properties: Option<Props>,
+            geometry: Option<Geometry>,
         }
         let keys: Keys = serde_json::from_slice(json)?;
         let datetime = keys
@@ -266,10 +255,34 @@ impl RowKey {
             .and_then(|p| p.datetime)
             .and_then(|d| stac::datetime::parse_datetime_permissively(&d).ok())
             .map(|d| d.timestamp_micros());
-        Ok(RowKey {
-            datetime,
-            id: keys.id,
+        let bounds = keys
+            .geometry
+            .and_then(|g| g.coordinates)
+            .and_then(|c| position_bounds(&c));
+        Ok(RowScan {
+            key: RowKey {
+                datetime,
+                id: keys.id,
+            },
+            bounds,
         })
+    }
+}
+
+/// `[minx, miny, maxx, maxy]` of the positions (arrays of numbers) in GeoJSON coordinates
+/// nested to any depth.
+fn position_bounds(coordinates: &serde_json::Value) -> Option<[f64; 4]> {
+    let serde_json::Value::Array(values) = coordinates else {
+        return None;
+    };
+    match (
+        values.first().and_then(|v| v.as_f64()),
+        values.get(1).and_then(|v| v.as_f64()),
+    ) {
+        (Some(x), Some(y)) => Some([x, y, x, y]),
+        _ => values
+            .iter()
+            .fold(None, |b, v| union(b, position_bounds(v))),
     }
 }
 
@@ -285,7 +298,7 @@ struct SpilledRow {
 fn replay(
     label: &str,
     tmp_dir: &Option<std::path::PathBuf>,
-    spilled: &NamedTempFile,
+    spilled: &Scratched,
     rows: &[SpilledRow],
     collection: Option<Collection>,
 ) -> Result<Option<FinishedFile>> {
@@ -298,13 +311,13 @@ fn replay(
     if rows.is_empty() {
         return Ok(None);
     }
-    let mut reader = spilled.reader().map_err(|e| werr(WriteError::Spill(e)))?;
+    let mut reader = spilled.ranges().map_err(|e| werr(WriteError::Spill(e)))?;
     let mut json = Vec::new();
     let mut inference = Inference::default();
     let mut collections: BTreeSet<Collection> = collection.into_iter().collect();
     for row in rows {
         reader
-            .read(row.at, &mut json)
+            .read(row.at.offset, row.at.len as usize, &mut json)
             .map_err(|e| werr(WriteError::Spill(e)))?;
         let flat = FlatRow::from_json(&json, collection).map_err(gerr)?;
         if let Some(c) = flat.collection().and_then(|c| c.parse::<Collection>().ok()) {
@@ -312,38 +325,39 @@ fn replay(
         }
         inference.add(flat).map_err(gerr)?;
     }
-    let tmp = temp_file(tmp_dir).map_err(|e| werr(WriteError::TempFile(e)))?;
-    let out = tmp.reopen().map_err(|e| werr(WriteError::TempFile(e)))?;
     let collections: Vec<Collection> = collections.into_iter().collect();
     let mut writer = GenericWriter::new(
-        BufWriter::with_capacity(1 << 20, out),
+        Scratch::new(tmp_dir.clone()),
         inference,
         &collections,
-        crate::write::parquet::writer_properties(DEFAULT_ROW_GROUP_SIZE),
+        crate::write::parquet::writer_properties_builder(DEFAULT_ROW_GROUP_SIZE)
+            .set_compression(crate::write::parquet::compression_for(rows.len() as u64))
+            .build(),
     )
     .map_err(gerr)?;
     for row in rows {
         reader
-            .read(row.at, &mut json)
+            .read(row.at.offset, row.at.len as usize, &mut json)
             .map_err(|e| werr(WriteError::Spill(e)))?;
         writer
             .write(FlatRow::from_json(&json, collection).map_err(gerr)?)
             .map_err(gerr)?;
     }
-    let (written, _) = writer.finish().map_err(gerr)?;
+    let (written, out) = writer.finish().map_err(gerr)?;
+    let data = out.finish().map_err(|e| werr(WriteError::TempFile(e)))?;
     Ok(Some(FinishedFile {
-        file: tmp,
+        data,
         rows: written,
     }))
 }
 
-/// The rows of one file as they arrived, length-prefixed JSON in a temporary file.
+/// The rows of one file as they arrived: their JSON one after the other, in [`Scratch`]
+/// space.
 struct Spill {
-    out: BufWriter<NamedTempFile>,
-    len: u64,
+    out: Scratch,
 }
 
-/// Where one row is in a spill file: the offset of its JSON and its length.
+/// Where one row is in a spill: the offset of its JSON and its length.
 #[derive(Debug, Clone, Copy)]
 struct SpillAt {
     offset: u64,
@@ -351,57 +365,22 @@ struct SpillAt {
 }
 
 impl Spill {
-    fn create(tmp_dir: &Option<std::path::PathBuf>) -> std::io::Result<Spill> {
-        Ok(Spill {
-            out: BufWriter::with_capacity(1 << 20, temp_file(tmp_dir)?),
-            len: 0,
-        })
+    fn new(tmp_dir: &Option<std::path::PathBuf>) -> Spill {
+        Spill {
+            out: Scratch::new(tmp_dir.clone()),
+        }
     }
 
     fn push(&mut self, json: &[u8]) -> std::io::Result<SpillAt> {
         use std::io::Write;
         let len = u32::try_from(json.len()).map_err(std::io::Error::other)?;
+        let offset = self.out.len();
         self.out.write_all(json)?;
-        let at = SpillAt {
-            offset: self.len,
-            len,
-        };
-        self.len += u64::from(len);
-        Ok(at)
+        Ok(SpillAt { offset, len })
     }
 
-    fn finish(self) -> std::io::Result<NamedTempFile> {
-        self.out.into_inner().map_err(|e| e.into_error())
-    }
-}
-
-/// Reading rows of a finished spill file by position.
-trait SpillFile {
-    fn reader(&self) -> std::io::Result<SpillReader>;
-}
-
-impl SpillFile for NamedTempFile {
-    fn reader(&self) -> std::io::Result<SpillReader> {
-        Ok(SpillReader {
-            input: self.reopen()?,
-        })
-    }
-}
-
-/// Rows are read one by one in sort order, so no read-ahead buffer: one seek and one read
-/// each.
-struct SpillReader {
-    input: std::fs::File,
-}
-
-impl SpillReader {
-    /// Reads the row at `at` into `json` (replacing its content).
-    fn read(&mut self, at: SpillAt, json: &mut Vec<u8>) -> std::io::Result<()> {
-        use std::io::{Read, Seek, SeekFrom};
-        self.input.seek(SeekFrom::Start(at.offset))?;
-        json.clear();
-        json.resize(at.len as usize, 0);
-        self.input.read_exact(json)
+    fn finish(self) -> std::io::Result<Scratched> {
+        self.out.finish()
     }
 }
 
@@ -498,7 +477,7 @@ mod tests {
     }
 
     fn read(f: &FinishedFile) -> Vec<Item> {
-        stac::geoparquet::from_reader(std::fs::File::open(f.file.path()).unwrap())
+        stac::geoparquet::from_reader(f.data.to_bytes().unwrap())
             .unwrap()
             .items
     }
@@ -516,8 +495,8 @@ mod tests {
         let from_item = write(fast, vec![real_item()]).await.unwrap().unwrap();
         assert_eq!(read(&from_json), read(&from_item));
         assert_eq!(
-            std::fs::read(from_json.file.path()).unwrap(),
-            std::fs::read(from_item.file.path()).unwrap()
+            from_json.data.to_bytes().unwrap(),
+            from_item.data.to_bytes().unwrap()
         );
     }
 

@@ -465,7 +465,7 @@ impl Harvester {
                     },
                 });
             }
-            report.bytes = output.publish_file(f.file.path(), dest).await?;
+            report.bytes = output.publish(&f.data, dest).await?;
             report.published = true;
         }
         Ok(report)

@@ -9,7 +9,8 @@
 //! - [`hls_arrow`]: the fast fixed-schema writer for the HLS item shape;
 //! - [`stac_arrow`]: the generic writer, for items of any shape;
 //! - [`repartition`]: a month of daily files into one spatially sorted hive partition;
-//! - [`output`]: local folders and object stores, with files published in one step.
+//! - [`output`]: local folders and object stores, with files published in one step;
+//! - [`scratch`]: a file being written, in memory while small, then in the scratch folder.
 
 pub mod geoparquet;
 pub mod harvest;
@@ -18,4 +19,5 @@ pub mod metadata;
 pub mod output;
 pub mod parquet;
 pub mod repartition;
+pub mod scratch;
 pub mod stac_arrow;

@@ -3,6 +3,7 @@
 
 use crate::collection::Collection;
 use crate::error::{Error, OutputProblem, Result};
+use crate::write::scratch::Scratched;
 use chrono::{Datelike, NaiveDate};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
@@ -307,6 +308,28 @@ impl Output {
             cleared += 1;
         }
         Ok(cleared)
+    }
+
+    /// Publishes a finished file, in memory or in a temporary file, to `dest` in one step
+    /// (as [`publish_file`](Output::publish_file)). Returns the size written.
+    pub async fn publish(&self, data: &Scratched, dest: &Path) -> Result<u64> {
+        match data {
+            Scratched::Memory(bytes) if bytes.len() <= self.part_size => {
+                self.store
+                    .put(dest, PutPayload::from(bytes.clone()))
+                    .await
+                    .map_err(|e| Error::store(dest, e))?;
+                Ok(bytes.len() as u64)
+            }
+            Scratched::Memory(bytes) => {
+                let mut staged = crate::write::scratch::temp_file(&None)
+                    .map_err(|e| Error::io("a temporary file", e))?;
+                std::io::Write::write_all(&mut staged, bytes)
+                    .map_err(|e| Error::io(staged.path().display(), e))?;
+                self.publish_file(staged.path(), dest).await
+            }
+            Scratched::File(file) => self.publish_file(file.path(), dest).await,
+        }
     }
 
     /// Uploads a finished local file to `dest` in one step: readers see either nothing or

@@ -73,37 +73,3 @@ impl HlsBatchBuilder {
 pub fn check_json(json: &[u8], collection: Collection) -> Result<()> {
     json::parse_item(json, &asset_slots(collection), collection.stac_id()).map(|_| ())
 }
-
-/// What a file writer needs to know of one row before writing it: its sort key and the
-/// bounds of its geometry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RowInfo {
-    /// `properties.datetime`, microseconds since the epoch.
-    pub datetime: Option<i64>,
-    /// The item id.
-    pub id: String,
-    /// `[minx, miny, maxx, maxy]` of the geometry's points.
-    pub bounds: Option<[f64; 4]>,
-}
-
-/// Checks one item's JSON bytes against a collection's fixed shape, as [`check_json`], and
-/// returns its [`RowInfo`].
-pub fn inspect_json(json: &[u8], collection: Collection) -> Result<RowInfo> {
-    let item = json::parse_item(json, &asset_slots(collection), collection.stac_id())?;
-    let bounds =
-        item.geometry
-            .iter()
-            .flatten()
-            .flatten()
-            .fold(None, |b: Option<[f64; 4]>, &[x, y]| {
-                Some(match b {
-                    None => [x, y, x, y],
-                    Some([a, b, c, d]) => [a.min(x), b.min(y), c.max(x), d.max(y)],
-                })
-            });
-    Ok(RowInfo {
-        datetime: item.datetime,
-        id: item.id.into_owned(),
-        bounds,
-    })
-}

@@ -30,7 +30,7 @@ use crate::progress::UnitBar;
 use crate::write::geoparquet::read_metadata;
 use crate::write::metadata::{self, FileMetadata};
 use crate::write::output::Output;
-use crate::write::parquet::{DEFAULT_ROW_GROUP_SIZE, writer_properties};
+use crate::write::parquet::{DEFAULT_ROW_GROUP_SIZE, compression_for, writer_properties_builder};
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use bytes::Bytes;
@@ -39,7 +39,9 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::file::metadata::KeyValue;
 use spill::{Bucket, SpillError, Spilled, Spiller};
 use std::collections::{BTreeMap, HashMap};
@@ -183,7 +185,9 @@ fn parse_daily(root: &Path, location: &Path) -> Option<(Collection, Month)> {
 struct Input {
     path: Path,
     shown: String,
-    schema: Schema,
+    /// The footer, parsed once, with the file's Arrow schema: reading the file's rows
+    /// reuses it.
+    meta: ArrowReaderMetadata,
     rows: u64,
 }
 
@@ -258,26 +262,25 @@ pub async fn repartition_month(
                 path: input_shown.clone(),
                 source: ReadError::Metadata(reason),
             })?;
-        let schema =
-            parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), kv).map_err(|e| {
-                Error::Read {
-                    path: input_shown.clone(),
-                    source: ReadError::Parquet(e),
-                }
+        let rows = fm.num_rows().max(0) as u64;
+        let meta = ArrowReaderMetadata::try_new(Arc::new(meta), ArrowReaderOptions::new())
+            .map_err(|e| Error::Read {
+                path: input_shown.clone(),
+                source: ReadError::Parquet(e),
             })?;
         files.push(Input {
             path: path.clone(),
             shown: input_shown,
-            schema,
-            rows: fm.num_rows().max(0) as u64,
+            meta,
+            rows,
         });
     }
     file_meta.add_collection(collection);
     let mut merged: Option<Schema> = None;
     for f in &files {
         let next = match &merged {
-            None => schema::merge_schemas([&f.schema]),
-            Some(m) => schema::merge_schemas([m, &f.schema]),
+            None => schema::merge_schemas([f.meta.schema().as_ref()]),
+            Some(m) => schema::merge_schemas([m, f.meta.schema().as_ref()]),
         };
         merged = Some(next.map_err(|c| Error::SchemaConflict {
             path: f.shown.clone(),
@@ -302,7 +305,10 @@ pub async fn repartition_month(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(1);
     let job = Job {
         shown: shown.clone(),
-        inputs: files.iter().map(|f| (f.shown.clone(), f.rows)).collect(),
+        inputs: files
+            .iter()
+            .map(|f| (f.shown.clone(), f.rows, f.meta.clone()))
+            .collect(),
         schema,
         key_values: file_meta.key_values(),
         options: options.clone(),
@@ -361,8 +367,8 @@ pub async fn repartition_month(
 /// The blocking part of one month's repartition.
 struct Job {
     shown: String,
-    /// Display name and row count of each input, in the order their bytes arrive.
-    inputs: Vec<(String, u64)>,
+    /// Display name, row count and footer of each input, in the order their bytes arrive.
+    inputs: Vec<(String, u64, ArrowReaderMetadata)>,
     schema: SchemaRef,
     key_values: Vec<(String, String)>,
     options: RepartitionOptions,
@@ -407,7 +413,7 @@ impl Job {
         );
         let mut seen: HashMap<Box<str>, u32> = HashMap::new();
         let mut rows_in = 0u64;
-        for (index, (shown, rows)) in self.inputs.iter().enumerate() {
+        for (index, (shown, rows, meta)) in self.inputs.iter().enumerate() {
             let bytes = rx
                 .blocking_recv()
                 .ok_or_else(|| self.fail(RepartitionProblem::InputsStopped))??;
@@ -415,8 +421,9 @@ impl Job {
                 path: shown.clone(),
                 source,
             };
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .and_then(|b| b.with_batch_size(self.options.batch_size).build())
+            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta.clone())
+                .with_batch_size(self.options.batch_size)
+                .build()
                 .map_err(|e| read_err(ReadError::Parquet(e)))?;
             let mut file_rows = 0u64;
             for batch in reader {
@@ -471,7 +478,9 @@ impl Job {
         bar.restart(rows_in, "writing");
         let file = self.dir.join("part-0.parquet");
         let out = File::create(&file).map_err(|e| Error::io(file.display(), e))?;
-        let props = writer_properties(self.options.row_group_size);
+        let props = writer_properties_builder(self.options.row_group_size)
+            .set_compression(compression_for(rows_in))
+            .build();
         // The file metadata goes into the stored Arrow schema too (GeoPandas reads `geo`
         // from there when given a partition folder).
         let stored = self
