@@ -9,6 +9,7 @@ use hls_flow::Collection;
 use hls_flow::engine::checkpoint::sqlite::{StateStore, TaskState};
 use hls_flow::write::output::Output;
 use object_store::aws::AmazonS3Builder;
+use object_store::multipart::MultipartStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -514,6 +515,18 @@ async fn create_only_publishing_keeps_the_first_object_on_s3_and_in_a_folder() {
         Output::parse(local.to_str().unwrap()).unwrap(),
     ] {
         let dest = out.child("HLSS30_2.0/year=2025/month=06/part-0.parquet");
+        // Two at once: one wins.
+        let (a, b) = tokio::join!(
+            out.publish_new_file(&first, &dest),
+            out.publish_new_file(&second, &dest)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(
+            matches!((a, b), (Some(14), None) | (None, Some(23))),
+            "{a:?} {b:?} in {}",
+            out.display()
+        );
+        out.delete(&dest).await.unwrap();
         assert_eq!(out.publish_new_file(&first, &dest).await.unwrap(), Some(14));
         assert_eq!(out.publish_new_file(&second, &dest).await.unwrap(), None);
         let body = out.store().get(&dest).await.unwrap().bytes().await.unwrap();
@@ -567,4 +580,102 @@ async fn generate_daily_takes_the_store_options_of_its_workflow_file() {
             "{c}"
         );
     }
+}
+
+/// Puts below `prefix` what a process `owner` leaves when killed while it publishes: an
+/// incomplete multipart upload with its record, and a staged object. Returns the upload's
+/// key.
+async fn plant_leftovers(moto: &Moto, prefix: &str, owner: &str) -> String {
+    let s3 = AmazonS3Builder::new()
+        .with_bucket_name("bucket")
+        .with_endpoint(&moto.endpoint)
+        .with_allow_http(true)
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .with_region("us-east-1")
+        .build()
+        .unwrap();
+    let key = format!("{prefix}/HLSS30_2.0/year=2025/month=07/{owner}.parquet");
+    let id = s3.create_multipart(&key.as_str().into()).await.unwrap();
+    let record = format!("{prefix}/.hls-flow/uploads/{owner}/1-1");
+    s3.put(&record.into(), PutPayload::from(format!("{key}\n{id}\n")))
+        .await
+        .unwrap();
+    let staged = format!("{prefix}/.hls-flow/staging/{owner}/1-2-part-0.parquet");
+    s3.put(&staged.into(), PutPayload::from_static(b"half a file"))
+        .await
+        .unwrap();
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_daily_and_repartition_clear_what_ended_processes_left() {
+    let moto = Moto::start();
+    moto.create_bucket("bucket");
+    let emu = synthetic(day(2025, 7, 1), day(2025, 7, 2), 3).await;
+    // A process of this machine that has ended, and one that runs (this test).
+    let ended = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let me = hls_flow::write::output::owner();
+        format!("{}-{pid}", me.rsplit_once('-').unwrap().0)
+    };
+    let running = hls_flow::write::output::owner();
+    let mut kept = BTreeMap::new();
+    for prefix in ["daily", "monthly"] {
+        plant_leftovers(&moto, prefix, &ended).await;
+        let live = plant_leftovers(&moto, prefix, &running).await;
+        kept.insert(prefix, live);
+        assert_eq!(
+            moto.incomplete_uploads("bucket", &format!("{prefix}/"))
+                .len(),
+            2
+        );
+    }
+    let left = |objects: &BTreeMap<String, _>| {
+        objects
+            .keys()
+            .filter(|k| k.contains("/.hls-flow/"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let only_running = |prefix: &str| {
+        vec![
+            format!("{prefix}/.hls-flow/staging/{running}/1-2-part-0.parquet"),
+            format!("{prefix}/.hls-flow/uploads/{running}/1-1"),
+        ]
+    };
+
+    let o = s3_cmd(&moto, "generate-daily")
+        .args(["20250701", "20250702", "s3://bucket/daily"])
+        .args(harvest_args(&emu))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        moto.incomplete_uploads("bucket", "daily/"),
+        vec![kept["daily"].clone()],
+        "the ended process's upload is aborted, the running one's kept"
+    );
+    assert_eq!(
+        left(&objects(&moto, "bucket", "daily").await),
+        only_running("daily")
+    );
+    // The monthly prefix is not generate-daily's: untouched.
+    assert_eq!(moto.incomplete_uploads("bucket", "monthly/").len(), 2);
+
+    let o = s3_cmd(&moto, "repartition")
+        .args(["s3://bucket/daily", "s3://bucket/monthly", "--no-progress"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        moto.incomplete_uploads("bucket", "monthly/"),
+        vec![kept["monthly"].clone()]
+    );
+    assert_eq!(
+        left(&objects(&moto, "bucket", "monthly").await),
+        only_running("monthly")
+    );
 }

@@ -771,4 +771,64 @@ mod tests {
         out.delete(&dest).await.unwrap();
         assert_eq!(out.size_of(&dest).await.unwrap(), None);
     }
+
+    fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn gs_and_az_outputs_take_bucket_container_and_prefix_from_the_url_and_keys_from_options() {
+        let gs = Output::parse_with_options(
+            "gs://my-bucket/cache/hls",
+            &options(&[("google_skip_signature", "true")]),
+        )
+        .unwrap();
+        assert_eq!(gs.store().to_string(), "GoogleCloudStorage(my-bucket)");
+        assert_eq!(gs.prefix().as_ref(), "cache/hls");
+        assert_eq!(gs.display(), "gs://my-bucket/cache/hls");
+        for url in ["az://box/cache", "azure://box/cache"] {
+            let az = Output::parse_with_options(
+                url,
+                &options(&[
+                    ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+                    ("azure_skip_signature", "true"),
+                ]),
+            )
+            .unwrap();
+            assert_eq!(
+                az.store().to_string(),
+                "MicrosoftAzure { account: acct, container: box }",
+                "{url}"
+            );
+            assert_eq!(az.prefix().as_ref(), "cache", "{url}");
+        }
+        // A key of another store is refused, naming it.
+        for (url, key) in [("gs://b/x", "aws_region"), ("az://b/x", "google_bucket")] {
+            let e = Output::parse_with_options(url, &options(&[(key, "x")])).unwrap_err();
+            assert!(e.is_usage(), "{e}");
+            assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn only_owners_of_this_machine_that_ended_are_taken_as_gone() {
+        let me = owner();
+        assert!(me.ends_with(&format!("-{}", std::process::id())), "{me}");
+        assert!(!owner_has_ended(&me), "this process runs");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let boot = me.rsplit_once('-').unwrap().0;
+        assert_eq!(
+            owner_has_ended(&format!("{boot}-{pid}")),
+            boot_id().is_some(),
+            "an ended process of this boot"
+        );
+        assert!(!owner_has_ended(&format!("another-machine-{pid}")));
+        assert!(!owner_has_ended("no-pid-here"));
+        assert!(!owner_has_ended("unknown"));
+    }
 }
