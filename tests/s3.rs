@@ -1,5 +1,7 @@
 //! Outputs on an S3-compatible server (moto's, started on loopback by the tests), configured
-//! from the `AWS_*` environment of the child process only.
+//! from the `AWS_*` environment of the child process only; `gs://` and `az://` outputs
+//! configured from the `GOOGLE_*` / `AZURE_*` environment (a loopback listener sees their
+//! first request).
 
 use crate::common::{Moto, hls_flow, one_line_error};
 use crate::harvest::{day, read_all, synthetic};
@@ -678,4 +680,102 @@ async fn generate_daily_and_repartition_clear_what_ended_processes_left() {
         left(&objects(&moto, "bucket", "monthly").await),
         only_running("monthly")
     );
+}
+
+/// `s` with its `%XX` escapes decoded.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let (mut out, mut i) = (Vec::new(), 0);
+    while i < b.len() {
+        match (b[i], s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16))) {
+            (b'%', Some(Ok(byte))) => {
+                out.push(byte);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// Accepts one connection on loopback, answers `403 Forbidden` (an error no client retries)
+/// and returns the request's head.
+fn one_request_server() -> (String, std::thread::JoinHandle<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        head
+    });
+    (url, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gs_and_az_outputs_take_their_endpoint_from_the_environment() {
+    let emu = synthetic(day(2025, 7, 1), day(2025, 7, 1), 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let daily = dir.path().join("daily");
+    let o = hls_flow()
+        .args(["generate-daily", "20250701", daily.to_str().unwrap()])
+        .args(["--collections", "HLSS30"])
+        .args(harvest_args(&emu))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for (output, env) in [
+        (
+            "gs://bucket/monthly",
+            [
+                ("GOOGLE_BASE_URL", ""),
+                ("GOOGLE_SKIP_SIGNATURE", "true"),
+                ("GOOGLE_ALLOW_HTTP", "true"),
+            ],
+        ),
+        (
+            "az://box/monthly",
+            [
+                ("AZURE_STORAGE_ENDPOINT", ""),
+                ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+                ("AZURE_SKIP_SIGNATURE", "true"),
+            ],
+        ),
+    ] {
+        let (url, server) = one_request_server();
+        let mut c = hls_flow();
+        c.args(["repartition", "--no-progress"])
+            .arg(&daily)
+            .arg(output)
+            .env("AZURE_ALLOW_HTTP", "true");
+        for (k, v) in env {
+            c.env(k, if v.is_empty() { url.as_str() } else { v });
+        }
+        let o = c.output().unwrap();
+        // GCS percent-encodes every character of the path but letters and digits.
+        let head = percent_decode(&server.join().unwrap());
+        // The first request of the store goes to the endpoint of the environment: the
+        // partition's place, below the URL's bucket (container) and prefix.
+        assert!(
+            head.contains("monthly/HLSS30_2.0/year=2025/month=07/part-0.parquet"),
+            "{output}: {head}"
+        );
+        assert!(head.contains("box/") || head.contains("bucket/"), "{head}");
+        one_line_error(&o, 1, "403");
+    }
 }
