@@ -338,7 +338,6 @@ impl Output {
             .try_collect()
             .await
             .map_err(|e| Error::store(self.show(&root), e))?;
-        let mut emptied = std::collections::BTreeSet::new();
         for meta in found {
             // `.hls-flow/{uploads,staging}/OWNER/NAME`
             let owner = meta
@@ -381,16 +380,23 @@ impl Output {
                 );
             }
             self.delete(&meta.location).await?;
-            if self.local.is_some()
-                && let Some(dir) = self.local_path(&meta.location)?.parent()
-            {
-                emptied.insert(dir.to_path_buf());
-            }
             cleared += 1;
         }
-        for dir in emptied {
-            // An owner's folder, once empty (a local store leaves folders behind).
-            let _ = std::fs::remove_dir(dir);
+        // A local store leaves folders behind: remove the owners' folders that are empty
+        // now (of ended owners only, unless everything goes).
+        if let Some(local) = &self.local {
+            for kind in ["uploads", "staging"] {
+                let dir = local.root.join(LEFTOVERS_DIR).join(kind);
+                let Ok(owners) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for entry in owners.flatten() {
+                    let name = entry.file_name().to_string_lossy().to_string();
+                    if which == Leftovers::All || owner_has_ended(&name) {
+                        let _ = std::fs::remove_dir(entry.path());
+                    }
+                }
+            }
         }
         Ok(cleared)
     }
@@ -499,17 +505,19 @@ impl Output {
             Ok(size) => Ok((staging, size)),
             Err(e) => {
                 self.unstage_locally(&staging).await;
-                Err(Error::io(local.display(), e))
+                Err(Error::io(
+                    format!("{} (copied to {})", local.display(), staging.display()),
+                    e,
+                ))
             }
         }
     }
 
-    /// Removes a staging file if it is still there, and its owner's folder if empty.
+    /// Removes a staging file if it is still there. Its owner's folder stays (another
+    /// publish of this process may be about to use it): the cleaning of a later command
+    /// removes it once empty.
     async fn unstage_locally(&self, staged: &std::path::Path) {
         let _ = tokio::fs::remove_file(staged).await;
-        if let Some(dir) = staged.parent() {
-            let _ = tokio::fs::remove_dir(dir).await;
-        }
     }
 
     /// A multipart upload to S3 whose id is recorded (`.hls-flow/uploads/OWNER/TOKEN`: the path,
@@ -830,5 +838,57 @@ mod tests {
         assert!(!owner_has_ended(&format!("another-machine-{pid}")));
         assert!(!owner_has_ended("no-pid-here"));
         assert!(!owner_has_ended("unknown"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_publishes_at_once_into_a_folder_all_land_and_leave_no_staged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Output::parse(dir.path().join("out").to_str().unwrap()).unwrap();
+        let local = dir.path().join("f");
+        std::fs::write(&local, b"a file").unwrap();
+        let dests: Vec<Path> = (0..32)
+            .map(|i| out.child(&format!("d/{i}.parquet")))
+            .collect();
+        let results = futures::future::join_all(dests.iter().enumerate().map(|(i, d)| {
+            let (out, local) = (&out, &local);
+            async move {
+                if i % 2 == 0 {
+                    out.publish_file(local, d).await.map(Some)
+                } else {
+                    out.publish_new_file(local, d).await
+                }
+            }
+        }))
+        .await;
+        for r in results {
+            assert_eq!(r.unwrap(), Some(6));
+        }
+        let all: Vec<_> = out.store().list(None).try_collect().await.unwrap();
+        assert_eq!(all.len(), 32, "{all:?}");
+    }
+
+    #[tokio::test]
+    async fn a_folder_keeps_a_running_process_leftovers_until_everything_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Output::parse(dir.path().join("out").to_str().unwrap()).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let me = owner();
+        let ended = format!("{}-{pid}", me.rsplit_once('-').unwrap().0);
+        let staging = dir.path().join("out").join(LEFTOVERS_DIR).join("staging");
+        for who in [&ended, &me] {
+            std::fs::create_dir_all(staging.join(who)).unwrap();
+            std::fs::write(staging.join(who).join("1-2-part-0.parquet"), b"half").unwrap();
+        }
+        let ended_is_known = boot_id().is_some();
+        assert_eq!(
+            out.clean_leftovers_of_ended_processes().await.unwrap(),
+            u64::from(ended_is_known)
+        );
+        assert_eq!(staging.join(&ended).exists(), !ended_is_known);
+        assert!(staging.join(&me).join("1-2-part-0.parquet").exists());
+        assert!(out.clean_leftovers().await.unwrap() >= 1);
+        assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
     }
 }
