@@ -118,3 +118,77 @@ async fn log_lines_in_a_file_carry_no_colours() {
     assert!(warning.contains("HLSS30 2024-05-15 failed"), "{warning}");
     assert!(!log.contains('\u{1b}'), "no escape sequences: {log:?}");
 }
+
+/// Every file below `dir`: relative path → (size, modification time).
+fn files(
+    dir: &std::path::Path,
+) -> std::collections::BTreeMap<String, (u64, std::time::SystemTime)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                let rel = entry
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .display()
+                    .to_string();
+                out.insert(rel, (meta.len(), meta.modified().unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_of_a_finished_range_works_offline_and_writes_nothing() {
+    let emu = synthetic(day(2025, 2, 1), day(2025, 2, 28), 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, state) = (dir.path().join("out"), dir.path().join("state.sqlite"));
+    let run = |cmr_url: &str| {
+        hls_flow()
+            .args(["run", "202502", "--no-progress", "--output"])
+            .arg(&out)
+            .arg("--state")
+            .arg(&state)
+            .args(["--cmr-url", cmr_url])
+            .output()
+            .unwrap()
+    };
+    let o = run(&emu.base_url());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = files(&out);
+    assert!(
+        before.keys().any(|k| k.contains("year=2025/month=02")),
+        "{before:?}"
+    );
+
+    // Nothing listens on the port any more: CMR cannot be reached.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let o = run(&format!("http://{closed}"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(summary.contains("0 done now"), "{summary}");
+    assert!(summary.contains("0 failed"), "{summary}");
+    assert_eq!(files(&out), before, "no file written");
+
+    // With a day still to harvest, the same URL is refused at once (exit 1).
+    let o = hls_flow()
+        .args(["run", "20250301", "--no-progress", "--output"])
+        .arg(&out)
+        .arg("--state")
+        .arg(&state)
+        .args(["--cmr-url", &format!("http://{closed}")])
+        .output()
+        .unwrap();
+    one_line_error(&o, 1, "cannot reach CMR");
+    assert_eq!(files(&out), before, "no file written");
+}

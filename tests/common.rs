@@ -100,8 +100,27 @@ fn make_venv() -> std::path::PathBuf {
     py
 }
 
-/// A moto S3 server (from the test venv, see [`python`]) on a free loopback port, killed on
-/// drop. Clients must be given its endpoint and the fake keys of [`Moto::env`].
+/// moto's server app behind a lock: one request at a time. Stock `moto.server` handles
+/// requests in threads and checks `If-None-Match: *` apart from the write it guards, so two
+/// concurrent conditional writes of one key can both succeed (of 20 pairs of concurrent
+/// conditional `CompleteMultipartUpload`s, all 20 did), where S3 lets one win. Applied one
+/// at a time, each request is atomic as on S3, and create-only publishing can be tested.
+const MOTO_SERVER: &str = "\
+import os, sys, threading
+from werkzeug.serving import run_simple
+os.environ.setdefault('MOTO_PORT', sys.argv[2])
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+lock = threading.Lock()
+def one_at_a_time(environ, start_response):
+    with lock:
+        return list(app(environ, start_response))
+run_simple(sys.argv[1], int(sys.argv[2]), one_at_a_time, threaded=True, request_handler=MotoRequestHandler)
+";
+
+/// A moto S3 server (from the test venv, see [`python`]) on a free loopback port, handling
+/// one request at a time ([`MOTO_SERVER`]), killed on drop. Clients must be given its
+/// endpoint and the fake keys of [`Moto::env`].
 pub struct Moto {
     child: std::process::Child,
     /// `http://127.0.0.1:PORT`
@@ -123,7 +142,7 @@ impl Moto {
             .expect("a free port")
             .port();
         let child = std::process::Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+            .args(["-c", MOTO_SERVER, "127.0.0.1"])
             .arg(port.to_string())
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())

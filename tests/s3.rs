@@ -1,5 +1,7 @@
 //! Outputs on an S3-compatible server (moto's, started on loopback by the tests), configured
-//! from the `AWS_*` environment of the child process only.
+//! from the `AWS_*` environment of the child process only; `gs://` and `az://` outputs
+//! configured from the `GOOGLE_*` / `AZURE_*` environment (a loopback listener sees their
+//! first request).
 
 use crate::common::{Moto, hls_flow, one_line_error};
 use crate::harvest::{day, read_all, synthetic};
@@ -9,6 +11,7 @@ use hls_flow::Collection;
 use hls_flow::engine::checkpoint::sqlite::{StateStore, TaskState};
 use hls_flow::write::output::Output;
 use object_store::aws::AmazonS3Builder;
+use object_store::multipart::MultipartStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -514,6 +517,18 @@ async fn create_only_publishing_keeps_the_first_object_on_s3_and_in_a_folder() {
         Output::parse(local.to_str().unwrap()).unwrap(),
     ] {
         let dest = out.child("HLSS30_2.0/year=2025/month=06/part-0.parquet");
+        // Two at once: one wins.
+        let (a, b) = tokio::join!(
+            out.publish_new_file(&first, &dest),
+            out.publish_new_file(&second, &dest)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(
+            matches!((a, b), (Some(14), None) | (None, Some(23))),
+            "{a:?} {b:?} in {}",
+            out.display()
+        );
+        out.delete(&dest).await.unwrap();
         assert_eq!(out.publish_new_file(&first, &dest).await.unwrap(), Some(14));
         assert_eq!(out.publish_new_file(&second, &dest).await.unwrap(), None);
         let body = out.store().get(&dest).await.unwrap().bytes().await.unwrap();
@@ -566,5 +581,201 @@ async fn generate_daily_takes_the_store_options_of_its_workflow_file() {
             emulator_ids(&emu, c, [day(2025, 3, 1)].into_iter()),
             "{c}"
         );
+    }
+}
+
+/// Puts below `prefix` what a process `owner` leaves when killed while it publishes: an
+/// incomplete multipart upload with its record, and a staged object. Returns the upload's
+/// key.
+async fn plant_leftovers(moto: &Moto, prefix: &str, owner: &str) -> String {
+    let s3 = AmazonS3Builder::new()
+        .with_bucket_name("bucket")
+        .with_endpoint(&moto.endpoint)
+        .with_allow_http(true)
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .with_region("us-east-1")
+        .build()
+        .unwrap();
+    let key = format!("{prefix}/HLSS30_2.0/year=2025/month=07/{owner}.parquet");
+    let id = s3.create_multipart(&key.as_str().into()).await.unwrap();
+    let record = format!("{prefix}/.hls-flow/uploads/{owner}/1-1");
+    s3.put(&record.into(), PutPayload::from(format!("{key}\n{id}\n")))
+        .await
+        .unwrap();
+    let staged = format!("{prefix}/.hls-flow/staging/{owner}/1-2-part-0.parquet");
+    s3.put(&staged.into(), PutPayload::from_static(b"half a file"))
+        .await
+        .unwrap();
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_daily_and_repartition_clear_what_ended_processes_left() {
+    let moto = Moto::start();
+    moto.create_bucket("bucket");
+    let emu = synthetic(day(2025, 7, 1), day(2025, 7, 2), 3).await;
+    // A process of this machine that has ended, and one that runs (this test).
+    let ended = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let me = hls_flow::write::output::owner();
+        format!("{}-{pid}", me.rsplit_once('-').unwrap().0)
+    };
+    let running = hls_flow::write::output::owner();
+    let mut kept = BTreeMap::new();
+    for prefix in ["daily", "monthly"] {
+        plant_leftovers(&moto, prefix, &ended).await;
+        let live = plant_leftovers(&moto, prefix, &running).await;
+        kept.insert(prefix, live);
+        assert_eq!(
+            moto.incomplete_uploads("bucket", &format!("{prefix}/"))
+                .len(),
+            2
+        );
+    }
+    let left = |objects: &BTreeMap<String, _>| {
+        objects
+            .keys()
+            .filter(|k| k.contains("/.hls-flow/"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let only_running = |prefix: &str| {
+        vec![
+            format!("{prefix}/.hls-flow/staging/{running}/1-2-part-0.parquet"),
+            format!("{prefix}/.hls-flow/uploads/{running}/1-1"),
+        ]
+    };
+
+    let o = s3_cmd(&moto, "generate-daily")
+        .args(["20250701", "20250702", "s3://bucket/daily"])
+        .args(harvest_args(&emu))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        moto.incomplete_uploads("bucket", "daily/"),
+        vec![kept["daily"].clone()],
+        "the ended process's upload is aborted, the running one's kept"
+    );
+    assert_eq!(
+        left(&objects(&moto, "bucket", "daily").await),
+        only_running("daily")
+    );
+    // The monthly prefix is not generate-daily's: untouched.
+    assert_eq!(moto.incomplete_uploads("bucket", "monthly/").len(), 2);
+
+    let o = s3_cmd(&moto, "repartition")
+        .args(["s3://bucket/daily", "s3://bucket/monthly", "--no-progress"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        moto.incomplete_uploads("bucket", "monthly/"),
+        vec![kept["monthly"].clone()]
+    );
+    assert_eq!(
+        left(&objects(&moto, "bucket", "monthly").await),
+        only_running("monthly")
+    );
+}
+
+/// `s` with its `%XX` escapes decoded.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let (mut out, mut i) = (Vec::new(), 0);
+    while i < b.len() {
+        match (b[i], s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16))) {
+            (b'%', Some(Ok(byte))) => {
+                out.push(byte);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// Accepts one connection on loopback, answers `403 Forbidden` (an error no client retries)
+/// and returns the request's head.
+fn one_request_server() -> (String, std::thread::JoinHandle<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        head
+    });
+    (url, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gs_and_az_outputs_take_their_endpoint_from_the_environment() {
+    let emu = synthetic(day(2025, 7, 1), day(2025, 7, 1), 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let daily = dir.path().join("daily");
+    let o = hls_flow()
+        .args(["generate-daily", "20250701", daily.to_str().unwrap()])
+        .args(["--collections", "HLSS30"])
+        .args(harvest_args(&emu))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for (output, env) in [
+        (
+            "gs://bucket/monthly",
+            [
+                ("GOOGLE_BASE_URL", ""),
+                ("GOOGLE_SKIP_SIGNATURE", "true"),
+                ("GOOGLE_ALLOW_HTTP", "true"),
+            ],
+        ),
+        (
+            "az://box/monthly",
+            [
+                ("AZURE_STORAGE_ENDPOINT", ""),
+                ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+                ("AZURE_SKIP_SIGNATURE", "true"),
+            ],
+        ),
+    ] {
+        let (url, server) = one_request_server();
+        let mut c = hls_flow();
+        c.args(["repartition", "--no-progress"])
+            .arg(&daily)
+            .arg(output)
+            .env("AZURE_ALLOW_HTTP", "true");
+        for (k, v) in env {
+            c.env(k, if v.is_empty() { url.as_str() } else { v });
+        }
+        let o = c.output().unwrap();
+        // GCS percent-encodes every character of the path but letters and digits.
+        let head = percent_decode(&server.join().unwrap());
+        // The first request of the store goes to the endpoint of the environment: the
+        // partition's place, below the URL's bucket (container) and prefix.
+        assert!(
+            head.contains("monthly/HLSS30_2.0/year=2025/month=07/part-0.parquet"),
+            "{output}: {head}"
+        );
+        assert!(head.contains("box/") || head.contains("bucket/"), "{head}");
+        one_line_error(&o, 1, "403");
     }
 }

@@ -83,6 +83,9 @@ pub async fn run(args: Args) -> CliResult {
         Output::parse_with_options(&args.out, &wf.output.options.clone().unwrap_or_default())?;
     // Bad input first (exit 2), then whether CMR can be reached (exit 1).
     check_reachable(&endpoints).await?;
+    // What killed runs left (upload records, staged files); not those of a process that
+    // still writes here, since no lock keeps others out.
+    output.clean_leftovers_of_ended_processes().await?;
     let options = DailyOptions {
         collections,
         bbox,

@@ -64,6 +64,9 @@ pub async fn run(args: Args) -> CliResult {
             }
         }
     }
+    // What killed runs left (upload records, staged files); not those of a process that
+    // still writes here, since no lock keeps others out.
+    dst.clean_leftovers_of_ended_processes().await?;
     let progress = Progress::new(!args.no_progress, months.len() as u64, "months");
     let (mut items, mut bytes, mut files) = (0u64, 0u64, 0usize);
     for ((collection, month), inputs) in &months {

@@ -5,13 +5,16 @@ use super::common::{CliError, CliResult, EndpointArgs, check_reachable, print_li
 use crate::bbox::Bbox;
 use crate::collection::Collection;
 use crate::engine::checkpoint::sqlite::StateStore;
+use crate::engine::dag::Dag;
 use crate::engine::pipeline::{DEFAULT_STATE, RunConfig};
 use crate::engine::report::{Outcome, RunReport};
 use crate::engine::scheduler::SchedulerSettings;
+use crate::engine::task::{TaskKind, TaskState};
 use crate::engine::workflow::Workflow;
 use crate::period::DayRange;
 use crate::write::harvest::Source;
 use crate::write::output::Output;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -138,14 +141,33 @@ pub async fn run(args: Args) -> CliResult {
     }
     cfg.bbox = args.bbox.as_deref().map(str::parse::<Bbox>).transpose()?;
     // Check the output and the state file before anything else happens (bad input is
-    // exit 2), then whether CMR can be reached (exit 1; no state file is made).
+    // exit 2), then, if a day is still to be harvested, whether CMR can be reached (exit 1;
+    // no state file is made). A rerun of a finished range asks CMR nothing, so it works
+    // offline.
     Output::parse(&cfg.output)?;
-    if cfg.state.exists() {
-        drop(StateStore::open_read_only(&cfg.state)?);
+    if harvest_pending(range, &cfg)? {
+        check_reachable(&cfg.endpoints).await?;
     }
-    check_reachable(&cfg.endpoints).await?;
     let outcome = crate::engine::pipeline::run(range, &cfg, interrupted()).await?;
     Ok(report(&outcome))
+}
+
+/// Whether a harvest task of `range` is not done yet by the state file (every one when there
+/// is no state file yet): the only tasks that ask CMR.
+fn harvest_pending(range: DayRange, cfg: &RunConfig) -> Result<bool, CliError> {
+    if !cfg.state.exists() {
+        return Ok(true);
+    }
+    let done: HashSet<String> = StateStore::open_read_only(&cfg.state)?
+        .tasks()?
+        .into_iter()
+        .filter(|t| t.state == TaskState::Succeeded)
+        .map(|t| t.key)
+        .collect();
+    let (tasks, _) = Dag::plan(&cfg.collections, range, &done).ordered();
+    Ok(tasks
+        .iter()
+        .any(|t| t.kind == TaskKind::Harvest && !done.contains(&t.key())))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

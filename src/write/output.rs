@@ -7,9 +7,12 @@ use crate::write::scratch::Scratched;
 use chrono::{Datelike, NaiveDate};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::local::LocalFileSystem;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, WriteMultipart};
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -27,8 +30,10 @@ pub const PART_SIZE_ENV: &str = "HLS_FLOW_PART_SIZE";
 const PARTS_IN_FLIGHT: usize = 4;
 
 /// Where hls-flow keeps, below an output's prefix, what an interrupted process may leave:
-/// `uploads/` holds a record of each multipart upload in progress (path and upload id, so
-/// that the next run can abort it), `staging/` the objects of create-only publishing.
+/// `uploads/OWNER/` holds a record of each multipart upload in progress (path and upload id,
+/// so that a later process can abort it), `staging/OWNER/` the files being published. OWNER
+/// names the process ([`owner`]), so that a command without the state file's lock clears
+/// only what processes that have ended left ([`Output::clean_leftovers_of_ended_processes`]).
 pub const LEFTOVERS_DIR: &str = ".hls-flow";
 
 /// An output location: a store and a prefix inside it.
@@ -37,12 +42,28 @@ pub struct Output {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     display: String,
-    /// The folder, for a local output.
-    local_root: Option<std::path::PathBuf>,
+    /// The folder and its store, for a local output.
+    local: Option<Local>,
     /// The S3 store's multipart API, whose uploads are recorded under [`LEFTOVERS_DIR`].
     s3: Option<Arc<AmazonS3>>,
     /// Size of the parts of a multipart upload.
     part_size: usize,
+}
+
+/// A local output's folder and store (which maps object paths to file paths).
+#[derive(Debug, Clone)]
+struct Local {
+    root: std::path::PathBuf,
+    fs: Arc<LocalFileSystem>,
+}
+
+/// Which leftovers [`Output::clean_leftovers`] clears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leftovers {
+    /// Everything: no other process writes here (the state file's lock is held).
+    All,
+    /// Only those of processes of this machine that have ended: others may be writing.
+    OfEndedProcesses,
 }
 
 impl Output {
@@ -53,11 +74,14 @@ impl Output {
     }
 
     /// Opens an output like [`parse`](Output::parse), with store options (the workflow's
-    /// `[output.options]`): for `s3://`, `object_store`'s `AmazonS3ConfigKey` names
-    /// (`aws_endpoint`, `aws_region`, `aws_allow_http`, …), applied over the `AWS_*`
-    /// environment. An `s3://` output takes its endpoint, region, keys, session token,
-    /// `AWS_ALLOW_HTTP` and `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` from the environment, as the
-    /// AWS tools do; with keys given, no instance-metadata endpoint is asked.
+    /// `[output.options]`): `object_store`'s configuration keys of the URL's store, applied
+    /// over its environment. An `s3://` output takes its endpoint, region, keys, session
+    /// token, `AWS_ALLOW_HTTP` and `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` from the `AWS_*`
+    /// environment, as the AWS tools do (options: `AmazonS3ConfigKey` names such as
+    /// `aws_endpoint`); with keys given, no instance-metadata endpoint is asked. A `gs://`
+    /// output reads the `GOOGLE_*` environment (`GoogleConfigKey`: `google_service_account`,
+    /// …), an `az://` (`azure://`, `abfs://`, `abfss://`) one the `AZURE_*` environment
+    /// (`AzureConfigKey`: `azure_storage_account_name`, …).
     pub fn parse_with_options(s: &str, options: &BTreeMap<String, String>) -> Result<Output> {
         let invalid = |problem: OutputProblem| Error::InvalidOutput {
             output: s.to_string(),
@@ -88,40 +112,53 @@ impl Output {
                     .map_err(|_| invalid(OutputProblem::NotLocalFile))?;
                 return Output::local(&path, s, part_size);
             }
+            let unknown = |key: &String| {
+                invalid(OutputProblem::UnknownOption {
+                    key: key.clone(),
+                    scheme: url.scheme().to_string(),
+                })
+            };
+            let config_keys = options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v));
+            let store_error = |e| invalid(OutputProblem::Store(e));
             let mut s3 = None;
-            let (store, prefix): (Arc<dyn ObjectStore>, Path) = match url.scheme() {
+            let store: Arc<dyn ObjectStore> = match url.scheme() {
                 "s3" | "s3a" => {
                     let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
-                    for (key, value) in options {
+                    for (key, value) in config_keys {
                         let key = key
-                            .to_ascii_lowercase()
                             .parse::<AmazonS3ConfigKey>()
-                            .map_err(|_| {
-                                invalid(OutputProblem::UnknownOption {
-                                    key: key.clone(),
-                                    scheme: url.scheme().to_string(),
-                                })
-                            })?;
+                            .map_err(|_| unknown(&key))?;
                         builder = builder.with_config(key, value);
                     }
-                    // Create-only publishing copies with a conditional multipart upload
-                    // (AWS, MinIO, moto) unless the store is told another way (e.g. R2's
-                    // header: `AWS_COPY_IF_NOT_EXISTS`, `aws_copy_if_not_exists`).
+                    // Create-only publishing of a file bigger than a part copies it with a
+                    // conditional multipart upload (`If-None-Match: *` on its completion,
+                    // which AWS, MinIO and moto honour) unless the store is told another way
+                    // (e.g. R2's header: `AWS_COPY_IF_NOT_EXISTS`, `aws_copy_if_not_exists`).
                     if builder
                         .get_config_value(&AmazonS3ConfigKey::CopyIfNotExists)
                         .is_none()
                     {
                         builder = builder.with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
                     }
-                    let store = Arc::new(
-                        builder
-                            .build()
-                            .map_err(|e| invalid(OutputProblem::Store(e)))?,
-                    );
-                    let prefix = Path::from_url_path(url.path())
-                        .map_err(|e| invalid(OutputProblem::Store(e.into())))?;
+                    let store = Arc::new(builder.build().map_err(store_error)?);
                     s3 = Some(store.clone());
-                    (store, prefix)
+                    store
+                }
+                "gs" => {
+                    let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
+                    for (key, value) in config_keys {
+                        let key = key.parse::<GoogleConfigKey>().map_err(|_| unknown(&key))?;
+                        builder = builder.with_config(key, value);
+                    }
+                    Arc::new(builder.build().map_err(store_error)?)
+                }
+                "az" | "azure" | "abfs" | "abfss" => {
+                    let mut builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+                    for (key, value) in config_keys {
+                        let key = key.parse::<AzureConfigKey>().map_err(|_| unknown(&key))?;
+                        builder = builder.with_config(key, value);
+                    }
+                    Arc::new(builder.build().map_err(store_error)?)
                 }
                 scheme => {
                     if let Some(key) = options.keys().next() {
@@ -130,16 +167,24 @@ impl Output {
                             scheme: scheme.to_string(),
                         }));
                     }
-                    let (store, prefix) = object_store::parse_url(&url)
-                        .map_err(|e| invalid(OutputProblem::Store(e)))?;
-                    (Arc::from(store), prefix)
+                    let (store, prefix) = object_store::parse_url(&url).map_err(store_error)?;
+                    return Ok(Output {
+                        store: Arc::from(store),
+                        prefix,
+                        display: s.trim_end_matches('/').to_string(),
+                        local: None,
+                        s3: None,
+                        part_size,
+                    });
                 }
             };
+            let prefix = Path::from_url_path(url.path())
+                .map_err(|e| invalid(OutputProblem::Store(e.into())))?;
             return Ok(Output {
                 store,
                 prefix,
                 display: s.trim_end_matches('/').to_string(),
-                local_root: None,
+                local: None,
                 s3,
                 part_size,
             });
@@ -162,13 +207,18 @@ impl Output {
         let canonical = dir
             .canonicalize()
             .map_err(|e| invalid(OutputProblem::Io(e)))?;
-        let store = object_store::local::LocalFileSystem::new_with_prefix(&canonical)
-            .map_err(|e| invalid(OutputProblem::Store(e)))?;
+        let fs = Arc::new(
+            LocalFileSystem::new_with_prefix(&canonical)
+                .map_err(|e| invalid(OutputProblem::Store(e)))?,
+        );
         Ok(Output {
-            store: Arc::new(store),
+            store: fs.clone(),
             prefix: Path::default(),
             display: display.trim_end_matches('/').to_string(),
-            local_root: Some(canonical),
+            local: Some(Local {
+                root: canonical,
+                fs,
+            }),
             s3: None,
             part_size,
         })
@@ -178,11 +228,11 @@ impl Output {
     /// (`object_store` writes `NAME#N` and renames it to `NAME`). Call it only while no other
     /// process writes there (the state file's lock). Returns how many were removed.
     pub fn remove_staged_leftovers(&self) -> Result<u64> {
-        let Some(root) = &self.local_root else {
+        let Some(local) = &self.local else {
             return Ok(0);
         };
         let mut removed = 0;
-        let mut stack = vec![root.clone()];
+        let mut stack = vec![local.root.clone()];
         while let Some(dir) = stack.pop() {
             let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(dir.display(), e))?;
             for entry in entries {
@@ -209,7 +259,7 @@ impl Output {
             store,
             prefix: Path::from(prefix),
             display: display.to_string(),
-            local_root: None,
+            local: None,
             s3: None,
             part_size: DEFAULT_PART_SIZE,
         }
@@ -262,10 +312,25 @@ impl Output {
     /// Clears what a killed process left below this output: the staging files of local
     /// uploads ([`remove_staged_leftovers`](Output::remove_staged_leftovers)), the multipart
     /// uploads recorded under [`LEFTOVERS_DIR`]`/uploads/` (aborted, so the store keeps no
-    /// orphaned parts) and the staging objects of create-only publishing. Call it only while
-    /// no other process writes here (the state file's lock). Returns how many were cleared.
+    /// orphaned parts) and the staging objects under [`LEFTOVERS_DIR`]`/staging/`. Call it
+    /// only while no other process writes here (the state file's lock). Returns how many
+    /// were cleared.
     pub async fn clean_leftovers(&self) -> Result<u64> {
-        let mut cleared = self.remove_staged_leftovers()?;
+        let staged = self.remove_staged_leftovers()?;
+        Ok(staged + self.clean_leftovers_dir(Leftovers::All).await?)
+    }
+
+    /// Clears, like [`clean_leftovers`](Output::clean_leftovers), what processes of this
+    /// machine that have ended left under [`LEFTOVERS_DIR`], and nothing of a process that
+    /// still runs or of another machine: for commands that hold no lock (`generate-daily`,
+    /// `repartition`), so that two of them writing to one output never clear each other's
+    /// uploads. Returns how many were cleared.
+    pub async fn clean_leftovers_of_ended_processes(&self) -> Result<u64> {
+        self.clean_leftovers_dir(Leftovers::OfEndedProcesses).await
+    }
+
+    async fn clean_leftovers_dir(&self, which: Leftovers) -> Result<u64> {
+        let mut cleared = 0;
         let root = self.child(LEFTOVERS_DIR);
         let uploads = self.child(&format!("{LEFTOVERS_DIR}/uploads"));
         let found: Vec<_> = self
@@ -275,6 +340,17 @@ impl Output {
             .await
             .map_err(|e| Error::store(self.show(&root), e))?;
         for meta in found {
+            // `.hls-flow/{uploads,staging}/OWNER/NAME`
+            let owner = meta
+                .location
+                .prefix_match(&root)
+                .and_then(|mut parts| parts.nth(1))
+                .map(|p| p.as_ref().to_string());
+            if which == Leftovers::OfEndedProcesses
+                && !owner.as_deref().is_some_and(owner_has_ended)
+            {
+                continue;
+            }
             if meta.location.prefix_matches(&uploads) {
                 let record = self
                     .store
@@ -294,18 +370,34 @@ impl Output {
                         Err(e) => return Err(Error::store(self.show(&path), e)),
                     }
                     tracing::info!(
-                        "aborted the multipart upload of {}, left by an interrupted run",
+                        "aborted the multipart upload of {}, left by an interrupted process",
                         self.show(&path)
                     );
                 }
             } else {
                 tracing::info!(
-                    "removed {}, left by an interrupted run",
+                    "removed {}, left by an interrupted process",
                     self.show(&meta.location)
                 );
             }
             self.delete(&meta.location).await?;
             cleared += 1;
+        }
+        // A local store leaves folders behind: remove the owners' folders that are empty
+        // now (of ended owners only, unless everything goes).
+        if let Some(local) = &self.local {
+            for kind in ["uploads", "staging"] {
+                let dir = local.root.join(LEFTOVERS_DIR).join(kind);
+                let Ok(owners) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for entry in owners.flatten() {
+                    let name = entry.file_name().to_string_lossy().to_string();
+                    if which == Leftovers::All || owner_has_ended(&name) {
+                        let _ = std::fs::remove_dir(entry.path());
+                    }
+                }
+            }
         }
         Ok(cleared)
     }
@@ -314,6 +406,14 @@ impl Output {
     /// (as [`publish_file`](Output::publish_file)). Returns the size written.
     pub async fn publish(&self, data: &Scratched, dest: &Path) -> Result<u64> {
         match data {
+            Scratched::Memory(bytes) if self.local.is_some() => {
+                let (staged, size) = self.stage_locally(Staging::Bytes(bytes), dest).await?;
+                let target = self.local_path(dest)?;
+                let renamed = tokio::fs::rename(&staged, &target).await;
+                self.unstage_locally(&staged).await;
+                renamed.map_err(|e| Error::io(target.display(), e))?;
+                Ok(size)
+            }
             Scratched::Memory(bytes) if bytes.len() <= self.part_size => {
                 self.store
                     .put(dest, PutPayload::from(bytes.clone()))
@@ -332,11 +432,35 @@ impl Output {
         }
     }
 
+    /// The file of an object of a local output.
+    fn local_path(&self, path: &Path) -> Result<std::path::PathBuf> {
+        let local = self.local.as_ref().ok_or_else(|| {
+            Error::store(
+                self.show(path),
+                object_store::Error::NotSupported {
+                    source: "not a local output".into(),
+                },
+            )
+        })?;
+        local
+            .fs
+            .path_to_filesystem(path)
+            .map_err(|e| Error::store(self.show(path), e))
+    }
+
     /// Uploads a finished local file to `dest` in one step: readers see either nothing or
-    /// the whole file (a local store renames a staged file; S3 completes a multipart
-    /// upload, recorded under [`LEFTOVERS_DIR`] while it is in progress). Returns the size
-    /// written.
+    /// the whole file (a local output copies it under [`LEFTOVERS_DIR`]`/staging/` and
+    /// renames it; S3 completes a multipart upload, recorded under [`LEFTOVERS_DIR`] while
+    /// it is in progress). Returns the size written.
     pub async fn publish_file(&self, local: &std::path::Path, dest: &Path) -> Result<u64> {
+        if self.local.is_some() {
+            let (staged, size) = self.stage_locally(Staging::File(local), dest).await?;
+            let target = self.local_path(dest)?;
+            let renamed = tokio::fs::rename(&staged, &target).await;
+            self.unstage_locally(&staged).await;
+            renamed.map_err(|e| Error::io(target.display(), e))?;
+            return Ok(size);
+        }
         let mut file = tokio::fs::File::open(local)
             .await
             .map_err(|e| Error::io(local.display(), e))?;
@@ -387,7 +511,54 @@ impl Output {
         Ok(size)
     }
 
-    /// A multipart upload to S3 whose id is recorded (`.hls-flow/uploads/TOKEN`: the path,
+    /// Copies `from` into a staging file of this (local) output, beside nothing a reader
+    /// looks at: `.hls-flow/staging/OWNER/TOKEN-NAME`, on the output's file system so that
+    /// it can be renamed or linked to `dest`, whose folder it makes. Returns the staged file
+    /// and its size.
+    async fn stage_locally(
+        &self,
+        from: Staging<'_>,
+        dest: &Path,
+    ) -> Result<(std::path::PathBuf, u64)> {
+        let name = dest.filename().unwrap_or("file");
+        let staging = self.local_path(&self.child(&format!(
+            "{LEFTOVERS_DIR}/staging/{}/{}-{name}",
+            owner(),
+            unique_token()
+        )))?;
+        let target = self.local_path(dest)?;
+        for dir in [staging.parent(), target.parent()].into_iter().flatten() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| Error::io(dir.display(), e))?;
+        }
+        let staged = match from {
+            Staging::File(local) => tokio::fs::copy(local, &staging).await.map_err(|e| {
+                let shown = format!("{} (copied to {})", local.display(), staging.display());
+                Error::io(shown, e)
+            }),
+            Staging::Bytes(bytes) => tokio::fs::write(&staging, bytes)
+                .await
+                .map(|()| bytes.len() as u64)
+                .map_err(|e| Error::io(staging.display(), e)),
+        };
+        match staged {
+            Ok(size) => Ok((staging, size)),
+            Err(e) => {
+                self.unstage_locally(&staging).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes a staging file if it is still there. Its owner's folder stays (another
+    /// publish of this process may be about to use it): the cleaning of a later command
+    /// removes it once empty.
+    async fn unstage_locally(&self, staged: &std::path::Path) {
+        let _ = tokio::fs::remove_file(staged).await;
+    }
+
+    /// A multipart upload to S3 whose id is recorded (`.hls-flow/uploads/OWNER/TOKEN`: the path,
     /// then the upload id) from its start until it is completed or aborted, so that a
     /// process killed in between leaves a record [`clean_leftovers`](Output::clean_leftovers)
     /// finds (object_store cannot list a bucket's multipart uploads).
@@ -402,7 +573,11 @@ impl Output {
             .create_multipart(dest)
             .await
             .map_err(|e| Error::store(dest, e))?;
-        let record = self.child(&format!("{LEFTOVERS_DIR}/uploads/{}", unique_token()));
+        let record = self.child(&format!(
+            "{LEFTOVERS_DIR}/uploads/{}/{}",
+            owner(),
+            unique_token()
+        ));
         if let Err(e) = self
             .store
             .put(&record, PutPayload::from(format!("{dest}\n{id}\n")))
@@ -473,30 +648,65 @@ impl Output {
     }
 
     /// Publishes like [`publish_file`](Output::publish_file), but only if `dest` does not
-    /// exist, as one create-only step (a hard link on a local store, a conditional copy on
-    /// S3): of two processes publishing the same path, one wins and the other gets `None`
-    /// and changes nothing. The file is first uploaded under [`LEFTOVERS_DIR`]`/staging/`.
+    /// exist, as one create-only step: of two processes publishing the same path, one wins
+    /// and the other gets `None` and changes nothing.
+    ///
+    /// - A local output links a staged copy to `dest` (a hard link fails if `dest` exists).
+    /// - A file up to a part's size is put with `PutMode::Create` (on S3 a PutObject with
+    ///   `If-None-Match: *`, on GCS `ifGenerationMatch=0`, on Azure `If-None-Match: *`).
+    /// - A bigger one is uploaded under [`LEFTOVERS_DIR`]`/staging/`, then copied create-only
+    ///   and the staged object deleted. On S3, a copy that CopyObject cannot make
+    ///   conditional: a multipart upload of one copied part (UploadPartCopy, up to 5 GiB)
+    ///   completed with `If-None-Match: *` (`S3CopyIfNotExists::Multipart`), which AWS S3
+    ///   honours, unless `aws_copy_if_not_exists` names the store's own header (R2's).
     pub async fn publish_new_file(
         &self,
         local: &std::path::Path,
         dest: &Path,
     ) -> Result<Option<u64>> {
+        if self.local.is_some() {
+            let (staged, size) = self.stage_locally(Staging::File(local), dest).await?;
+            let target = self.local_path(dest)?;
+            let linked = tokio::fs::hard_link(&staged, &target).await;
+            self.unstage_locally(&staged).await;
+            return match linked {
+                Ok(()) => Ok(Some(size)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+                Err(e) => Err(Error::io(target.display(), e)),
+            };
+        }
+        let size = tokio::fs::metadata(local)
+            .await
+            .map_err(|e| Error::io(local.display(), e))?
+            .len();
+        if size as usize <= self.part_size {
+            let buf = tokio::fs::read(local)
+                .await
+                .map_err(|e| Error::io(local.display(), e))?;
+            return match self
+                .store
+                .put_opts(dest, PutPayload::from(buf), PutMode::Create.into())
+                .await
+            {
+                Ok(_) => Ok(Some(size)),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
+                Err(e) => Err(Error::store(self.show(dest), e)),
+            };
+        }
         let name = dest.filename().unwrap_or("file");
         let staging = self.child(&format!(
-            "{LEFTOVERS_DIR}/staging/{}-{name}",
+            "{LEFTOVERS_DIR}/staging/{}/{}-{name}",
+            owner(),
             unique_token()
         ));
-        let size = self.publish_file(local, &staging).await?;
-        match self.store.rename_if_not_exists(&staging, dest).await {
-            Ok(()) => Ok(Some(size)),
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                self.delete(&staging).await?;
-                Ok(None)
-            }
-            Err(e) => {
-                let _ = self.delete(&staging).await;
-                Err(Error::store(self.show(dest), e))
-            }
+        self.publish_file(local, &staging).await?;
+        let copied = self.store.copy_if_not_exists(&staging, dest).await;
+        // The staged object goes whatever happened; if this fails, a later command does it.
+        let removed = self.delete(&staging).await;
+        match copied {
+            Ok(()) => removed.map(|()| Some(size)),
+            Err(object_store::Error::AlreadyExists { .. }) => removed.map(|()| None),
+            Err(e) => Err(Error::store(self.show(dest), e)),
         }
     }
 
@@ -519,14 +729,53 @@ impl Output {
     }
 }
 
-/// A name no other upload of this or another process uses.
+/// A name no other upload of this process uses.
 fn unique_token() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{}-{nanos}-{n}", std::process::id())
+    format!("{nanos}-{n}")
+}
+
+/// The id of this boot of this machine (Linux), or `None` where it cannot be known.
+fn boot_id() -> Option<&'static str> {
+    static BOOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && !s.contains('/'))
+    })
+    .as_deref()
+}
+
+/// Who leaves what this process puts under [`LEFTOVERS_DIR`]: `BOOT_ID-PID` (`unknown-PID`
+/// where the boot id cannot be known).
+pub fn owner() -> String {
+    format!("{}-{}", boot_id().unwrap_or("unknown"), std::process::id())
+}
+
+/// Whether the process that `owner` ([`owner`]) names has ended: it ran on this machine
+/// since its last boot and is no longer running. A process of another machine, or one that
+/// cannot be checked, is taken as running.
+fn owner_has_ended(owner: &str) -> bool {
+    let Some((boot, pid)) = owner.rsplit_once('-') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    Some(boot) == boot_id()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// What [`Output::stage_locally`] stages: a local file, or bytes in memory.
+enum Staging<'a> {
+    File(&'a std::path::Path),
+    Bytes(&'a bytes::Bytes),
 }
 
 #[cfg(test)]
@@ -573,5 +822,117 @@ mod tests {
         assert_eq!(out.size_of(&dest).await.unwrap(), Some(data.len() as u64));
         out.delete(&dest).await.unwrap();
         assert_eq!(out.size_of(&dest).await.unwrap(), None);
+    }
+
+    fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn gs_and_az_outputs_take_bucket_container_and_prefix_from_the_url_and_keys_from_options() {
+        let gs = Output::parse_with_options(
+            "gs://my-bucket/cache/hls",
+            &options(&[("google_skip_signature", "true")]),
+        )
+        .unwrap();
+        assert_eq!(gs.store().to_string(), "GoogleCloudStorage(my-bucket)");
+        assert_eq!(gs.prefix().as_ref(), "cache/hls");
+        assert_eq!(gs.display(), "gs://my-bucket/cache/hls");
+        for url in ["az://box/cache", "azure://box/cache"] {
+            let az = Output::parse_with_options(
+                url,
+                &options(&[
+                    ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+                    ("azure_skip_signature", "true"),
+                ]),
+            )
+            .unwrap();
+            assert_eq!(
+                az.store().to_string(),
+                "MicrosoftAzure { account: acct, container: box }",
+                "{url}"
+            );
+            assert_eq!(az.prefix().as_ref(), "cache", "{url}");
+        }
+        // A key of another store is refused, naming it.
+        for (url, key) in [("gs://b/x", "aws_region"), ("az://b/x", "google_bucket")] {
+            let e = Output::parse_with_options(url, &options(&[(key, "x")])).unwrap_err();
+            assert!(e.is_usage(), "{e}");
+            assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn only_owners_of_this_machine_that_ended_are_taken_as_gone() {
+        let me = owner();
+        assert!(me.ends_with(&format!("-{}", std::process::id())), "{me}");
+        assert!(!owner_has_ended(&me), "this process runs");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let boot = me.rsplit_once('-').unwrap().0;
+        assert_eq!(
+            owner_has_ended(&format!("{boot}-{pid}")),
+            boot_id().is_some(),
+            "an ended process of this boot"
+        );
+        assert!(!owner_has_ended(&format!("another-machine-{pid}")));
+        assert!(!owner_has_ended("no-pid-here"));
+        assert!(!owner_has_ended("unknown"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_publishes_at_once_into_a_folder_all_land_and_leave_no_staged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Output::parse(dir.path().join("out").to_str().unwrap()).unwrap();
+        let local = dir.path().join("f");
+        std::fs::write(&local, b"a file").unwrap();
+        let dests: Vec<Path> = (0..32)
+            .map(|i| out.child(&format!("d/{i}.parquet")))
+            .collect();
+        let results = futures::future::join_all(dests.iter().enumerate().map(|(i, d)| {
+            let (out, local) = (&out, &local);
+            async move {
+                if i % 2 == 0 {
+                    out.publish_file(local, d).await.map(Some)
+                } else {
+                    out.publish_new_file(local, d).await
+                }
+            }
+        }))
+        .await;
+        for r in results {
+            assert_eq!(r.unwrap(), Some(6));
+        }
+        let all: Vec<_> = out.store().list(None).try_collect().await.unwrap();
+        assert_eq!(all.len(), 32, "{all:?}");
+    }
+
+    #[tokio::test]
+    async fn a_folder_keeps_a_running_process_leftovers_until_everything_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Output::parse(dir.path().join("out").to_str().unwrap()).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let me = owner();
+        let ended = format!("{}-{pid}", me.rsplit_once('-').unwrap().0);
+        let staging = dir.path().join("out").join(LEFTOVERS_DIR).join("staging");
+        for who in [&ended, &me] {
+            std::fs::create_dir_all(staging.join(who)).unwrap();
+            std::fs::write(staging.join(who).join("1-2-part-0.parquet"), b"half").unwrap();
+        }
+        let ended_is_known = boot_id().is_some();
+        assert_eq!(
+            out.clean_leftovers_of_ended_processes().await.unwrap(),
+            u64::from(ended_is_known)
+        );
+        assert_eq!(staging.join(&ended).exists(), !ended_is_known);
+        assert!(staging.join(&me).join("1-2-part-0.parquet").exists());
+        assert!(out.clean_leftovers().await.unwrap() >= 1);
+        assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
     }
 }
