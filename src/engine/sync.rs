@@ -628,7 +628,7 @@ pub async fn verify(range: Option<DayRange>, cfg: &RunConfig) -> Result<VerifyRe
             .filter(|t| t.spec.kind == TaskKind::Repartition && t.spec.collection == c)
         {
             let m = t.spec.month;
-            if !m.days().all(|d| in_range(d)) {
+            if !m.days().all(&in_range) {
                 continue;
             }
             let Some(&cmr) = by_month.get(&m) else {

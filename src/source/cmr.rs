@@ -682,6 +682,49 @@ mod tests {
         );
     }
 
+    #[test]
+    fn deleted_granules_parse_with_both_forms_of_revision_date() {
+        let body = r#"[
+            {"concept-id": "G1-LPCLOUD", "granule-ur": "HLS.L30.T15TWN.2024128T170439.v2.0",
+             "parent-collection-id": "C2021957657-LPCLOUD", "revision-date": "2024-07-01T12:00:00.000Z",
+             "provider-id": "LPCLOUD"},
+            {"concept-id": "G2-LPCLOUD", "granule-ur": "HLS.L30.T15TWM.2024128T170439.v2.0",
+             "parent-collection-id": "C2021957657-LPCLOUD", "revision-date": "2024-07-01T12:00:00+0000",
+             "provider-id": "LPCLOUD"}
+        ]"#;
+        let list: Vec<DeletedGranule> = serde_json::from_str(body).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].revision_date, list[1].revision_date);
+        assert_eq!(list[1].granule_ur, "HLS.L30.T15TWM.2024128T170439.v2.0");
+        let bad = body.replace("2024-07-01T12:00:00+0000", "yesterday");
+        let e = serde_json::from_str::<Vec<DeletedGranule>>(&bad).unwrap_err();
+        assert!(e.to_string().contains("yesterday"), "{e}");
+        assert_eq!(
+            parse_cmr_time("2024-07-01T12:00:00.5+0200"),
+            Some("2024-07-01T10:00:00.500Z".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn counts_ask_for_granules_that_begin_before_an_instant() {
+        let c = CmrClient::new(Client::new(), "http://h", "me", RetryPolicy::none(), 1);
+        let q = GranuleQuery {
+            collection: Collection::Hlss30,
+            start: DateTime::<Utc>::MIN_UTC,
+            end: DateTime::<Utc>::MIN_UTC,
+            bbox: Some(Bbox::new(-93.0, 46.0, -92.0, 47.0).unwrap()),
+        };
+        let before = "2024-05-02T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            c.count_url(&q, before),
+            "http://h/search/granules.json?collection_concept_id[]=C2021957295-LPCLOUD&temporal[]=,2024-05-01T23:59:59.999Z&bounding_box=-93,46,-92,47&page_size=0"
+        );
+        assert_eq!(
+            c.deleted_url(Collection::Hlsl30, before),
+            "http://h/search/deleted-granules.json?revision_date=2024-05-02T00:00:00.000Z&provider=LPCLOUD&parent_collection_id=C2021957657-LPCLOUD"
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bodies_are_errors_not_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
