@@ -259,6 +259,13 @@ async fn a_sync_rewrites_what_changed_and_verify_proves_the_cache_current() {
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(text.contains("HLSS30 2024-05-31: CMR has"), "{text}");
 
+    let stale = tempfile::tempdir().unwrap();
+    let stale_partition = stale.path().join("part-0.parquet");
+    std::fs::copy(
+        partition(&p.out, Collection::Hlsl30, first()),
+        &stale_partition,
+    )
+    .unwrap();
     let items_before = emu.counts().item_fetches;
     let o = sync(&emu, &p, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -298,6 +305,33 @@ async fn a_sync_rewrites_what_changed_and_verify_proves_the_cache_current() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["days"].as_array().unwrap().len(), 62);
     assert_eq!(v["months"].as_array().unwrap().len(), 2);
+    // A stale partition beside current daily files: verify counts the partition's rows day
+    // by day, and names the days.
+    let current = partition(&p.out, Collection::Hlsl30, first());
+    std::fs::copy(&stale_partition, &current).unwrap();
+    let o = cmd(&emu, &p, "verify").arg("--json").output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stale_days: Vec<&Value> = v["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["partition"] != d["cmr"])
+        .collect();
+    let l30_touched = touched
+        .iter()
+        .filter(|(c, _)| *c == Collection::Hlsl30)
+        .count();
+    assert!(
+        !stale_days.is_empty() && stale_days.len() <= l30_touched,
+        "{v}"
+    );
+    assert!(
+        stale_days
+            .iter()
+            .all(|d| d["collection"] == "HLSL30" && d["daily"] == d["cmr"]),
+        "{v}"
+    );
     emu.shutdown().await;
 }
 

@@ -57,8 +57,14 @@ pub async fn run(args: Args) -> CliResult {
             .differing_days()
             .map(|d| {
                 format!(
-                    "{} {}: CMR has {} granules, the daily file {} rows",
-                    d.collection, d.day, d.cmr, d.daily
+                    "{} {}: CMR has {} granules, the daily file {} rows{}",
+                    d.collection,
+                    d.day,
+                    d.cmr,
+                    d.daily,
+                    d.partition
+                        .map(|p| format!(", the partition {p}"))
+                        .unwrap_or_default()
                 )
             })
             .collect();

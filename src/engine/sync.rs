@@ -353,6 +353,7 @@ async fn changes_of(
         };
         for d in candidates {
             if ids.holds(days[&d], d, &g.granule_ur).await? {
+                tracing::debug!("deleted {} is in {c} {d}", g.granule_ur);
                 affected.insert(d);
                 deleted_held += 1;
                 break;
@@ -516,6 +517,16 @@ pub struct DayCheck {
     pub cmr: u64,
     /// Rows of its daily file (0 without one).
     pub daily: u64,
+    /// Rows of its month's partition that begin on the day (`None`: the month has no
+    /// partition, as a month not harvested whole).
+    pub partition: Option<u64>,
+}
+
+impl DayCheck {
+    /// Whether the daily file, or the partition, differs from CMR.
+    pub fn differs(&self) -> bool {
+        self.daily != self.cmr || self.partition.is_some_and(|p| p != self.cmr)
+    }
 }
 
 /// One month partition of one collection, checked.
@@ -546,9 +557,9 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// The days whose daily file differs from CMR.
+    /// The days whose daily file or partition rows differ from CMR.
     pub fn differing_days(&self) -> impl Iterator<Item = &DayCheck> {
-        self.days.iter().filter(|d| d.cmr != d.daily)
+        self.days.iter().filter(|d| d.differs())
     }
 
     /// The months whose partition differs from CMR.
@@ -607,6 +618,19 @@ pub async fn verify(range: Option<DayRange>, cfg: &RunConfig) -> Result<VerifyRe
             .buffered(cfg.endpoints.max_cmr_requests.max(1))
             .try_collect()
             .await?;
+        // The month partitions, and their rows by day.
+        let mut partitions: BTreeMap<Month, Option<BTreeMap<NaiveDate, u64>>> = BTreeMap::new();
+        for t in rows
+            .iter()
+            .filter(|t| t.spec.kind == TaskKind::Repartition && t.spec.collection == c)
+        {
+            let by_day = match (&t.output_path, t.state) {
+                (Some(p), _) => partition_days(&output, &ObjPath::from(p.as_str())).await?,
+                (None, TaskState::Succeeded) => Some(BTreeMap::new()),
+                (None, _) => None,
+            };
+            partitions.insert(t.spec.month, by_day);
+        }
         let mut by_month: BTreeMap<Month, u64> = BTreeMap::new();
         for d in days {
             let count = |b: Option<NaiveDate>| b.and_then(|b| counts.get(&b)).copied();
@@ -616,38 +640,88 @@ pub async fn verify(range: Option<DayRange>, cfg: &RunConfig) -> Result<VerifyRe
             let path = output.daily_path(&cfg.daily_prefix, c, d);
             let daily = row_count(&output, &path).await?.unwrap_or(0);
             *by_month.entry(Month::of(d)).or_default() += cmr;
+            let partition = partitions
+                .get(&Month::of(d))
+                .map(|p| p.as_ref().map_or(0, |p| p.get(&d).copied().unwrap_or(0)));
             report.days.push(DayCheck {
                 collection: c,
                 day: d,
                 cmr,
                 daily,
+                partition,
             });
         }
-        for t in rows
-            .iter()
-            .filter(|t| t.spec.kind == TaskKind::Repartition && t.spec.collection == c)
-        {
-            let m = t.spec.month;
+        for (m, by_day) in partitions {
             if !m.days().all(&in_range) {
                 continue;
             }
             let Some(&cmr) = by_month.get(&m) else {
                 continue;
             };
-            let partition = match (&t.output_path, t.state) {
-                (Some(p), _) => row_count(&output, &ObjPath::from(p.as_str())).await?,
-                (None, TaskState::Succeeded) => Some(0),
-                (None, _) => None,
-            };
             report.months.push(MonthCheck {
                 collection: c,
                 month: m,
                 cmr,
-                partition,
+                partition: by_day.map(|p| p.values().sum()),
             });
         }
     }
     Ok(report)
+}
+
+/// The rows of a month partition by the UTC day of their `datetime` (only that column is
+/// read, row group by row group); `None` if the partition is not there.
+async fn partition_days(
+    output: &Output,
+    path: &ObjPath,
+) -> Result<Option<BTreeMap<NaiveDate, u64>>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::TimestampMicrosecondType;
+    use object_store::ObjectStoreExt;
+    let meta = match output.store().head(path).await {
+        Ok(meta) => meta,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(Error::store(path, e)),
+    };
+    let bad = |e: parquet::errors::ParquetError| Error::Read {
+        path: output.show(path),
+        source: crate::error::ReadError::Parquet(e),
+    };
+    let reader = crate::query::reader::SnapshotReader::new(output.store().clone(), &meta);
+    let builder = parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(bad)?;
+    let column = builder
+        .schema()
+        .index_of("datetime")
+        .map_err(|e| Error::Read {
+            path: output.show(path),
+            source: crate::error::ReadError::Arrow(e),
+        })?;
+    let mask = parquet::arrow::ProjectionMask::roots(
+        builder.metadata().file_metadata().schema_descr(),
+        [column],
+    );
+    let mut stream = builder.with_projection(mask).build().map_err(bad)?;
+    let mut days = BTreeMap::new();
+    const DAY_US: i64 = 86_400_000_000;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(bad)?;
+        let Some(times) = batch
+            .column(0)
+            .as_primitive_opt::<TimestampMicrosecondType>()
+        else {
+            continue;
+        };
+        for us in times.iter().flatten() {
+            let day = DateTime::from_timestamp_micros(us.div_euclid(DAY_US) * DAY_US)
+                .map(|t| t.date_naive());
+            if let Some(day) = day {
+                *days.entry(day).or_insert(0) += 1;
+            }
+        }
+    }
+    Ok(Some(days))
 }
 
 #[cfg(test)]
