@@ -574,3 +574,42 @@ async fn a_month_across_the_thumbnail_change_reads_with_one_schema_after_a_sync(
     assert_eq!(rows, truth);
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_and_verify_refuse_bad_input_in_one_line() {
+    let emu = synthetic(first(), day(2024, 5, 3), 6).await;
+    let p = paths();
+    // No state file yet: nothing to sync or verify (exit 2), and none is made.
+    one_line_error(&sync(&emu, &p, &[]), 2, "does not exist");
+    one_line_error(&verify(&emu, &p), 2, "does not exist");
+    assert!(!p.state.exists());
+    run(&emu, &p, &["20240501", "20240503"]);
+    one_line_error(&sync(&emu, &p, &["--since", "yesterday"]), 2, "--since");
+    one_line_error(
+        &cmd(&emu, &p, "verify").arg("20240599").output().unwrap(),
+        2,
+        "20240599",
+    );
+    // Three days, no whole month: verify checks the days, and no partition.
+    let o = cmd(&emu, &p, "verify").arg("--json").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["days"].as_array().unwrap().len(), 6);
+    assert!(v["months"].as_array().unwrap().is_empty());
+    assert!(
+        v["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["partition"].is_null())
+    );
+    // A stored watermark that is not a time is named (exit 2), and nothing is asked.
+    StateStore::open_exclusive(&p.state)
+        .unwrap()
+        .set_meta("sync.watermark.HLSL30", "soon")
+        .unwrap();
+    let before = emu.counts().total;
+    one_line_error(&sync(&emu, &p, &[]), 2, "sync.watermark.HLSL30");
+    assert_eq!(emu.counts().total, before);
+    emu.shutdown().await;
+}
