@@ -435,6 +435,14 @@ pub struct DeletedGranule {
     pub revision_date: DateTime<Utc>,
 }
 
+/// An instant as CMR's documented examples write it, in whole seconds: rounded down, so
+/// that nothing at or after it is left out.
+fn whole_seconds(at: DateTime<Utc>) -> String {
+    use chrono::SubsecRound;
+    at.trunc_subsecs(0)
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
 /// A CMR date: RFC 3339 (`2024-07-01T12:00:00.000Z`) or with a `+0000` offset.
 fn cmr_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
     let s = std::borrow::Cow::<str>::deserialize(d)?;
@@ -460,7 +468,7 @@ impl CmrClient {
         let url = format!(
             "{}&updated_since={}",
             self.search_url(q),
-            since.to_rfc3339_opts(SecondsFormat::Millis, true)
+            whole_seconds(since)
         );
         let client = self.clone();
         self.paged(url, move |url, sa| {
@@ -498,7 +506,7 @@ impl CmrClient {
         format!(
             "{}/search/deleted-granules.json?revision_date={}&provider=LPCLOUD&parent_collection_id={}",
             self.base,
-            since.to_rfc3339_opts(SecondsFormat::Millis, true),
+            whole_seconds(since),
             collection.concept_id()
         )
     }
@@ -714,14 +722,17 @@ mod tests {
             end: DateTime::<Utc>::MIN_UTC,
             bbox: Some(Bbox::new(-93.0, 46.0, -92.0, 47.0).unwrap()),
         };
-        let before = "2024-05-02T00:00:00Z".parse().unwrap();
+        let before: DateTime<Utc> = "2024-05-02T00:00:00Z".parse().unwrap();
         assert_eq!(
             c.count_url(&q, before),
             "http://h/search/granules.json?collection_concept_id[]=C2021957295-LPCLOUD&temporal[]=,2024-05-01T23:59:59.999Z&bounding_box=-93,46,-92,47&page_size=0"
         );
         assert_eq!(
-            c.deleted_url(Collection::Hlsl30, before),
-            "http://h/search/deleted-granules.json?revision_date=2024-05-02T00:00:00.000Z&provider=LPCLOUD&parent_collection_id=C2021957657-LPCLOUD"
+            c.deleted_url(
+                Collection::Hlsl30,
+                before + chrono::Duration::milliseconds(999)
+            ),
+            "http://h/search/deleted-granules.json?revision_date=2024-05-02T00:00:00Z&provider=LPCLOUD&parent_collection_id=C2021957657-LPCLOUD"
         );
     }
 
