@@ -5,7 +5,7 @@
 
 use crate::common::{hls_flow, one_line_error, python};
 use crate::harvest::{day, synthetic};
-use crate::run::{Paths, paths, stderr};
+use crate::run::{Paths, paths, status_json, stderr};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use hls_flow::Collection;
 use hls_flow::engine::checkpoint::sqlite::{StateStore, TaskState};
@@ -491,6 +491,21 @@ async fn faults_during_a_sync_lose_nothing_and_a_failed_deleted_list_keeps_the_w
         marks,
         "the watermark did not advance"
     );
+    // `status` says so.
+    let status = status_json(&p);
+    assert_eq!(
+        status["sync"]["watermarks"]["HLSL30"],
+        marks[0].clone().unwrap().as_str()
+    );
+    assert!(status["sync"]["unfinished_since"].is_string(), "{status}");
+    let text = hls_flow()
+        .args(["status", "--state"])
+        .arg(&p.state)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(text.contains("synced with CMR as of: HLSL30 "), "{text}");
+    assert!(text.contains("has not completed"), "{text}");
     emu.set_faults(Faults::default());
     let o = sync(&emu, &p, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
