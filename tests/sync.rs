@@ -549,9 +549,23 @@ async fn a_month_across_the_thumbnail_change_reads_with_one_schema_after_a_sync(
         ..ChangeSet::default()
     })
     .unwrap();
+    let before = mtimes(&p.out);
     let o = sync(&emu, &p, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_cache_is_the_archive(&emu, &p.out, start, end);
+    // May did not change: none of its files, partitions included, was rewritten.
+    let after = mtimes(&p.out);
+    let may: Vec<&PathBuf> = before
+        .keys()
+        .filter(|f| {
+            let f = f.to_string_lossy();
+            f.contains("/2026/05/") || f.contains("month=05")
+        })
+        .collect();
+    assert_eq!(may.len(), 2 * 31 + 2);
+    assert!(may.iter().all(|f| before[*f] == after[*f]));
+    let june = partition(&p.out, Collection::Hlss30, day(2026, 6, 1));
+    assert_ne!(before[&june], after[&june]);
     // Items after 2026-06-16 come without a thumbnail, the others with one.
     let june = items_of(&partition(&p.out, Collection::Hlss30, day(2026, 6, 1)));
     let cut: DateTime<Utc> = "2026-06-17T00:00:00Z".parse().unwrap();
