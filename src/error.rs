@@ -552,6 +552,14 @@ pub enum StateProblem {
         /// Its value now.
         given: String,
     },
+    /// A stored setting that cannot be read (a sync watermark that is not a time, say).
+    #[error("its setting {key} = {value:?} cannot be read")]
+    BadSetting {
+        /// The setting.
+        key: String,
+        /// Its stored value.
+        value: String,
+    },
 }
 
 /// Why a daily file's column cannot be merged with the others' ([`Error::SchemaConflict`]).
@@ -740,6 +748,9 @@ pub enum CmrProblem {
     /// An ECHO10 page that cannot be read.
     #[error("{0}")]
     Echo10(#[source] crate::source::echo10::Echo10Error),
+    /// A `deleted-granules.json` body that is not its list of deleted granules.
+    #[error("not a list of deleted granules: {0}")]
+    NotADeletedList(#[source] serde_json::Error),
 }
 
 /// What is wrong with a fetched `_stac.json` ([`Error::BadItem`]).

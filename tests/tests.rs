@@ -15,3 +15,4 @@ mod repartition;
 mod run;
 mod s3;
 mod shapes;
+mod sync;

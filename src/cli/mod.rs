@@ -9,6 +9,8 @@ mod run;
 mod search;
 mod serve;
 mod status;
+mod sync;
+mod verify;
 
 pub use exit::ExitStatus;
 
@@ -44,6 +46,10 @@ enum Command {
     Search(search::Args),
     /// Serve the cache as a read-only STAC API (pystac-client, QGIS, stackstac, rustac).
     Serve(serve::Args),
+    /// Bring the cache up to date with CMR: new, revised and deleted granules.
+    Sync(sync::Args),
+    /// Compare the cache with CMR day by day: exit 0 when all agree, 3 otherwise.
+    Verify(verify::Args),
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -80,6 +86,8 @@ pub fn main() -> ExitCode {
             Command::Repartition(args) => repartition::run(args).await,
             Command::Search(args) => search::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Sync(args) => sync::run(args).await,
+            Command::Verify(args) => verify::run(args).await,
         }
     });
     match result {

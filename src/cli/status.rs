@@ -69,6 +69,23 @@ fn render(r: &StatusReport, all_missing: bool) -> Vec<String> {
         )),
         (None, None) => out.push("no run yet".into()),
     }
+    if !r.sync.watermarks.is_empty() {
+        let marks: Vec<String> = r
+            .sync
+            .watermarks
+            .iter()
+            .map(|(c, w)| format!("{} {w}", c.short_name()))
+            .collect();
+        out.push(format!(
+            "synced with CMR as of: {}{}",
+            marks.join(", "),
+            r.sync
+                .unfinished_since
+                .as_deref()
+                .map(|s| format!(" (a sync begun {s} has not completed)"))
+                .unwrap_or_default()
+        ));
+    }
     out.push(format!(
         "tasks: {} succeeded, {} failed, {} pending, {} running; {} items in daily files",
         r.totals.succeeded, r.totals.failed, r.totals.pending, r.totals.running, r.items_written

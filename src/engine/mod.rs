@@ -9,6 +9,7 @@
 //! - [`report`]: what a run did, task by task;
 //! - [`pipeline`]: the executor of real tasks, and `run` / `retry-failed`;
 //! - [`status`]: what a state file says;
+//! - [`sync`]: `sync` (bring the cache up to date with CMR) and `verify`;
 //! - [`workflow`]: workflow files.
 
 pub mod checkpoint;
@@ -18,5 +19,6 @@ pub mod pipeline;
 pub mod report;
 pub mod scheduler;
 pub mod status;
+pub mod sync;
 pub mod task;
 pub mod workflow;

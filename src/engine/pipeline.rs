@@ -278,7 +278,7 @@ fn scratch_dir(cfg: &RunConfig) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn open_state(cfg: &RunConfig) -> Result<Arc<StateStore>> {
+pub(crate) fn open_state(cfg: &RunConfig) -> Result<Arc<StateStore>> {
     let state = StateStore::open_exclusive(&cfg.state)?;
     let bbox = cfg.bbox.map(|b| b.to_string()).unwrap_or_default();
     for (key, value) in [
@@ -304,7 +304,7 @@ fn open_state(cfg: &RunConfig) -> Result<Arc<StateStore>> {
     Ok(Arc::new(state))
 }
 
-async fn execute(
+pub(crate) async fn execute(
     state: Arc<StateStore>,
     cfg: &RunConfig,
     scope: HashSet<i64>,

@@ -93,6 +93,18 @@ pub struct StatusReport {
     pub live_run: Option<LiveRun>,
     /// The latest run, live or not.
     pub last_run: Option<RunRow>,
+    /// What `sync` keeps: per collection synced, changes at or after its watermark may be
+    /// missing from the cache; and when a sync that has not completed began.
+    pub sync: SyncStatus,
+}
+
+/// The sync settings of a state file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SyncStatus {
+    /// Per collection, its watermark (collections never synced are left out).
+    pub watermarks: BTreeMap<Collection, String>,
+    /// The start of a sync that has not completed (failed or killed), if any.
+    pub unfinished_since: Option<String>,
 }
 
 /// Reads a state file (also while a run is writing it).
@@ -181,5 +193,15 @@ pub fn status(path: &Path) -> Result<StatusReport> {
             .collect(),
         live_run,
         last_run,
+        sync: SyncStatus {
+            watermarks: Collection::ALL
+                .into_iter()
+                .filter_map(|c| {
+                    let w = state.meta(&format!("sync.watermark.{c}")).transpose()?;
+                    Some(w.map(|w| (c, w)))
+                })
+                .collect::<Result<_>>()?,
+            unfinished_since: state.meta("sync.started")?.filter(|s| !s.is_empty()),
+        },
     })
 }

@@ -266,7 +266,7 @@ impl Searcher {
 
 /// Reads one version of a file: every range with `If-Match` on the ETag it was listed with,
 /// so a file replaced meanwhile fails the read instead of mixing two versions.
-struct SnapshotReader {
+pub(crate) struct SnapshotReader {
     store: Arc<dyn ObjectStore>,
     path: object_store::path::Path,
     size: u64,
@@ -274,6 +274,19 @@ struct SnapshotReader {
 }
 
 impl SnapshotReader {
+    /// A reader of the version of `meta` (as listed or headed) in `store`.
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        meta: &object_store::ObjectMeta,
+    ) -> SnapshotReader {
+        SnapshotReader {
+            store,
+            path: meta.location.clone(),
+            size: meta.size,
+            e_tag: meta.e_tag.clone(),
+        }
+    }
+
     fn get(&self, range: Range<u64>) -> BoxFuture<'static, parquet::errors::Result<Bytes>> {
         let (store, path) = (self.store.clone(), self.path.clone());
         let options = GetOptions {

@@ -379,6 +379,209 @@ impl CmrClient {
     }
 }
 
+/// A granule a change query found: new or revised at or after the watermark.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ChangedEntry {
+    /// Concept id.
+    pub id: String,
+    /// Granule UR (the item id).
+    pub title: String,
+    /// Start of the acquisition: the granule's day.
+    pub time_start: DateTime<Utc>,
+    /// Its revision date.
+    pub updated: DateTime<Utc>,
+}
+
+/// One page of a change query.
+#[derive(Debug, Clone)]
+pub struct ChangedPage {
+    /// `CMR-Hits`.
+    pub hits: u64,
+    /// The page's entries.
+    pub entries: Vec<ChangedEntry>,
+    /// `CMR-Search-After`.
+    pub search_after: Option<String>,
+}
+
+impl Paged for ChangedPage {
+    fn hits(&self) -> u64 {
+        self.hits
+    }
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.id.as_str())
+    }
+    fn search_after(&self) -> Option<&str> {
+        self.search_after.as_deref()
+    }
+}
+
+/// A granule CMR lists at `/search/deleted-granules.json`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DeletedGranule {
+    /// Its concept id.
+    #[serde(rename = "concept-id")]
+    pub concept_id: String,
+    /// Its granule UR (the item id).
+    #[serde(rename = "granule-ur")]
+    pub granule_ur: String,
+    /// Its collection's concept id.
+    #[serde(rename = "parent-collection-id")]
+    pub parent_collection_id: String,
+    /// When it was deleted (CMR writes both `…Z` and `…+0000`).
+    #[serde(rename = "revision-date", deserialize_with = "cmr_time")]
+    pub revision_date: DateTime<Utc>,
+}
+
+/// An instant as CMR's documented examples write it, in whole seconds: rounded down, so
+/// that nothing at or after it is left out.
+fn whole_seconds(at: DateTime<Utc>) -> String {
+    use chrono::SubsecRound;
+    at.trunc_subsecs(0)
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A CMR date: RFC 3339 (`2024-07-01T12:00:00.000Z`) or with a `+0000` offset.
+fn cmr_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    let s = std::borrow::Cow::<str>::deserialize(d)?;
+    parse_cmr_time(&s).ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a CMR date")))
+}
+
+/// Parses a CMR date: RFC 3339, or with an offset without a colon (`+0000`).
+pub fn parse_cmr_time(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    DateTime::parse_from_rfc3339(s)
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl CmrClient {
+    /// The granules of `q` new or revised at or after `since` (`updated_since`), every page.
+    pub fn changed_pages(
+        &self,
+        q: &GranuleQuery,
+        since: DateTime<Utc>,
+    ) -> impl Stream<Item = Result<ChangedPage>> + Send + 'static {
+        let url = format!(
+            "{}&updated_since={}",
+            self.search_url(q),
+            whole_seconds(since)
+        );
+        let client = self.clone();
+        self.paged(url, move |url, sa| {
+            let client = client.clone();
+            async move {
+                client
+                    .parsed_page(&url, sa.as_deref(), |raw| {
+                        #[derive(Deserialize)]
+                        struct Body {
+                            feed: Feed,
+                        }
+                        #[derive(Deserialize)]
+                        struct Feed {
+                            #[serde(default)]
+                            entry: Vec<ChangedEntry>,
+                        }
+                        let body: Body =
+                            serde_json::from_slice(&raw.body).map_err(|e| Error::CmrMalformed {
+                                url: url.clone(),
+                                problem: CmrProblem::NotAFeed(e),
+                            })?;
+                        Ok(ChangedPage {
+                            hits: raw.hits,
+                            entries: body.feed.entry,
+                            search_after: raw.search_after,
+                        })
+                    })
+                    .await
+            }
+        })
+    }
+
+    /// The URL of the granules of `collection` deleted at or after `since`.
+    pub fn deleted_url(&self, collection: Collection, since: DateTime<Utc>) -> String {
+        format!(
+            "{}/search/deleted-granules.json?revision_date={}&provider=LPCLOUD&parent_collection_id={}",
+            self.base,
+            whole_seconds(since),
+            collection.concept_id()
+        )
+    }
+
+    /// The granules of `collection` deleted at or after `since` (CMR: at most a year back).
+    pub async fn deleted_granules(
+        &self,
+        collection: Collection,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DeletedGranule>> {
+        let url = self.deleted_url(collection, since);
+        self.retry
+            .run(&url, || async {
+                self.throttle.wait().await;
+                let body =
+                    {
+                        let _permit = self.permits.acquire().await.map_err(|source| {
+                            Error::RequestsClosed {
+                                url: url.clone(),
+                                source,
+                            }
+                        })?;
+                        self.get_body(&url)
+                            .await
+                            .inspect_err(|e| self.throttle.note(e))?
+                    };
+                serde_json::from_slice::<Vec<DeletedGranule>>(&body).map_err(|e| {
+                    Error::CmrMalformed {
+                        url: url.clone(),
+                        problem: CmrProblem::NotADeletedList(e),
+                    }
+                })
+            })
+            .await
+    }
+
+    async fn get_body(&self, url: &str) -> Result<bytes::Bytes> {
+        let resp = self
+            .http
+            .get(url)
+            .header("Client-Id", &self.client_id)
+            .send()
+            .await
+            .map_err(|e| transport_error(url, e))?;
+        let resp = check_status(url, resp).await?;
+        crate::source::http::body_bytes(url, resp).await
+    }
+
+    /// The URL asking for the count of granules of `q` that begin before `before`
+    /// (`page_size=0`: no entry, only `CMR-Hits`).
+    pub fn count_url(&self, q: &GranuleQuery, before: DateTime<Utc>) -> String {
+        // CMR's times are in milliseconds, and a range's ends are inclusive.
+        let end = before - chrono::Duration::milliseconds(1);
+        let mut url = format!(
+            "{}/search/granules.json?collection_concept_id[]={}&temporal[]=,{}",
+            self.base,
+            q.collection.concept_id(),
+            end.to_rfc3339_opts(SecondsFormat::Millis, true)
+        );
+        if let Some(b) = &q.bbox {
+            url.push_str(&format!("&bounding_box={b}"));
+        }
+        url.push_str("&page_size=0");
+        url
+    }
+
+    /// How many granules of `q`'s collection (and bounding box) begin before `before`:
+    /// the difference of two such counts is the number that begin between them, which no
+    /// single CMR temporal query gives (it matches by intersection).
+    pub async fn count_before(&self, q: &GranuleQuery, before: DateTime<Utc>) -> Result<u64> {
+        let url = self.count_url(q, before);
+        Ok(self.raw_page(&url, None).await?.hits)
+    }
+}
+
 /// What paging needs to know of a page.
 pub trait Paged {
     /// `CMR-Hits`.
@@ -484,6 +687,52 @@ mod tests {
         assert_eq!(
             c.search_url(&q),
             "http://h/search/granules.json?collection_concept_id[]=C2021957657-LPCLOUD&temporal[]=2025-10-02T00:00:00Z,2025-10-03T00:00:00Z&bounding_box=-93,46,-92,47&page_size=2000"
+        );
+    }
+
+    #[test]
+    fn deleted_granules_parse_with_both_forms_of_revision_date() {
+        let body = r#"[
+            {"concept-id": "G1-LPCLOUD", "granule-ur": "HLS.L30.T15TWN.2024128T170439.v2.0",
+             "parent-collection-id": "C2021957657-LPCLOUD", "revision-date": "2024-07-01T12:00:00.000Z",
+             "provider-id": "LPCLOUD"},
+            {"concept-id": "G2-LPCLOUD", "granule-ur": "HLS.L30.T15TWM.2024128T170439.v2.0",
+             "parent-collection-id": "C2021957657-LPCLOUD", "revision-date": "2024-07-01T12:00:00+0000",
+             "provider-id": "LPCLOUD"}
+        ]"#;
+        let list: Vec<DeletedGranule> = serde_json::from_str(body).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].revision_date, list[1].revision_date);
+        assert_eq!(list[1].granule_ur, "HLS.L30.T15TWM.2024128T170439.v2.0");
+        let bad = body.replace("2024-07-01T12:00:00+0000", "yesterday");
+        let e = serde_json::from_str::<Vec<DeletedGranule>>(&bad).unwrap_err();
+        assert!(e.to_string().contains("yesterday"), "{e}");
+        assert_eq!(
+            parse_cmr_time("2024-07-01T12:00:00.5+0200"),
+            Some("2024-07-01T10:00:00.500Z".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn counts_ask_for_granules_that_begin_before_an_instant() {
+        let c = CmrClient::new(Client::new(), "http://h", "me", RetryPolicy::none(), 1);
+        let q = GranuleQuery {
+            collection: Collection::Hlss30,
+            start: DateTime::<Utc>::MIN_UTC,
+            end: DateTime::<Utc>::MIN_UTC,
+            bbox: Some(Bbox::new(-93.0, 46.0, -92.0, 47.0).unwrap()),
+        };
+        let before: DateTime<Utc> = "2024-05-02T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            c.count_url(&q, before),
+            "http://h/search/granules.json?collection_concept_id[]=C2021957295-LPCLOUD&temporal[]=,2024-05-01T23:59:59.999Z&bounding_box=-93,46,-92,47&page_size=0"
+        );
+        assert_eq!(
+            c.deleted_url(
+                Collection::Hlsl30,
+                before + chrono::Duration::milliseconds(999)
+            ),
+            "http://h/search/deleted-granules.json?revision_date=2024-05-02T00:00:00Z&provider=LPCLOUD&parent_collection_id=C2021957657-LPCLOUD"
         );
     }
 

@@ -219,6 +219,64 @@ async fn one_claimer_wins<C: Checkpoint>(claimers: Vec<Arc<C>>) {
     );
 }
 
+/// Keeps a sync's settings: watermarks per collection, the changes applied, the start of a
+/// sync not completed; refuses a stored value it cannot read.
+async fn keeps_sync_settings<C: Checkpoint>(c: C) {
+    use crate::engine::sync::SyncState;
+    let s = SyncState::new(&c, "the state");
+    let at = |t: &str| t.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert_eq!(s.watermark(Collection::Hlsl30).await.unwrap(), None);
+    assert_eq!(s.started().await.unwrap(), None);
+    assert!(s.applied(Collection::Hlsl30).await.unwrap().is_empty());
+    s.set_watermark(Collection::Hlsl30, at("2026-11-29T10:00:00.123Z"))
+        .await
+        .unwrap();
+    s.set_watermark(Collection::Hlss30, at("2026-11-28T10:00:00Z"))
+        .await
+        .unwrap();
+    s.set_watermark(Collection::Hlsl30, at("2026-11-29T11:00:00.456Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.watermark(Collection::Hlsl30).await.unwrap(),
+        Some(at("2026-11-29T11:00:00.456Z")),
+        "the last one set, to the millisecond"
+    );
+    assert_eq!(
+        s.watermark(Collection::Hlss30).await.unwrap(),
+        Some(at("2026-11-28T10:00:00Z")),
+        "one per collection"
+    );
+    let applied: std::collections::BTreeSet<(String, String)> = [
+        (
+            "HLS.L30.T15TWN.2024128T170439.v2.0",
+            "2026-11-29T11:30:00.000Z",
+        ),
+        (
+            "HLS.L30.T15TWM.2024128T170439.v2.0",
+            "2026-11-29T11:31:00.000Z",
+        ),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    s.set_applied(Collection::Hlsl30, &applied).await.unwrap();
+    assert_eq!(s.applied(Collection::Hlsl30).await.unwrap(), applied);
+    assert!(s.applied(Collection::Hlss30).await.unwrap().is_empty());
+    s.set_started(Some(at("2026-11-29T12:00:00Z")))
+        .await
+        .unwrap();
+    assert_eq!(s.started().await.unwrap(), Some(at("2026-11-29T12:00:00Z")));
+    s.set_started(None).await.unwrap();
+    assert_eq!(s.started().await.unwrap(), None);
+    c.set_meta("sync.watermark.HLSS30", "yesterday")
+        .await
+        .unwrap();
+    let e = s.watermark(Collection::Hlss30).await.unwrap_err();
+    assert!(e.is_usage());
+    assert!(e.to_string().contains("sync.watermark.HLSS30"), "{e}");
+}
+
 macro_rules! suite {
     ($name:ident, $make:expr) => {
         mod $name {
@@ -240,6 +298,12 @@ macro_rules! suite {
             async fn recovers_a_dead_run() {
                 let (_dir, c) = $make;
                 super::recovers_a_dead_run(c).await;
+            }
+
+            #[tokio::test]
+            async fn keeps_sync_settings() {
+                let (_dir, c) = $make;
+                super::keeps_sync_settings(c).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

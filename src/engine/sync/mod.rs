@@ -1,0 +1,273 @@
+//! `hls-flow sync` and `hls-flow verify`: keeping a harvested cache current with CMR, and
+//! proving it is.
+//!
+//! A sync asks CMR, per collection, what changed since the collection's watermark: granules
+//! new or revised (`updated_since` over the temporal range the state covers) and granules
+//! deleted (`deleted-granules.json`). The days those granules begin on are the affected
+//! days; their harvest tasks are requeued with the repartitions after them (the engine's
+//! one requeue policy), and the normal engine runs them: a day harvested again is CMR's
+//! current truth (a deleted granule is gone, a late one is there, a revised one has its
+//! latest metadata), and its month is repartitioned. Nothing else is rewritten.
+//!
+//! What the state keeps (as settings of the checkpoint, so both checkpoints keep them):
+//! - `sync.watermark.<C>`: changes at or after it may be missing from the cache. Set when
+//!   the first sync begins (the earliest start of a harvest, minus the overlap), advanced
+//!   only when a sync completes, to its start minus the overlap (CMR indexes with a delay).
+//! - `sync.applied.<C>`: the changes (granule, revision date) the last completed sync found
+//!   at or after the new watermark. They are in the cache already, so the next sync, which
+//!   finds them again in its overlap, does not count them: a sync right after another one
+//!   fetches no item and rewrites no file.
+//! - `sync.started`: when the sync that has not completed yet began. A killed sync,
+//!   started again, keeps it (its new watermark is then the earlier one), finds the same
+//!   changes, and runs what is pending.
+//!
+//! `changes` asks CMR (one collection at a time), `settings` keeps the above
+//! ([`SyncState`]), and `verify` counts the cache against CMR ([`verify()`]).
+
+mod changes;
+mod settings;
+mod verify;
+
+pub use settings::SyncState;
+pub use verify::{DayCheck, MonthCheck, VerifyReport, verify};
+
+use crate::collection::Collection;
+use crate::engine::checkpoint::sqlite::{StateStore, TaskKind, TaskRow, TaskState};
+use crate::engine::checkpoint::stamp;
+use crate::engine::events::{EventLog, Events};
+use crate::engine::pipeline::{RunConfig, execute, open_state};
+use crate::engine::report::RunReport;
+use crate::engine::scheduler::{RunGraph, requeue_downstream};
+use crate::error::Result;
+use crate::period::DayRange;
+use crate::source::cmr::CmrClient;
+use crate::write::output::Output;
+use changes::{Asker, changes_of};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::future::Future;
+
+/// How far before a sync began its watermark is set: a change CMR had not indexed yet when
+/// the sync asked is found by the next sync.
+pub fn default_overlap() -> Duration {
+    Duration::hours(1)
+}
+
+/// What a sync is asked for.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Ask for changes since this instant instead, when it is before the watermark.
+    pub since: Option<DateTime<Utc>>,
+    /// How far before its start a completed sync sets the watermark.
+    pub overlap: Duration,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            since: None,
+            overlap: default_overlap(),
+        }
+    }
+}
+
+/// What a sync found for one collection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CollectionChanges {
+    /// The collection.
+    pub collection: Collection,
+    /// Changes were asked for from this instant.
+    pub since: DateTime<Utc>,
+    /// Granules new or revised since then (not applied by an earlier sync).
+    pub changed: usize,
+    /// Granules deleted since then (not applied by an earlier sync), of which the cache
+    /// held `deleted_held`.
+    pub deleted: usize,
+    /// Deleted granules the cache held.
+    pub deleted_held: usize,
+    /// Changes found again that an earlier sync applied.
+    pub already_applied: usize,
+    /// Days to harvest again.
+    pub days: Vec<NaiveDate>,
+    /// The watermark after the sync (`None`: not advanced, the sync did not complete).
+    pub watermark: Option<DateTime<Utc>>,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncReport {
+    /// Per collection, what changed.
+    pub collections: Vec<CollectionChanges>,
+    /// The run of the affected tasks.
+    pub run: RunReport,
+    /// Whether it completed (every task succeeded): the watermarks advanced.
+    pub completed: bool,
+}
+
+/// The output, bounding box and daily prefix of the state file (it describes one output).
+pub(super) fn with_state_settings(cfg: &RunConfig, state: &StateStore) -> Result<RunConfig> {
+    let mut cfg = cfg.clone();
+    if let Some(o) = state.meta("output")? {
+        cfg.output = o;
+    }
+    if let Some(b) = state.meta("bbox")? {
+        cfg.bbox = if b.is_empty() { None } else { Some(b.parse()?) };
+    }
+    if let Some(p) = state.meta("daily_prefix")? {
+        cfg.daily_prefix = p;
+    }
+    Ok(cfg)
+}
+
+pub(super) fn cmr_client(cfg: &RunConfig) -> Result<CmrClient> {
+    let http = crate::source::http::client(&cfg.endpoints.http)?;
+    Ok(CmrClient::new(
+        http,
+        &cfg.endpoints.cmr_url,
+        &cfg.endpoints.http.client_id,
+        cfg.endpoints.retry,
+        cfg.endpoints.max_cmr_requests,
+    )
+    // Entries of the JSON format are large (~14 KB): pages as the stac-json harvest's.
+    .with_page_size(cfg.endpoints.page_size.min(crate::api::STAC_JSON_PAGE_SIZE)))
+}
+
+/// The harvest tasks of a collection, by day.
+pub(super) fn harvests_of(rows: &[TaskRow], c: Collection) -> BTreeMap<NaiveDate, &TaskRow> {
+    rows.iter()
+        .filter(|t| t.spec.kind == TaskKind::Harvest && t.spec.collection == c)
+        .filter_map(|t| Some((t.spec.day?, t)))
+        .collect()
+}
+
+/// `hls-flow sync`: brings every day and month the state file covers up to date with CMR.
+/// The output and bounding box are the state file's. Returns `Ok(None)` when the state
+/// covers no day.
+pub async fn sync(
+    opts: &SyncOptions,
+    cfg: &RunConfig,
+    cancel: impl Future<Output = ()>,
+) -> Result<Option<SyncReport>> {
+    let probe = StateStore::open_exclusive(&cfg.state)?;
+    let cfg = with_state_settings(cfg, &probe)?;
+    drop(probe);
+    let state = open_state(&cfg)?;
+    let path = cfg.state.display().to_string();
+    let settings = SyncState::new(state.as_ref(), path);
+    let rows = state.tasks()?;
+    let collections: Vec<Collection> = cfg
+        .collections
+        .iter()
+        .copied()
+        .filter(|c| !harvests_of(&rows, *c).is_empty())
+        .collect();
+    if collections.is_empty() {
+        return Ok(None);
+    }
+    let started = match settings.started().await? {
+        Some(t) => t,
+        None => {
+            let now = Utc::now();
+            settings.set_started(Some(now)).await?;
+            now
+        }
+    };
+    let client = cmr_client(&cfg)?;
+    let output = Output::parse_with_options(&cfg.output, &cfg.output_options)?;
+    let asker = Asker {
+        client: &client,
+        cfg: &cfg,
+        output: &output,
+    };
+    let mut found = Vec::new();
+    let mut roots = Vec::new();
+    for &c in &collections {
+        let days = harvests_of(&rows, c);
+        let (Some(&first), Some(&last)) = (days.keys().next(), days.keys().next_back()) else {
+            continue;
+        };
+        let span = DayRange::new(first, last)?;
+        let watermark = match settings.watermark(c).await? {
+            Some(w) => w,
+            None => {
+                // Never synced: changes since the first harvest began may be missing.
+                let first = days
+                    .values()
+                    .filter(|t| t.state == TaskState::Succeeded)
+                    .filter_map(|t| t.started_at.as_deref())
+                    .filter_map(crate::engine::checkpoint::sqlite::parse_time)
+                    .min()
+                    .unwrap_or(started);
+                let w = first - opts.overlap;
+                settings.set_watermark(c, w).await?;
+                w
+            }
+        };
+        let since = opts.since.map_or(watermark, |s| s.min(watermark));
+        let applied = settings.applied(c).await?;
+        let f = changes_of(&asker, c, &days, span, since, &applied).await?;
+        tracing::info!(
+            "{c}: since {}: {} new or revised, {} deleted ({} held), {} applied before; {} days to harvest again",
+            stamp(since),
+            f.changes.changed,
+            f.changes.deleted,
+            f.changes.deleted_held,
+            f.changes.already_applied,
+            f.changes.days.len()
+        );
+        roots.extend(f.changes.days.iter().map(|d| days[d].id));
+        found.push(f);
+    }
+
+    // Requeue the affected days and the months after them, then run them with whatever an
+    // interrupted sync or run left pending.
+    let mut by_id: HashMap<i64, TaskRow> = rows.into_iter().map(|t| (t.id, t)).collect();
+    let graph = RunGraph::new(&state.deps()?);
+    let mut log = Events::new();
+    log.subscribe(EventLog(state.clone()));
+    let events = log.sender(None);
+    let requeued = requeue_downstream(
+        state.as_ref(),
+        &graph,
+        &mut by_id,
+        &roots,
+        "changed in CMR (sync)",
+        &events,
+    )
+    .await;
+    drop(events);
+    log.close().await?;
+    let mut scope: HashSet<i64> = requeued?.into_iter().collect();
+    scope.extend(
+        by_id
+            .values()
+            .filter(|t| collections.contains(&t.spec.collection))
+            .filter(|t| matches!(t.state, TaskState::Pending | TaskState::Running))
+            .map(|t| t.id),
+    );
+    let run = execute(state.clone(), &cfg, scope, "sync", cancel).await?;
+    let completed = run.status() == "succeeded";
+    if completed {
+        for f in &mut found {
+            let c = f.changes.collection;
+            let old = settings.watermark(c).await?;
+            let new = (started - opts.overlap).max(old.unwrap_or(DateTime::<Utc>::MIN_UTC));
+            let applied: BTreeSet<(String, String)> = f
+                .seen
+                .iter()
+                .filter(|(_, at)| *at >= new)
+                .map(|(ur, at)| (ur.clone(), stamp(*at)))
+                .collect();
+            settings.set_applied(c, &applied).await?;
+            settings.set_watermark(c, new).await?;
+            f.changes.watermark = Some(new);
+        }
+        settings.set_started(None).await?;
+    }
+    Ok(Some(SyncReport {
+        collections: found.into_iter().map(|f| f.changes).collect(),
+        run,
+        completed,
+    }))
+}
