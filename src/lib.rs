@@ -6,7 +6,7 @@
 //!
 //! - [`source`]: where granules and items come from (CMR search, ECHO10 records, the
 //!   published `_stac.json` items, and the HTTP, retry and throttle machinery under them);
-//! - [`write`]: how they become files (a day harvested into a daily file, the parquet
+//! - [`write`](mod@write): how they become files (a day harvested into a daily file, the parquet
 //!   writers, the repartition of a month, local folders and object stores);
 //! - [`engine`]: the work as tasks (the task model, the DAG, the checkpoint, the scheduler,
 //!   the executor that runs harvest and repartition tasks, `status`, workflow files);

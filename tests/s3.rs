@@ -183,6 +183,33 @@ async fn a_run_to_s3_writes_the_rows_of_a_local_run_and_a_rerun_writes_nothing()
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let again = objects(&moto, "bucket", "cache").await;
     assert_eq!(tags(&again), tags(&written));
+
+    // Nor does it ask CMR anything: with CMR's URL a closed port, it still succeeds, and
+    // still writes nothing (it only checks that the published objects are there and whole).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut c = hls_flow();
+    c.args([
+        "run",
+        "202502",
+        "--no-progress",
+        "--output",
+        "s3://bucket/cache",
+    ])
+    .args(["--cmr-url", &format!("http://{closed}")])
+    .arg("--state")
+    .arg(&s3_state);
+    for (k, v) in moto.env() {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        tags(&objects(&moto, "bucket", "cache").await),
+        tags(&written)
+    );
 }
 
 #[test]

@@ -312,18 +312,22 @@ pub(crate) async fn execute(
     cancel: impl Future<Output = ()>,
 ) -> Result<RunReport> {
     let output = Output::parse_with_options(&cfg.output, &cfg.output_options)?;
-    // Holding the state's lock, nobody else writes here: clear what a killed run left.
-    output.clean_leftovers().await?;
-    let mut cfg = cfg.clone();
-    cfg.tmp_dir = Some(scratch_dir(&cfg)?);
-    let cfg = &cfg;
-    let pipeline = Arc::new(Pipeline::new(cfg, output)?);
-    let run_id = state.start_run(command)?;
     let pending = state
         .tasks()?
         .iter()
         .filter(|t| scope.contains(&t.id) && t.state != TaskState::Succeeded)
         .count();
+    // Holding the state's lock, nobody else writes here: clear what a killed run left
+    // before writing anything (with nothing to do, nothing is written, and the output is
+    // not listed).
+    if pending > 0 {
+        output.clean_leftovers().await?;
+    }
+    let mut cfg = cfg.clone();
+    cfg.tmp_dir = Some(scratch_dir(&cfg)?);
+    let cfg = &cfg;
+    let pipeline = Arc::new(Pipeline::new(cfg, output)?);
+    let run_id = state.start_run(command)?;
     let progress = Progress::new(cfg.show_progress, pending as u64, "tasks");
     let result = run_tasks(
         state.clone(),

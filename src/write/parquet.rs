@@ -85,7 +85,7 @@ static ENCODERS: LazyLock<Gate> = LazyLock::new(|| {
 });
 
 /// Runs `encode` (the encoding of whole row groups: a blocking call, on a blocking thread)
-/// when fewer than [`ENCODERS`] encodings are under way.
+/// when fewer encodings are under way than this machine has cores (at most 8).
 pub fn encoding<T>(encode: impl FnOnce() -> T) -> T {
     let _permit = ENCODERS.enter();
     encode()
