@@ -270,6 +270,31 @@ async fn keeps_sync_settings<C: Checkpoint>(c: C) {
     assert_eq!(s.started().await.unwrap(), Some(at("2026-11-29T12:00:00Z")));
     s.set_started(None).await.unwrap();
     assert_eq!(s.started().await.unwrap(), None);
+    // What a changes task found, kept until its sync completes; the sync's overlap.
+    assert_eq!(s.found(Collection::Hlss30).await.unwrap(), None);
+    let found = crate::engine::sync::FoundRecord {
+        since: at("2026-11-28T10:00:00Z"),
+        changed: 3,
+        deleted: 1,
+        deleted_held: 1,
+        already_applied: 2,
+        days: vec![day(3), day(31)],
+        seen: vec![(
+            "HLS.S30.T35VLJ.2024124T100559.v2.0".into(),
+            at("2026-11-29T11:30:00.001Z"),
+        )],
+    };
+    s.set_found(Collection::Hlss30, Some(&found)).await.unwrap();
+    assert_eq!(s.found(Collection::Hlss30).await.unwrap(), Some(found));
+    assert_eq!(s.found(Collection::Hlsl30).await.unwrap(), None);
+    s.set_found(Collection::Hlss30, None).await.unwrap();
+    assert_eq!(s.found(Collection::Hlss30).await.unwrap(), None);
+    assert_eq!(s.overlap().await.unwrap(), None);
+    s.set_overlap(chrono::Duration::minutes(90)).await.unwrap();
+    assert_eq!(
+        s.overlap().await.unwrap(),
+        Some(chrono::Duration::minutes(90))
+    );
     c.set_meta("sync.watermark.HLSS30", "yesterday")
         .await
         .unwrap();

@@ -29,6 +29,7 @@ mod settings;
 mod verify;
 
 pub use changes::ChangesQuery;
+pub(crate) use settings::FoundRecord;
 pub use settings::SyncState;
 pub use verify::{DayCheck, MonthCheck, VerifyReport, verify};
 
