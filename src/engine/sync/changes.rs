@@ -1,8 +1,9 @@
 //! The changes query of one collection: what CMR says changed since the watermark, and
 //! the covered days it touches; run as the engine's changes task ([`ChangesQuery`]).
 
-use super::settings::FoundRecord;
-use super::{CollectionChanges, SyncState, cmr_client, harvests_of, initial_watermark};
+use super::{
+    CollectionChanges, FoundRecord, SyncState, cmr_client, harvests_of, initial_watermark,
+};
 use crate::collection::Collection;
 use crate::engine::checkpoint::sqlite::{StateStore, TaskRow};
 use crate::engine::checkpoint::{TaskOutput, stamp};
