@@ -8,7 +8,7 @@ use crate::harvest::{day, synthetic};
 use crate::run::{Paths, paths, status_json, stderr};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use hls_flow::Collection;
-use hls_flow::engine::checkpoint::sqlite::{StateStore, TaskState};
+use hls_flow::engine::checkpoint::sqlite::{StateStore, TaskKind, TaskState};
 use hls_flow_emulator::{ChangeReport, ChangeSet, Emulator, FaultKind, Faults, Late, Pick, Revise};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -399,9 +399,11 @@ async fn a_sync_killed_with_sigkill_completes_when_started_again() {
             (run.command == "sync").then_some(())?;
             let tasks = s.tasks().ok()?;
             Some(
+                // Harvests: the changes tasks come first, the kill falls among the days.
                 tasks
                     .iter()
                     .filter(|t| t.run_id == Some(run.id) && t.state == TaskState::Succeeded)
+                    .filter(|t| t.spec.kind == TaskKind::Harvest)
                     .count(),
             )
         });
@@ -482,7 +484,13 @@ async fn faults_during_a_sync_lose_nothing_and_a_failed_deleted_list_keeps_the_w
         ..Faults::default()
     });
     let o = sync(&emu, &p, &["--max-attempts", "2"]);
-    one_line_error(&o, 1, "deleted-granules.json");
+    // The changes tasks failed (tasks failed: exit code 3), naming the query.
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("failed: changes/HLSL30") && err.contains("deleted-granules.json"),
+        "{err}"
+    );
     assert_eq!(
         [
             watermark(&p, Collection::Hlsl30),
@@ -515,6 +523,95 @@ async fn faults_during_a_sync_lose_nothing_and_a_failed_deleted_list_keeps_the_w
         "the deletion is applied"
     );
     assert_cache_is_the_archive(&emu, &p.out, first(), last());
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_changes_task_shows_in_status_and_retry_failed_completes_the_sync() {
+    let (emu, p, _) = may_changed(8).await;
+    let began = hls_flow::engine::checkpoint::sqlite::parse_time(
+        &Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+    .unwrap();
+    emu.set_faults(Faults {
+        fail_every_nth_deleted: NonZeroU64::new(1),
+        ..Faults::default()
+    });
+    let before = emu.counts();
+    let o = sync(&emu, &p, &["--max-attempts", "1", "--task-attempts", "2"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(
+        emu.counts().item_fetches,
+        before.item_fetches,
+        "no day harvested: the changes query failed"
+    );
+    let status = status_json(&p);
+    let failed: BTreeSet<&str> = status["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, BTreeSet::from(["changes/HLSL30", "changes/HLSS30"]));
+    for t in status["failed"].as_array().unwrap() {
+        assert_eq!(t["kind"], "changes");
+        assert_eq!(t["attempts"], 2);
+        let e = t["last_error"].as_str().unwrap();
+        assert!(e.contains("deleted-granules.json"), "{e}");
+    }
+    assert_eq!(status["sync"]["changes"]["HLSL30"], "failed", "{status}");
+    assert!(status["sync"]["unfinished_since"].is_string(), "{status}");
+    // The first sync's watermark (before the harvest began), not advanced.
+    let marks = [
+        watermark(&p, Collection::Hlsl30).unwrap(),
+        watermark(&p, Collection::Hlss30).unwrap(),
+    ];
+    for m in &marks {
+        let m = hls_flow::engine::checkpoint::sqlite::parse_time(m).unwrap();
+        assert!(
+            m < began - chrono::Duration::minutes(30),
+            "{m} not advanced"
+        );
+    }
+    let text = hls_flow()
+        .args(["status", "--state"])
+        .arg(&p.state)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(text.contains("changes/HLSL30 (2 attempts)"), "{text}");
+    assert!(text.contains("HLSL30 failed"), "{text}");
+
+    // `retry-failed` runs the queries again, the days they requeue, and completes the sync.
+    emu.set_faults(Faults::default());
+    let o = cmd(&emu, &p, "retry-failed").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_cache_is_the_archive(&emu, &p.out, first(), last());
+    let status = status_json(&p);
+    assert_eq!(status["failed"].as_array().unwrap().len(), 0, "{status}");
+    assert_eq!(status["sync"]["changes"]["HLSS30"], "succeeded", "{status}");
+    assert!(status["sync"]["unfinished_since"].is_null(), "{status}");
+    for (c, old) in [Collection::Hlsl30, Collection::Hlss30]
+        .into_iter()
+        .zip(&marks)
+    {
+        let new = watermark(&p, c).unwrap();
+        assert!(new > *old, "{c}: {new} advanced");
+        let new = hls_flow::engine::checkpoint::sqlite::parse_time(&new).unwrap();
+        assert!(new >= began - chrono::Duration::hours(1), "{c}: {new}");
+    }
+    let o = verify(&emu, &p);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // The sync is complete: the next one finds every change applied.
+    let before = emu.counts();
+    let o = sync(&emu, &p, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(emu.counts().item_fetches, before.item_fetches);
     emu.shutdown().await;
 }
 

@@ -86,6 +86,18 @@ fn render(r: &StatusReport, all_missing: bool) -> Vec<String> {
                 .unwrap_or_default()
         ));
     }
+    if !r.sync.changes.is_empty() {
+        let states: Vec<String> = r
+            .sync
+            .changes
+            .iter()
+            .map(|(c, s)| format!("{} {s}", c.short_name()))
+            .collect();
+        out.push(format!(
+            "changes tasks (CMR queries of the latest sync): {}",
+            states.join(", ")
+        ));
+    }
     out.push(format!(
         "tasks: {} succeeded, {} failed, {} pending, {} running; {} items in daily files",
         r.totals.succeeded, r.totals.failed, r.totals.pending, r.totals.running, r.items_written

@@ -2,7 +2,8 @@
 //! kept, and how they are run.
 //!
 //! - [`task`]: task kinds, keys, states and the transitions between them;
-//! - [`dag`]: harvest(collection, day) → repartition(collection, month), with petgraph;
+//! - [`dag`]: harvest(collection, day) → repartition(collection, month), with petgraph (a
+//!   sync's changes(collection) tasks join it, see [`sync`]);
 //! - [`checkpoint`]: what the engine needs of its state, kept in SQLite or in memory;
 //! - [`scheduler`]: runs the DAG within limits, with retries, backoff and time limits;
 //! - [`events`]: what the scheduler tells the checkpoint's log and the progress display;

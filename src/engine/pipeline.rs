@@ -90,6 +90,8 @@ pub struct Pipeline {
     skip_existing: bool,
     /// Optional ECHO10 attributes missing, by task key (only where there were some).
     missing_optional: Mutex<HashMap<String, u64>>,
+    /// The executor of changes tasks (`sync`).
+    changes: Option<crate::engine::sync::ChangesQuery>,
 }
 
 impl Pipeline {
@@ -109,7 +111,14 @@ impl Pipeline {
             tmp_dir: cfg.tmp_dir.clone(),
             skip_existing: cfg.skip_existing,
             missing_optional: Mutex::default(),
+            changes: None,
         })
+    }
+
+    /// Runs changes tasks with `q`.
+    pub fn with_changes(mut self, q: crate::engine::sync::ChangesQuery) -> Pipeline {
+        self.changes = Some(q);
+        self
     }
 
     /// The daily file of a harvest task, if it is one.
@@ -157,6 +166,7 @@ impl Pipeline {
             items_written: report.written,
             output_path: report.published.then(|| dest.to_string()),
             output_size: report.bytes,
+            requeue: Vec::new(),
         })
     }
 
@@ -195,6 +205,7 @@ impl Pipeline {
             items_written: report.rows,
             output_path: Some(report.path.to_string()),
             output_size: report.bytes,
+            requeue: Vec::new(),
         })
     }
 }
@@ -204,6 +215,15 @@ impl Executor for Pipeline {
         match (task.spec.kind, task.spec.day) {
             (TaskKind::Harvest, Some(day)) => self.harvest(task.spec.collection, day, bar).await,
             (TaskKind::Repartition, _) => self.repartition(task, inputs, bar).await,
+            (TaskKind::Changes, _) => match &self.changes {
+                Some(q) => q.run(task, &self.output).await,
+                None => Err(crate::engine::task::IllegalTransition {
+                    task: format!("{} (changes tasks run under `sync`)", task.key),
+                    from: task.state,
+                    transition: crate::engine::task::Transition::Claim,
+                }
+                .into()),
+            },
             (TaskKind::Harvest, None) => Err(crate::engine::task::IllegalTransition {
                 task: format!("{} (a harvest without a day)", task.key),
                 from: task.state,
@@ -238,6 +258,7 @@ impl Executor for Pipeline {
                 items_written: rows,
                 output_path: Some(dest.to_string()),
                 output_size: 0,
+                requeue: Vec::new(),
             })),
             Ok(_) => Ok(None),
             Err(e) => {
@@ -326,7 +347,8 @@ pub(crate) async fn execute(
     let mut cfg = cfg.clone();
     cfg.tmp_dir = Some(scratch_dir(&cfg)?);
     let cfg = &cfg;
-    let pipeline = Arc::new(Pipeline::new(cfg, output)?);
+    let changes = crate::engine::sync::ChangesQuery::new(state.clone(), cfg)?;
+    let pipeline = Arc::new(Pipeline::new(cfg, output)?.with_changes(changes));
     let run_id = state.start_run(command)?;
     let progress = Progress::new(cfg.show_progress, pending as u64, "tasks");
     let result = run_tasks(
@@ -431,7 +453,8 @@ pub async fn retry_failed(
     drop(events);
     log.close().await?;
     let scope: HashSet<i64> = requeued?.into_iter().collect();
-    execute(state, &cfg, scope, "retry-failed", cancel)
-        .await
-        .map(Some)
+    let report = execute(state.clone(), &cfg, scope, "retry-failed", cancel).await?;
+    // A sync whose failed tasks these were completes now.
+    crate::engine::sync::finish(state.as_ref()).await?;
+    Ok(Some(report))
 }

@@ -1,7 +1,15 @@
 //! Runs the tasks of a DAG recorded in a checkpoint: in dependency order (the DAG held in
 //! memory), within concurrency limits, retrying failed attempts with exponential backoff and
 //! jitter, with a time limit per attempt, checkpointing every change of state.
+//!
+//! A task may requeue others when it succeeds ([`TaskOutput::requeue`]: a sync's changes
+//! task names the days CMR changed): they and every task after them go back to pending
+//! (the engine's one requeue policy, [`requeue_downstream`]) before its success is
+//! recorded, and join the run at once. A changes task *gates* its collection: while it is
+//! unfinished in a run, no other task of that collection starts, so nothing it requeues is
+//! running, and a day it requeues runs once, after it.
 
+use crate::collection::Collection;
 use crate::engine::checkpoint::{Change, Checkpoint, RunId, TaskOutput, TaskRow};
 use crate::engine::events::{EventKind, EventLog, EventSender, Events, ProgressView};
 use crate::engine::report::{Outcome, RunReport, TaskOutcome};
@@ -77,6 +85,8 @@ enum Done {
     Succeeded {
         harvested: u64,
         skipped: bool,
+        /// Tasks it requeued (back to pending), with every task after them.
+        requeued: Vec<TaskId>,
     },
     Failed,
     /// Another actor had claimed it.
@@ -158,11 +168,31 @@ pub async fn requeue_downstream<C: Checkpoint>(
     Ok(all)
 }
 
+/// The concurrency slot of a kind: CMR work (harvests, changes queries) or repartitions.
 fn slot(kind: TaskKind) -> usize {
     match kind {
-        TaskKind::Harvest => 0,
+        TaskKind::Harvest | TaskKind::Changes => 0,
         TaskKind::Repartition => 1,
     }
+}
+
+/// Requeues `roots` and what follows them as [`requeue_downstream`] does, reading their
+/// states from the checkpoint (an attempt does not hold the run's rows).
+async fn requeue_fresh<C: Checkpoint>(
+    state: &C,
+    graph: &RunGraph,
+    roots: &[TaskId],
+    events: &EventSender,
+) -> Result<Vec<TaskId>> {
+    let mut rows = HashMap::new();
+    for id in graph.downstream(roots.iter().copied()) {
+        if let Some(row) = state.task(id).await? {
+            rows.insert(id, row);
+        }
+    }
+    let why = "changed in CMR (sync)";
+    let all = requeue_downstream(state, graph, &mut rows, roots, why, events).await?;
+    Ok(all.into_iter().filter(|id| rows.contains_key(id)).collect())
 }
 
 /// Runs every task of `scope` that is not done, and their pending dependencies' results
@@ -224,11 +254,12 @@ impl<C: Checkpoint, E: Executor> Runner<C, E> {
             .into_iter()
             .map(|t| (t.id, t))
             .collect();
-        let graph = RunGraph::new(&state.deps().await?);
+        let graph = Arc::new(RunGraph::new(&state.deps().await?));
 
         // Trust the checkpoint, and check the files it vouches for.
         let mut order: Vec<TaskId> = scope.iter().copied().collect();
         order.sort_unstable();
+        let mut in_run: HashSet<TaskId> = order.iter().copied().collect();
         for &id in &order {
             let Some(row) = rows.get(&id) else { continue };
             if row.state == TaskState::Succeeded
@@ -251,10 +282,16 @@ impl<C: Checkpoint, E: Executor> Runner<C, E> {
         // Ready sets by kind (lowest id first), from counts of dependencies not yet succeeded.
         let mut unmet: HashMap<TaskId, usize> = HashMap::new();
         let mut ready: [BTreeSet<TaskId>; 2] = Default::default();
+        // Unfinished changes tasks by collection, and the ready tasks they hold back.
+        let mut gates: HashMap<Collection, usize> = HashMap::new();
+        let mut held: Vec<TaskId> = Vec::new();
         for &id in &order {
             let Some(row) = rows.get(&id).filter(|r| r.state == TaskState::Pending) else {
                 continue;
             };
+            if row.spec.kind == TaskKind::Changes {
+                *gates.entry(row.spec.collection).or_default() += 1;
+            }
             let n = graph.needs(id).filter(|d| !succeeded(&rows, d)).count();
             unmet.insert(id, n);
             if n == 0 {
@@ -281,11 +318,18 @@ impl<C: Checkpoint, E: Executor> Runner<C, E> {
                     let Some(task) = rows.get(&id).cloned() else {
                         continue;
                     };
+                    if task.spec.kind != TaskKind::Changes
+                        && gates.get(&task.spec.collection).is_some_and(|n| *n > 0)
+                    {
+                        held.push(id);
+                        continue;
+                    }
                     let inputs: Vec<TaskRow> = graph
                         .needs(id)
                         .filter_map(|d| rows.get(&d).cloned())
                         .collect();
                     let attempts = Attempts {
+                        graph: graph.clone(),
                         state: self.state.clone(),
                         exec: self.exec.clone(),
                         run_id: self.run_id,
@@ -319,8 +363,47 @@ impl<C: Checkpoint, E: Executor> Runner<C, E> {
                     let done = result?;
                     let Some(fresh) = state.task(id).await? else { continue };
                     busy[slot(fresh.spec.kind)] -= 1;
+                    if fresh.spec.kind == TaskKind::Changes
+                        && let Some(n) = gates.get_mut(&fresh.spec.collection)
+                    {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            // Its collection may go on (whether it succeeded or not).
+                            let c = fresh.spec.collection;
+                            held.retain(|h| match rows.get(h) {
+                                Some(r) if r.spec.collection == c => {
+                                    ready[slot(r.spec.kind)].insert(*h);
+                                    false
+                                }
+                                _ => true,
+                            });
+                        }
+                    }
                     match done {
-                        Done::Succeeded { harvested, skipped } => {
+                        Done::Succeeded { harvested, skipped, requeued } => {
+                            // What it requeued joins the run: fresh rows first, then
+                            // the counts of what each one waits for.
+                            for &r in &requeued {
+                                if let Some(row) = state.task(r).await? {
+                                    rows.insert(r, row);
+                                }
+                                if in_run.insert(r) {
+                                    order.push(r);
+                                }
+                            }
+                            for &r in &requeued {
+                                // Ready or held before, it may now wait for a requeued input.
+                                ready.iter_mut().for_each(|k| { k.remove(&r); });
+                                held.retain(|h| *h != r);
+                                let Some(row) = rows.get(&r).filter(|r| r.state == TaskState::Pending) else {
+                                    continue;
+                                };
+                                let n = graph.needs(r).filter(|d| !succeeded(&rows, d)).count();
+                                unmet.insert(r, n);
+                                if n == 0 {
+                                    ready[slot(row.spec.kind)].insert(r);
+                                }
+                            }
                             items_written += harvested;
                             let outcome = if skipped { Outcome::Skipped } else { Outcome::Succeeded };
                             ended.insert(id, outcome);
@@ -389,11 +472,13 @@ fn unit_label(task: &TaskRow) -> String {
         TaskKind::Repartition => {
             format!("{} {} repartition", task.spec.collection, task.spec.month)
         }
+        TaskKind::Changes => format!("{} changes", task.spec.collection),
     }
 }
 
 /// The attempts of one task: what they need, moved into the task that makes them.
 struct Attempts<C, E> {
+    graph: Arc<RunGraph>,
     state: Arc<C>,
     exec: Arc<E>,
     run_id: RunId,
@@ -421,6 +506,7 @@ impl<C: Checkpoint, E: Executor> Attempts<C, E> {
             return Ok(Done::Succeeded {
                 harvested: 0,
                 skipped,
+                requeued: Vec::new(),
             });
         }
         loop {
@@ -439,6 +525,12 @@ impl<C: Checkpoint, E: Executor> Attempts<C, E> {
             };
             match result {
                 Ok(out) => {
+                    // Requeue first: killed between the two, the task runs again.
+                    let requeued = if out.requeue.is_empty() {
+                        Vec::new()
+                    } else {
+                        requeue_fresh(state, &self.graph, &out.requeue, &self.events).await?
+                    };
                     state.transition(task.id, Change::Succeed(&out)).await?;
                     let items = out.items_written;
                     let skipped = false;
@@ -447,9 +539,13 @@ impl<C: Checkpoint, E: Executor> Attempts<C, E> {
                     // Items are counted once, when harvested; a repartition moves them.
                     let harvested = match task.spec.kind {
                         TaskKind::Harvest => items,
-                        TaskKind::Repartition => 0,
+                        TaskKind::Repartition | TaskKind::Changes => 0,
                     };
-                    return Ok(Done::Succeeded { harvested, skipped });
+                    return Ok(Done::Succeeded {
+                        harvested,
+                        skipped,
+                        requeued,
+                    });
                 }
                 Err(e) => {
                     let error = one_line(&e);
@@ -517,6 +613,8 @@ mod tests {
         failures: Mutex<HashMap<String, u32>>,
         ran: Mutex<Vec<String>>,
         missing_outputs: Mutex<HashSet<String>>,
+        /// Tasks whose success requeues these (a changes task's days).
+        requeues: Mutex<HashMap<String, Vec<TaskId>>>,
     }
 
     impl Executor for Fake {
@@ -542,8 +640,16 @@ mod tests {
                     retry_after: None,
                 });
             }
+            let requeue = self
+                .requeues
+                .lock()
+                .unwrap()
+                .get(&task.key)
+                .cloned()
+                .unwrap_or_default();
             Ok(TaskOutput {
                 items_written: 10,
+                requeue,
                 ..TaskOutput::default()
             })
         }
@@ -725,6 +831,74 @@ mod tests {
             *fake.ran.lock().unwrap(),
             ["harvest/HLSL30/2024-02-10", "repartition/HLSL30/2024-02"]
         );
+    }
+
+    #[tokio::test]
+    async fn tasks_a_task_requeues_join_the_run_and_run_once_after_it() {
+        use crate::engine::task::TaskSpec;
+        let dir = tempfile::tempdir().unwrap();
+        let (st, mut scope) = setup(dir.path(), "202402");
+        let feb = crate::period::Month::new(2024, 2).unwrap();
+        let changes = st
+            .record_dag(&[TaskSpec::changes(Collection::Hlsl30, feb)], &[])
+            .unwrap()[0];
+        scope.insert(changes);
+        let fake = Arc::new(Fake::default());
+        let run = st.start_run("t").unwrap();
+        assert_eq!(go(&st, &fake, &scope, run).await.done_now(), 31);
+        let id_of = |key: &str| {
+            st.tasks()
+                .unwrap()
+                .into_iter()
+                .find(|t| t.key == key)
+                .unwrap()
+                .id
+        };
+        let (d10, d20) = (
+            id_of("harvest/HLSL30/2024-02-10"),
+            id_of("harvest/HLSL30/2024-02-20"),
+        );
+        // A new sync: the changes task again, and day 10 left pending by a killed one.
+        st.apply(changes, Change::Requeue).unwrap();
+        st.apply(d10, Change::Requeue).unwrap();
+        fake.requeues
+            .lock()
+            .unwrap()
+            .insert("changes/HLSL30".into(), vec![d10, d20]);
+        fake.ran.lock().unwrap().clear();
+        let scope: HashSet<TaskId> = [changes, d10].into();
+        let r = go(&st, &fake, &scope, run).await;
+        let ran = fake.ran.lock().unwrap().clone();
+        assert_eq!(ran[0], "changes/HLSL30", "it gates its collection: {ran:?}");
+        assert_eq!(ran.last().unwrap(), "repartition/HLSL30/2024-02");
+        let mut middle = ran[1..3].to_vec();
+        middle.sort();
+        assert_eq!(
+            middle,
+            ["harvest/HLSL30/2024-02-10", "harvest/HLSL30/2024-02-20"],
+            "each requeued day once"
+        );
+        assert_eq!(ran.len(), 4);
+        assert_eq!((r.done_now(), r.status()), (4, "succeeded"));
+        assert!(
+            r.tasks
+                .iter()
+                .any(|t| t.task.key == "repartition/HLSL30/2024-02")
+        );
+        assert!(
+            st.tasks()
+                .unwrap()
+                .iter()
+                .all(|t| t.state == TaskState::Succeeded)
+        );
+        let why: Vec<String> = st
+            .events(d20)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.1 == "requeued")
+            .filter_map(|e| e.2)
+            .collect();
+        assert_eq!(why, ["changed in CMR (sync)"]);
     }
 
     #[tokio::test]

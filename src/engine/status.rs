@@ -105,6 +105,9 @@ pub struct SyncStatus {
     pub watermarks: BTreeMap<Collection, String>,
     /// The start of a sync that has not completed (failed or killed), if any.
     pub unfinished_since: Option<String>,
+    /// Per collection synced, the state of its changes task (the CMR changes query of the
+    /// latest sync; `failed`: that sync did not complete, `retry-failed` runs it again).
+    pub changes: BTreeMap<Collection, TaskState>,
 }
 
 /// Reads a state file (also while a run is writing it).
@@ -114,8 +117,13 @@ pub fn status(path: &Path) -> Result<StatusReport> {
     let mut months: BTreeMap<(Collection, String), MonthStatus> = BTreeMap::new();
     let mut totals = Counts::default();
     let mut items = 0;
+    let mut changes = BTreeMap::new();
     for t in &tasks {
         totals.add(t.state);
+        if t.spec.kind == TaskKind::Changes {
+            changes.insert(t.spec.collection, t.state);
+            continue;
+        }
         let m = months
             .entry((t.spec.collection, t.spec.month.to_string()))
             .or_insert_with(|| MonthStatus {
@@ -143,6 +151,7 @@ pub fn status(path: &Path) -> Result<StatusReport> {
                     m.partition_rows = t.items_written;
                 }
             }
+            TaskKind::Changes => {}
         }
     }
     let mut last_run = state.last_run()?;
@@ -202,6 +211,7 @@ pub fn status(path: &Path) -> Result<StatusReport> {
                 })
                 .collect::<Result<_>>()?,
             unfinished_since: state.meta("sync.started")?.filter(|s| !s.is_empty()),
+            changes,
         },
     })
 }

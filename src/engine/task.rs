@@ -26,6 +26,10 @@ pub enum TaskKind {
     Harvest,
     /// Repartition one (collection, month) of daily files into a hive partition.
     Repartition,
+    /// Ask CMR what changed in one collection since its sync watermark (`sync`); its
+    /// success requeues the harvest tasks of the days it touches, and the repartitions
+    /// after them, in the same run.
+    Changes,
 }
 
 impl TaskKind {
@@ -34,7 +38,18 @@ impl TaskKind {
         match self {
             TaskKind::Harvest => "harvest",
             TaskKind::Repartition => "repartition",
+            TaskKind::Changes => "changes",
         }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(s: &str) -> Option<TaskKind> {
+        Some(match s {
+            "harvest" => TaskKind::Harvest,
+            "repartition" => TaskKind::Repartition,
+            "changes" => TaskKind::Changes,
+            _ => return None,
+        })
     }
 }
 
@@ -84,7 +99,8 @@ pub struct TaskSpec {
     pub collection: Collection,
     /// The day (harvest tasks).
     pub day: Option<NaiveDate>,
-    /// The month (of the day, for harvest tasks).
+    /// The month (of the day, for harvest tasks; the first month the collection's harvests
+    /// cover, for changes tasks).
     pub month: Month,
 }
 
@@ -109,11 +125,24 @@ impl TaskSpec {
         }
     }
 
-    /// The unique key: `harvest/HLSL30/2024-05-15`, `repartition/HLSL30/2024-05`.
+    /// The changes query of one collection: one task per collection, run again by every
+    /// sync (`month` is the first month its harvests cover).
+    pub fn changes(collection: Collection, month: Month) -> TaskSpec {
+        TaskSpec {
+            kind: TaskKind::Changes,
+            collection,
+            day: None,
+            month,
+        }
+    }
+
+    /// The unique key: `harvest/HLSL30/2024-05-15`, `repartition/HLSL30/2024-05`,
+    /// `changes/HLSL30`.
     pub fn key(&self) -> String {
-        match self.day {
-            Some(d) => format!("{}/{}/{d}", self.kind.as_str(), self.collection),
-            None => format!("{}/{}/{}", self.kind.as_str(), self.collection, self.month),
+        match (self.kind, self.day) {
+            (TaskKind::Changes, _) => format!("{}/{}", self.kind.as_str(), self.collection),
+            (_, Some(d)) => format!("{}/{}/{d}", self.kind.as_str(), self.collection),
+            (_, None) => format!("{}/{}/{}", self.kind.as_str(), self.collection, self.month),
         }
     }
 }

@@ -170,6 +170,7 @@ impl Checkpoint for MemoryCheckpoint {
                     items_written,
                     output_path,
                     output_size,
+                    requeue: _,
                 } = out.clone();
                 t.ended_at = Some(now());
                 t.last_error = None;

@@ -215,6 +215,11 @@ pub struct TaskOutput {
     pub output_path: Option<String>,
     /// Its size.
     pub output_size: u64,
+    /// Tasks to run again, with every task after them, in the same run (a changes task's
+    /// affected days). The scheduler requeues them before it records this task's success,
+    /// so a process killed in between runs the task again; the checkpoint stores nothing
+    /// of it.
+    pub requeue: Vec<TaskId>,
 }
 
 /// A run as recorded.

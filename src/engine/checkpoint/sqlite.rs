@@ -26,21 +26,13 @@ use std::sync::Mutex;
 const SELECT_TASK: &str = "SELECT id, kind, key, collection, day, month, state, attempts, last_error, started_at, ended_at, cmr_hits, items_written, output_path, output_size, missing, run_id FROM tasks";
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &str = "
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE runs (
-    id INTEGER PRIMARY KEY,
-    command TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    started_at TEXT NOT NULL,
-    ended_at TEXT,
-    status TEXT NOT NULL DEFAULT 'running'
-);
+/// The task table (version 2 adds the `changes` kind).
+const TASKS: &str = "
 CREATE TABLE tasks (
     id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL CHECK (kind IN ('harvest', 'repartition')),
+    kind TEXT NOT NULL CHECK (kind IN ('harvest', 'repartition', 'changes')),
     key TEXT NOT NULL UNIQUE,
     collection TEXT NOT NULL,
     day TEXT,
@@ -57,6 +49,48 @@ CREATE TABLE tasks (
     missing TEXT,
     run_id INTEGER REFERENCES runs(id)
 );
+CREATE INDEX tasks_state ON tasks(state);
+";
+
+/// Version 1 → 2: the task table again, with the `changes` kind allowed (SQLite cannot
+/// change a `CHECK` in place): a new table, the rows copied, the old one dropped and the
+/// new one renamed, as SQLite's documentation describes; run with foreign keys off.
+const MIGRATE_1_TO_2: &str = "
+CREATE TABLE tasks_v2 (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('harvest', 'repartition', 'changes')),
+    key TEXT NOT NULL UNIQUE,
+    collection TEXT NOT NULL,
+    day TEXT,
+    month TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'succeeded', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    started_at TEXT,
+    ended_at TEXT,
+    cmr_hits INTEGER,
+    items_written INTEGER,
+    output_path TEXT,
+    output_size INTEGER,
+    missing TEXT,
+    run_id INTEGER REFERENCES runs(id)
+);
+INSERT INTO tasks_v2 SELECT id, kind, key, collection, day, month, state, attempts, last_error, started_at, ended_at, cmr_hits, items_written, output_path, output_size, missing, run_id FROM tasks;
+DROP TABLE tasks;
+ALTER TABLE tasks_v2 RENAME TO tasks;
+CREATE INDEX tasks_state ON tasks(state);
+";
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    command TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    status TEXT NOT NULL DEFAULT 'running'
+);
 CREATE TABLE deps (
     task_id INTEGER NOT NULL REFERENCES tasks(id),
     depends_on INTEGER NOT NULL REFERENCES tasks(id),
@@ -70,7 +104,6 @@ CREATE TABLE events (
     event TEXT NOT NULL,
     detail TEXT
 );
-CREATE INDEX tasks_state ON tasks(state);
 CREATE INDEX events_task ON events(task_id);
 ";
 
@@ -172,7 +205,9 @@ impl StateStore {
         if version == 0 {
             return Err(self.err(StateProblem::OtherDatabase));
         }
-        if version != SCHEMA_VERSION {
+        // A version 1 file reads as it is (it holds no changes task) and is migrated when
+        // opened for writing.
+        if version != SCHEMA_VERSION && version != 1 {
             return Err(self.err(StateProblem::SchemaVersion {
                 found: version,
                 expected: SCHEMA_VERSION,
@@ -189,10 +224,22 @@ impl StateStore {
     }
 
     fn migrate(&self) -> Result<()> {
-        if self.check_version()? == 0 {
+        let version = self.check_version()?;
+        if version == 1 {
+            self.with(|c| {
+                c.pragma_update(None, "foreign_keys", "OFF")?;
+                let tx = c.transaction()?;
+                tx.execute_batch(MIGRATE_1_TO_2)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+                tx.commit()?;
+                c.pragma_update(None, "foreign_keys", "ON")
+            })?;
+        }
+        if version == 0 {
             self.with(|c| {
                 let tx = c.transaction()?;
                 tx.execute_batch(SCHEMA)?;
+                tx.execute_batch(TASKS)?;
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('app', 'hls-flow')",
                     [],
@@ -493,11 +540,7 @@ fn row_to_task(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
         )
     };
     let kind: String = r.get(1)?;
-    let kind = match kind.as_str() {
-        "harvest" => TaskKind::Harvest,
-        "repartition" => TaskKind::Repartition,
-        _ => return Err(bad(1, "unknown task kind")),
-    };
+    let kind = TaskKind::parse(&kind).ok_or_else(|| bad(1, "unknown task kind"))?;
     let collection: String = r.get(3)?;
     let collection: Collection = collection
         .parse()
@@ -640,6 +683,59 @@ mod tests {
                 .iter()
                 .any(|e| e.1 == "recovered")
         );
+    }
+
+    #[test]
+    fn a_version_1_file_is_migrated_and_keeps_its_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            // Version 1 as it was: the task kinds checked were harvest and repartition.
+            let v1_tasks = TASKS.replace(", 'changes'", "");
+            c.execute_batch(&format!("{SCHEMA}{v1_tasks}")).unwrap();
+            c.execute_batch(
+                "INSERT INTO meta (key, value) VALUES ('app', 'hls-flow');
+                 INSERT INTO tasks (kind, key, collection, day, month, state) VALUES
+                   ('harvest', 'harvest/HLSS30/2024-05-03', 'HLSS30', '2024-05-03', '2024-05', 'succeeded'),
+                   ('repartition', 'repartition/HLSS30/2024-05', 'HLSS30', NULL, '2024-05', 'pending');
+                 INSERT INTO deps (task_id, depends_on) VALUES (2, 1);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+            let e = c
+                .execute(
+                    "INSERT INTO tasks (kind, key, collection, month, state) VALUES ('changes', 'x', 'HLSS30', '2024-05', 'pending')",
+                    [],
+                )
+                .unwrap_err();
+            assert!(e.to_string().contains("CHECK"), "{e}");
+        }
+        // Read-only, a version 1 file reads as it is.
+        let ro = StateStore::open_read_only(&path).unwrap();
+        assert_eq!(ro.tasks().unwrap().len(), 2);
+        drop(ro);
+        let st = StateStore::open_exclusive(&path).unwrap();
+        let version: i64 = st
+            .with(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let rows = st.tasks().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].state, TaskState::Succeeded);
+        assert_eq!(st.deps().unwrap(), [(2, 1)]);
+        let month = Month::new(2024, 5).unwrap();
+        let ids = st
+            .record_dag(&[TaskSpec::changes(Collection::Hlss30, month)], &[])
+            .unwrap();
+        assert_eq!(
+            st.task(ids[0]).unwrap().unwrap().spec.kind,
+            TaskKind::Changes
+        );
+        let fk: i64 = st
+            .with(|c| c.query_row("PRAGMA foreign_keys", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(fk, 1, "foreign keys are on again");
     }
 
     #[test]

@@ -32,6 +32,7 @@ fn output() -> TaskOutput {
         items_written: 5,
         output_path: Some("out/x.parquet".into()),
         output_size: 123,
+        requeue: Vec::new(),
     }
 }
 
@@ -269,12 +270,97 @@ async fn keeps_sync_settings<C: Checkpoint>(c: C) {
     assert_eq!(s.started().await.unwrap(), Some(at("2026-11-29T12:00:00Z")));
     s.set_started(None).await.unwrap();
     assert_eq!(s.started().await.unwrap(), None);
+    // What a changes task found, kept until its sync completes; the sync's overlap.
+    assert_eq!(s.found(Collection::Hlss30).await.unwrap(), None);
+    let found = crate::engine::sync::FoundRecord {
+        since: at("2026-11-28T10:00:00Z"),
+        changed: 3,
+        deleted: 1,
+        deleted_held: 1,
+        already_applied: 2,
+        days: vec![day(3), day(31)],
+        seen: vec![(
+            "HLS.S30.T35VLJ.2024124T100559.v2.0".into(),
+            at("2026-11-29T11:30:00.001Z"),
+        )],
+    };
+    s.set_found(Collection::Hlss30, Some(&found)).await.unwrap();
+    assert_eq!(s.found(Collection::Hlss30).await.unwrap(), Some(found));
+    assert_eq!(s.found(Collection::Hlsl30).await.unwrap(), None);
+    s.set_found(Collection::Hlss30, None).await.unwrap();
+    assert_eq!(s.found(Collection::Hlss30).await.unwrap(), None);
+    assert_eq!(s.overlap().await.unwrap(), None);
+    s.set_overlap(chrono::Duration::minutes(90)).await.unwrap();
+    assert_eq!(
+        s.overlap().await.unwrap(),
+        Some(chrono::Duration::minutes(90))
+    );
     c.set_meta("sync.watermark.HLSS30", "yesterday")
         .await
         .unwrap();
     let e = s.watermark(Collection::Hlss30).await.unwrap_err();
     assert!(e.is_usage());
     assert!(e.to_string().contains("sync.watermark.HLSS30"), "{e}");
+}
+
+/// Keeps changes tasks (a sync's CMR query, one per collection) beside the harvests: they
+/// read back with their kind, plan idempotently, and move like any task, again sync after
+/// sync (succeeded → pending → running → failed → pending through `retry-failed`).
+async fn keeps_changes_tasks<C: Checkpoint>(c: C) {
+    use crate::engine::task::TaskKind;
+    let (mut tasks, deps) = plan();
+    let may = Month::new(2024, 5).unwrap();
+    tasks.push(TaskSpec::changes(Collection::Hlsl30, may));
+    tasks.push(TaskSpec::changes(Collection::Hlss30, may));
+    let ids = c.plan(&tasks, &deps).await.unwrap();
+    let again = c
+        .plan(&[TaskSpec::changes(Collection::Hlsl30, may)], &[])
+        .await
+        .unwrap();
+    assert_eq!(again, [ids[3]], "one changes task per collection");
+    let row = c.task(ids[3]).await.unwrap().unwrap();
+    assert_eq!(
+        (row.spec.kind, row.key.as_str(), row.state),
+        (TaskKind::Changes, "changes/HLSL30", TaskState::Pending)
+    );
+    assert_eq!(c.tasks().await.unwrap().len(), 5);
+    assert_eq!(
+        c.deps().await.unwrap().len(),
+        2,
+        "changes tasks need nothing"
+    );
+    let run = c.start_run("sync").await.unwrap();
+    c.claim(ids[3], run).await.unwrap().unwrap();
+    let out = TaskOutput {
+        requeue: vec![ids[0]],
+        ..TaskOutput::default()
+    };
+    c.transition(ids[3], Change::Succeed(&out)).await.unwrap();
+    let row = c.task(ids[3]).await.unwrap().unwrap();
+    assert_eq!(
+        (row.state, row.items_written, row.output_path),
+        (TaskState::Succeeded, Some(0), None)
+    );
+    // The next sync asks again; its query fails; `retry-failed` brings it back.
+    c.transition(ids[3], Change::Requeue).await.unwrap();
+    assert_eq!(c.claim(ids[3], run).await.unwrap().unwrap().number, 2);
+    let fail = Change::Fail {
+        error: "HTTP 500 from deleted-granules.json",
+        missing: &[],
+    };
+    c.transition(ids[3], fail).await.unwrap();
+    let row = c.task(ids[3]).await.unwrap().unwrap();
+    assert_eq!(row.state, TaskState::Failed);
+    assert!(row.last_error.unwrap().contains("deleted-granules"));
+    let e = c.claim(ids[3], run).await.unwrap();
+    assert!(
+        e.is_none(),
+        "a failed changes task does not run again by itself"
+    );
+    c.transition(ids[3], Change::Retry).await.unwrap();
+    assert_eq!(c.claim(ids[3], run).await.unwrap().unwrap().number, 3);
+    let other = c.task(ids[4]).await.unwrap().unwrap();
+    assert_eq!((other.state, other.attempts), (TaskState::Pending, 0));
 }
 
 macro_rules! suite {
@@ -298,6 +384,12 @@ macro_rules! suite {
             async fn recovers_a_dead_run() {
                 let (_dir, c) = $make;
                 super::recovers_a_dead_run(c).await;
+            }
+
+            #[tokio::test]
+            async fn keeps_changes_tasks() {
+                let (_dir, c) = $make;
+                super::keeps_changes_tasks(c).await;
             }
 
             #[tokio::test]

@@ -1,10 +1,12 @@
 //! The changes query of one collection: what CMR says changed since the watermark, and
-//! the covered days it touches.
+//! the covered days it touches; run as the engine's changes task ([`ChangesQuery`]).
 
-use super::CollectionChanges;
+use super::{
+    CollectionChanges, FoundRecord, SyncState, cmr_client, harvests_of, initial_watermark,
+};
 use crate::collection::Collection;
-use crate::engine::checkpoint::sqlite::TaskRow;
-use crate::engine::checkpoint::stamp;
+use crate::engine::checkpoint::sqlite::{StateStore, TaskRow};
+use crate::engine::checkpoint::{TaskOutput, stamp};
 use crate::engine::pipeline::RunConfig;
 use crate::error::Result;
 use crate::period::DayRange;
@@ -15,6 +17,83 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+/// The executor of changes tasks: asks CMR what changed in the task's collection since its
+/// watermark, records what it found (for the sync's report and its completion) and
+/// returns the harvest tasks of the affected days to requeue.
+#[derive(Debug)]
+pub struct ChangesQuery {
+    state: Arc<StateStore>,
+    client: CmrClient,
+    cfg: RunConfig,
+}
+
+impl ChangesQuery {
+    /// The changes tasks of `state`, asked with the endpoints and bounding box of `cfg`.
+    pub fn new(state: Arc<StateStore>, cfg: &RunConfig) -> Result<ChangesQuery> {
+        Ok(ChangesQuery {
+            client: cmr_client(cfg)?,
+            state,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Runs one changes task (of `task.spec.collection`), reading daily files in `output`.
+    pub async fn run(&self, task: &TaskRow, output: &Output) -> Result<TaskOutput> {
+        let c = task.spec.collection;
+        let rows = self.state.tasks()?;
+        let days = harvests_of(&rows, c);
+        let (Some(&first), Some(&last)) = (days.keys().next(), days.keys().next_back()) else {
+            return Ok(TaskOutput::default());
+        };
+        let span = DayRange::new(first, last)?;
+        let settings = SyncState::new(self.state.as_ref(), self.cfg.state.display().to_string());
+        let since = match settings.watermark(c).await? {
+            Some(w) => w,
+            None => {
+                let overlap = settings
+                    .overlap()
+                    .await?
+                    .unwrap_or_else(super::default_overlap);
+                let w = initial_watermark(&days, Utc::now(), overlap);
+                settings.set_watermark(c, w).await?;
+                w
+            }
+        };
+        let applied = settings.applied(c).await?;
+        let asker = Asker {
+            client: &self.client,
+            cfg: &self.cfg,
+            output,
+        };
+        let f = changes_of(&asker, c, &days, span, since, &applied).await?;
+        let ch = &f.changes;
+        tracing::info!(
+            "{c}: since {}: {} new or revised, {} deleted ({} held), {} applied before; {} days to harvest again",
+            stamp(since),
+            ch.changed,
+            ch.deleted,
+            ch.deleted_held,
+            ch.already_applied,
+            ch.days.len()
+        );
+        let record = FoundRecord {
+            since,
+            changed: ch.changed,
+            deleted: ch.deleted,
+            deleted_held: ch.deleted_held,
+            already_applied: ch.already_applied,
+            days: ch.days.clone(),
+            seen: f.seen,
+        };
+        settings.set_found(c, Some(&record)).await?;
+        Ok(TaskOutput {
+            requeue: record.days.iter().map(|d| days[d].id).collect(),
+            ..TaskOutput::default()
+        })
+    }
+}
 
 /// How far back CMR lists deleted granules.
 fn deleted_reach() -> Duration {

@@ -28,21 +28,21 @@ mod changes;
 mod settings;
 mod verify;
 
+pub use changes::ChangesQuery;
+pub(crate) use settings::FoundRecord;
 pub use settings::SyncState;
 pub use verify::{DayCheck, MonthCheck, VerifyReport, verify};
 
 use crate::collection::Collection;
-use crate::engine::checkpoint::sqlite::{StateStore, TaskKind, TaskRow, TaskState};
+use crate::engine::checkpoint::sqlite::{StateStore, TaskKind, TaskRow, TaskSpec, TaskState};
 use crate::engine::checkpoint::stamp;
 use crate::engine::events::{EventLog, Events};
 use crate::engine::pipeline::{RunConfig, execute, open_state};
 use crate::engine::report::RunReport;
 use crate::engine::scheduler::{RunGraph, requeue_downstream};
 use crate::error::Result;
-use crate::period::DayRange;
+use crate::period::Month;
 use crate::source::cmr::CmrClient;
-use crate::write::output::Output;
-use changes::{Asker, changes_of};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -141,9 +141,31 @@ pub(super) fn harvests_of(rows: &[TaskRow], c: Collection) -> BTreeMap<NaiveDate
         .collect()
 }
 
+/// The watermark of a collection never synced: changes since its first harvest began may
+/// be missing (`now` when no harvest has begun), less the overlap.
+pub(super) fn initial_watermark(
+    days: &BTreeMap<NaiveDate, &TaskRow>,
+    now: DateTime<Utc>,
+    overlap: Duration,
+) -> DateTime<Utc> {
+    let first = days
+        .values()
+        .filter(|t| t.state == TaskState::Succeeded)
+        .filter_map(|t| t.started_at.as_deref())
+        .filter_map(crate::engine::checkpoint::sqlite::parse_time)
+        .min()
+        .unwrap_or(now);
+    first - overlap
+}
+
 /// `hls-flow sync`: brings every day and month the state file covers up to date with CMR.
 /// The output and bounding box are the state file's. Returns `Ok(None)` when the state
 /// covers no day.
+///
+/// It plans one changes task per collection (`changes/<C>`, run again by every sync) and
+/// runs it with whatever an interrupted sync or run left pending; the engine runs the days
+/// it requeues, and the sync completes ([`finish`]: the watermarks advance) when they all
+/// succeed, in this run or in a later one (`retry-failed`, or `sync` again).
 pub async fn sync(
     opts: &SyncOptions,
     cfg: &RunConfig,
@@ -165,80 +187,60 @@ pub async fn sync(
     if collections.is_empty() {
         return Ok(None);
     }
-    let started = match settings.started().await? {
-        Some(t) => t,
-        None => {
-            let now = Utc::now();
-            settings.set_started(Some(now)).await?;
-            now
-        }
-    };
-    let client = cmr_client(&cfg)?;
-    let output = Output::parse_with_options(&cfg.output, &cfg.output_options)?;
-    let asker = Asker {
-        client: &client,
-        cfg: &cfg,
-        output: &output,
-    };
-    let mut found = Vec::new();
-    let mut roots = Vec::new();
+    // A sync not completed (killed, or a task failed) is resumed: same start, same changes.
+    let resumed = settings.started().await?.is_some();
+    if !resumed {
+        settings.set_started(Some(Utc::now())).await?;
+        settings.set_overlap(opts.overlap).await?;
+    }
+    let mut specs = Vec::new();
     for &c in &collections {
         let days = harvests_of(&rows, c);
-        let (Some(&first), Some(&last)) = (days.keys().next(), days.keys().next_back()) else {
-            continue;
-        };
-        let span = DayRange::new(first, last)?;
         let watermark = match settings.watermark(c).await? {
             Some(w) => w,
             None => {
-                // Never synced: changes since the first harvest began may be missing.
-                let first = days
-                    .values()
-                    .filter(|t| t.state == TaskState::Succeeded)
-                    .filter_map(|t| t.started_at.as_deref())
-                    .filter_map(crate::engine::checkpoint::sqlite::parse_time)
-                    .min()
-                    .unwrap_or(started);
-                let w = first - opts.overlap;
+                let w = initial_watermark(&days, Utc::now(), opts.overlap);
                 settings.set_watermark(c, w).await?;
                 w
             }
         };
-        let since = opts.since.map_or(watermark, |s| s.min(watermark));
-        let applied = settings.applied(c).await?;
-        let f = changes_of(&asker, c, &days, span, since, &applied).await?;
-        tracing::info!(
-            "{c}: since {}: {} new or revised, {} deleted ({} held), {} applied before; {} days to harvest again",
-            stamp(since),
-            f.changes.changed,
-            f.changes.deleted,
-            f.changes.deleted_held,
-            f.changes.already_applied,
-            f.changes.days.len()
-        );
-        roots.extend(f.changes.days.iter().map(|d| days[d].id));
-        found.push(f);
+        // `--since` lowers the watermark: the sync asks from there, and a completed sync
+        // sets it as usual.
+        if let Some(since) = opts.since.filter(|s| *s < watermark) {
+            settings.set_watermark(c, since).await?;
+        }
+        if !resumed {
+            settings.set_found(c, None).await?;
+        }
+        let first = days.keys().next().copied().map(Month::of);
+        specs.extend(first.map(|m| TaskSpec::changes(c, m)));
     }
+    let ids = state.record_dag(&specs, &[])?;
 
-    // Requeue the affected days and the months after them, then run them with whatever an
-    // interrupted sync or run left pending.
-    let mut by_id: HashMap<i64, TaskRow> = rows.into_iter().map(|t| (t.id, t)).collect();
+    // A new sync asks again (its changes tasks back to pending); a resumed one retries a
+    // failed query and keeps one that succeeded (the days it requeued are pending).
+    let mut by_id: HashMap<i64, TaskRow> = state.tasks()?.into_iter().map(|t| (t.id, t)).collect();
+    let roots: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| {
+            by_id.get(id).is_some_and(|t| match t.state {
+                TaskState::Failed => true,
+                TaskState::Succeeded => !resumed,
+                TaskState::Pending | TaskState::Running => false,
+            })
+        })
+        .collect();
     let graph = RunGraph::new(&state.deps()?);
     let mut log = Events::new();
     log.subscribe(EventLog(state.clone()));
     let events = log.sender(None);
-    let requeued = requeue_downstream(
-        state.as_ref(),
-        &graph,
-        &mut by_id,
-        &roots,
-        "changed in CMR (sync)",
-        &events,
-    )
-    .await;
+    let requeued =
+        requeue_downstream(state.as_ref(), &graph, &mut by_id, &roots, "sync", &events).await;
     drop(events);
     log.close().await?;
-    let mut scope: HashSet<i64> = requeued?.into_iter().collect();
+    requeued?;
+    let mut scope: HashSet<i64> = ids.iter().copied().collect();
     scope.extend(
         by_id
             .values()
@@ -247,27 +249,89 @@ pub async fn sync(
             .map(|t| t.id),
     );
     let run = execute(state.clone(), &cfg, scope, "sync", cancel).await?;
-    let completed = run.status() == "succeeded";
+    let mut found = Vec::new();
+    for &c in &collections {
+        let Some(r) = settings.found(c).await? else {
+            continue;
+        };
+        found.push(CollectionChanges {
+            collection: c,
+            since: r.since,
+            changed: r.changed,
+            deleted: r.deleted,
+            deleted_held: r.deleted_held,
+            already_applied: r.already_applied,
+            days: r.days,
+            watermark: None,
+        });
+    }
+    let completed = finish(state.as_ref()).await?;
     if completed {
         for f in &mut found {
-            let c = f.changes.collection;
-            let old = settings.watermark(c).await?;
-            let new = (started - opts.overlap).max(old.unwrap_or(DateTime::<Utc>::MIN_UTC));
-            let applied: BTreeSet<(String, String)> = f
-                .seen
-                .iter()
-                .filter(|(_, at)| *at >= new)
-                .map(|(ur, at)| (ur.clone(), stamp(*at)))
-                .collect();
-            settings.set_applied(c, &applied).await?;
-            settings.set_watermark(c, new).await?;
-            f.changes.watermark = Some(new);
+            f.watermark = settings.watermark(f.collection).await?;
         }
-        settings.set_started(None).await?;
     }
     Ok(Some(SyncReport {
-        collections: found.into_iter().map(|f| f.changes).collect(),
+        collections: found,
         run,
         completed,
     }))
+}
+
+/// Completes the sync not completed yet, if it is done: every changes task succeeded, and
+/// every day one requeued (with the tasks after it) too, no task of its collections left
+/// pending. The watermarks then advance to the sync's start less the overlap, the changes
+/// found at or after them are recorded as applied, and the sync is over. Returns whether
+/// it completed one. `sync` and `retry-failed` end with it.
+pub async fn finish(state: &StateStore) -> Result<bool> {
+    let settings = SyncState::new(state, state.path().display().to_string());
+    let Some(started) = settings.started().await? else {
+        return Ok(false);
+    };
+    let overlap = settings.overlap().await?.unwrap_or_else(default_overlap);
+    let rows = state.tasks()?;
+    let graph = RunGraph::new(&state.deps()?);
+    let by_id: HashMap<i64, &TaskRow> = rows.iter().map(|t| (t.id, t)).collect();
+    let mut done = Vec::new();
+    for t in rows.iter().filter(|t| t.spec.kind == TaskKind::Changes) {
+        let c = t.spec.collection;
+        let Some(found) = settings.found(c).await? else {
+            if t.state == TaskState::Succeeded {
+                continue; // not part of this sync
+            }
+            return Ok(false);
+        };
+        if t.state != TaskState::Succeeded {
+            return Ok(false);
+        }
+        let days = harvests_of(&rows, c);
+        let roots = found.days.iter().filter_map(|d| days.get(d)).map(|t| t.id);
+        let requeued_done = graph.downstream(roots).iter().all(|id| {
+            by_id
+                .get(id)
+                .is_none_or(|t| t.state == TaskState::Succeeded)
+        });
+        let left = rows.iter().any(|r| {
+            r.spec.collection == c && matches!(r.state, TaskState::Pending | TaskState::Running)
+        });
+        if !requeued_done || left {
+            return Ok(false);
+        }
+        done.push((c, found));
+    }
+    for (c, found) in done {
+        let old = settings.watermark(c).await?;
+        let new = (started - overlap).max(old.unwrap_or(DateTime::<Utc>::MIN_UTC));
+        let applied: BTreeSet<(String, String)> = found
+            .seen
+            .iter()
+            .filter(|(_, at)| *at >= new)
+            .map(|(ur, at)| (ur.clone(), stamp(*at)))
+            .collect();
+        settings.set_applied(c, &applied).await?;
+        settings.set_watermark(c, new).await?;
+        settings.set_found(c, None).await?;
+    }
+    settings.set_started(None).await?;
+    Ok(true)
 }

@@ -7,6 +7,27 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 
 const STARTED: &str = "sync.started";
+const OVERLAP: &str = "sync.overlap_seconds";
+
+/// What a sync's changes task found for one collection, kept until the sync completes
+/// (the report of a resumed sync, and the changes the completed sync applied).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct FoundRecord {
+    /// Changes were asked for from this instant.
+    pub since: DateTime<Utc>,
+    /// Granules new or revised, not applied before.
+    pub changed: usize,
+    /// Granules deleted, not applied before.
+    pub deleted: usize,
+    /// Deleted granules the cache held.
+    pub deleted_held: usize,
+    /// Changes found again that an earlier sync applied.
+    pub already_applied: usize,
+    /// The days requeued.
+    pub days: Vec<chrono::NaiveDate>,
+    /// Every change found (granule UR, revision date), applied before or not.
+    pub seen: Vec<(String, DateTime<Utc>)>,
+}
 
 /// The sync settings of a checkpoint.
 pub struct SyncState<'a, C> {
@@ -82,6 +103,53 @@ impl<'a, C: Checkpoint> SyncState<'a, C> {
         })?;
         self.state
             .set_meta(&format!("sync.applied.{c}"), &value)
+            .await
+    }
+
+    /// What the changes task of `c` found in the sync not completed yet.
+    pub(crate) async fn found(&self, c: Collection) -> Result<Option<FoundRecord>> {
+        let key = format!("sync.found.{c}");
+        match self.state.meta(&key).await? {
+            None => Ok(None),
+            Some(v) if v.is_empty() => Ok(None),
+            Some(v) => serde_json::from_str(&v)
+                .map(Some)
+                .map_err(|_| self.bad(&key, &v)),
+        }
+    }
+
+    /// Records (`Some`) or clears (`None`) what the changes task of `c` found.
+    pub(crate) async fn set_found(&self, c: Collection, found: Option<&FoundRecord>) -> Result<()> {
+        let value = match found {
+            Some(f) => serde_json::to_string(f).map_err(|source| Error::Json {
+                what: "sync.found",
+                source,
+            })?,
+            None => String::new(),
+        };
+        self.state
+            .set_meta(&format!("sync.found.{c}"), &value)
+            .await
+    }
+
+    /// How far before its start the sync not completed yet sets the watermarks.
+    pub async fn overlap(&self) -> Result<Option<chrono::Duration>> {
+        match self.state.meta(OVERLAP).await? {
+            None => Ok(None),
+            Some(v) if v.is_empty() => Ok(None),
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .and_then(chrono::Duration::try_seconds)
+                .map(Some)
+                .ok_or_else(|| self.bad(OVERLAP, &v)),
+        }
+    }
+
+    /// Records the overlap of the sync not completed yet.
+    pub async fn set_overlap(&self, overlap: chrono::Duration) -> Result<()> {
+        self.state
+            .set_meta(OVERLAP, &overlap.num_seconds().to_string())
             .await
     }
 
