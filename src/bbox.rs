@@ -58,6 +58,36 @@ impl Bbox {
     }
 }
 
+/// The union of two `[minx, miny, maxx, maxy]` bounds, either of which may be unknown.
+pub fn union_bounds(a: Option<[f64; 4]>, b: Option<[f64; 4]>) -> Option<[f64; 4]> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some([
+            a[0].min(b[0]),
+            a[1].min(b[1]),
+            a[2].max(b[2]),
+            a[3].max(b[3]),
+        ]),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `[minx, miny, maxx, maxy]` of the positions (arrays of numbers) in GeoJSON coordinates
+/// nested to any depth.
+pub fn position_bounds(coordinates: &serde_json::Value) -> Option<[f64; 4]> {
+    let serde_json::Value::Array(values) = coordinates else {
+        return None;
+    };
+    match (
+        values.first().and_then(|v| v.as_f64()),
+        values.get(1).and_then(|v| v.as_f64()),
+    ) {
+        (Some(x), Some(y)) => Some([x, y, x, y]),
+        _ => values
+            .iter()
+            .fold(None, |b, v| union_bounds(b, position_bounds(v))),
+    }
+}
+
 impl FromStr for Bbox {
     type Err = Error;
 

@@ -8,7 +8,6 @@ use crate::source::throttle::Throttle;
 use bytes::Bytes;
 use reqwest::Client;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use stac::Item;
 use std::borrow::Cow;
 
@@ -49,13 +48,13 @@ impl ItemFetcher {
 
     /// Fetches the item at `url` as JSON bytes, checked cheaply (without building it) to be
     /// the STAC item of granule `expected_id`: see [`check_item`]. The fixed-schema writer
-    /// takes these bytes as they are.
-    pub async fn fetch_json(&self, url: &str, expected_id: &str) -> Result<Bytes> {
+    /// takes these bytes as they are, and the row's key read by the check.
+    pub async fn fetch_json(&self, url: &str, expected_id: &str) -> Result<(Bytes, RowKey)> {
         self.retry
             .run(url, || async {
                 let bytes = self.get(url).await?;
-                check_item(url, &bytes, expected_id)?;
-                Ok(bytes)
+                let key = check_item(url, &bytes, expected_id)?;
+                Ok((bytes, key))
             })
             .await
     }
@@ -79,26 +78,86 @@ impl ItemFetcher {
     }
 }
 
-/// The members of an item that [`check_item`] looks at; the rest is skipped unparsed.
+/// The members of an item's JSON that are read without building the item (the rest is
+/// skipped unparsed): what [`check_item`] checks, and what a daily file's row order and
+/// bounds need.
 #[derive(Deserialize)]
-struct ItemHead<'a> {
+pub struct ItemHead<'a> {
+    /// `type`.
     #[serde(rename = "type", borrow, default)]
-    kind: Option<Cow<'a, str>>,
+    pub kind: Option<Cow<'a, str>>,
+    /// `id`.
     #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
+    pub id: Option<Cow<'a, str>>,
     #[serde(default)]
-    geometry: Option<IgnoredAny>,
+    geometry: Option<HeadGeometry>,
+    #[serde(borrow, default)]
+    properties: Option<HeadProperties<'a>>,
+}
+
+#[derive(Deserialize)]
+struct HeadGeometry {
+    #[serde(default)]
+    coordinates: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct HeadProperties<'a> {
+    #[serde(borrow, default)]
+    datetime: Option<Cow<'a, str>>,
+}
+
+impl<'a> ItemHead<'a> {
+    /// Reads the head of an item's JSON.
+    pub fn read(bytes: &'a [u8]) -> serde_json::Result<ItemHead<'a>> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// `properties.datetime` in microseconds since the epoch, if it is there and a time.
+    pub fn datetime_micros(&self) -> Option<i64> {
+        let d = self.properties.as_ref()?.datetime.as_deref()?;
+        stac::datetime::parse_datetime_permissively(d)
+            .ok()
+            .map(|d| d.timestamp_micros())
+    }
+
+    /// `[minx, miny, maxx, maxy]` of the geometry's positions.
+    pub fn bounds(&self) -> Option<[f64; 4]> {
+        let coordinates = self.geometry.as_ref()?.coordinates.as_ref()?;
+        crate::bbox::position_bounds(coordinates)
+    }
+
+    /// What a daily file's writer needs of the row.
+    pub fn key(&self) -> RowKey {
+        RowKey {
+            datetime: self.datetime_micros(),
+            id: self.id.as_deref().unwrap_or_default().to_string(),
+            bounds: self.bounds(),
+        }
+    }
+}
+
+/// A row's place in a daily file (`properties.datetime` in microseconds, an item without
+/// one first, then id) and the bounds of its geometry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowKey {
+    /// `properties.datetime`, microseconds since the epoch.
+    pub datetime: Option<i64>,
+    /// The item id.
+    pub id: String,
+    /// `[minx, miny, maxx, maxy]` of the geometry's positions.
+    pub bounds: Option<[f64; 4]>,
 }
 
 /// Checks that fetched bytes are one JSON document, a `"type": "Feature"` whose id is
 /// `expected_id` and that has a geometry, without building the item ([`parse_item`] starts
-/// with it).
-pub fn check_item(url: &str, bytes: &[u8], expected_id: &str) -> Result<()> {
+/// with it). Returns what the writer of its daily file needs of it.
+pub fn check_item(url: &str, bytes: &[u8], expected_id: &str) -> Result<RowKey> {
     let bad = |problem: ItemProblem| Error::BadItem {
         url: url.to_string(),
         problem,
     };
-    let head: ItemHead<'_> = serde_json::from_slice(bytes).map_err(|e| {
+    let head = ItemHead::read(bytes).map_err(|e| {
         if e.is_data() {
             bad(ItemProblem::NotStac(e))
         } else {
@@ -108,7 +167,7 @@ pub fn check_item(url: &str, bytes: &[u8], expected_id: &str) -> Result<()> {
     if head.kind.as_deref() != Some("Feature") {
         return Err(bad(ItemProblem::NotAFeature));
     }
-    let Some(id) = head.id else {
+    let Some(id) = &head.id else {
         return Err(bad(ItemProblem::NoId));
     };
     if id != expected_id {
@@ -120,7 +179,7 @@ pub fn check_item(url: &str, bytes: &[u8], expected_id: &str) -> Result<()> {
     if head.geometry.is_none() {
         return Err(bad(ItemProblem::NoGeometry));
     }
-    Ok(())
+    Ok(head.key())
 }
 
 /// Parses a fetched item and checks it is the one expected (the checks of

@@ -1,8 +1,10 @@
 //! Writing stac-geoparquet files in batches on a blocking thread, to a temporary file that
 //! is published only once complete, and reading them back.
 
+use crate::bbox::union_bounds;
 use crate::collection::Collection;
 use crate::error::{Error, ReadError, Result, WriteError};
+use crate::source::items::{ItemHead, RowKey};
 use crate::write::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions};
 use crate::write::output::Output;
 use crate::write::scratch::{Scratch, Scratched};
@@ -40,10 +42,15 @@ pub enum WriterKind {
 /// One item on its way to a [`BatchWriter`].
 #[derive(Debug, Clone)]
 pub enum ItemRow {
-    /// The item's JSON as fetched. The fixed-schema writer reads it directly and sets its
-    /// `collection`; the generic writer takes it as it is (the harvest hands that writer
-    /// built items).
-    Json(Bytes),
+    /// The item's JSON as fetched, with its key if it was read already (by the fetch's
+    /// check). The fixed-schema writer reads it directly and sets its `collection`; the
+    /// generic writer takes it as it is (the harvest hands that writer built items).
+    Json {
+        /// The JSON bytes.
+        json: Bytes,
+        /// Its row key, if known.
+        key: Option<RowKey>,
+    },
     /// A built item.
     Item(Box<Item>),
 }
@@ -141,22 +148,31 @@ fn write_sorted(
     let mut rows: Vec<SpilledRow> = Vec::new();
     let mut bounds: Option<[f64; 4]> = None;
     while let Some(batch) = rx.blocking_recv() {
-        for row in &batch {
-            let owned;
-            let json: &[u8] = match row {
-                ItemRow::Json(json) => json,
-                ItemRow::Item(item) => {
-                    owned = serde_json::to_vec(item).map_err(|e| werr(WriteError::NotAnItem(e)))?;
-                    &owned
-                }
+        for row in batch {
+            let (json, key) = match row {
+                ItemRow::Json { json, key } => (json, key),
+                ItemRow::Item(item) => (
+                    Bytes::from(
+                        serde_json::to_vec(&item).map_err(|e| werr(WriteError::NotAnItem(e)))?,
+                    ),
+                    None,
+                ),
             };
-            let at = spill.push(json).map_err(|e| werr(WriteError::Spill(e)))?;
-            let scan = RowScan::of_json(json).map_err(|e| werr(WriteError::NotAnItem(e)))?;
-            bounds = union(bounds, scan.bounds);
-            rows.push(SpilledRow { key: scan.key, at });
+            let at = spill.push(&json).map_err(|e| werr(WriteError::Spill(e)))?;
+            let key = match key {
+                Some(key) => key,
+                None => ItemHead::read(&json)
+                    .map_err(|e| werr(WriteError::NotAnItem(e)))?
+                    .key(),
+            };
+            bounds = union_bounds(bounds, key.bounds);
+            rows.push(SpilledRow {
+                order: (key.datetime, key.id),
+                at,
+            });
         }
     }
-    rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    rows.sort_unstable_by(|a, b| a.order.cmp(&b.order));
     let spilled = spill.finish().map_err(|e| werr(WriteError::Spill(e)))?;
     let WriterKind::Fast(collection) = kind else {
         return replay(&label, &tmp_dir, &spilled, &rows, None);
@@ -204,91 +220,10 @@ fn write_sorted(
     }))
 }
 
-fn union(a: Option<[f64; 4]>, b: Option<[f64; 4]>) -> Option<[f64; 4]> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some([
-            a[0].min(b[0]),
-            a[1].min(b[1]),
-            a[2].max(b[2]),
-            a[3].max(b[3]),
-        ]),
-        (a, b) => a.or(b),
-    }
-}
-
-/// The order of the rows of a daily file: `properties.datetime` (microseconds; an item
-/// without one first), then id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct RowKey {
-    datetime: Option<i64>,
-    id: String,
-}
-
-/// What is read of a row as it arrives: its sort key and the bounds of its geometry. Only
-/// these members are read (the rest of the JSON is skipped): the row is parsed in full once,
-/// when it is written.
-struct RowScan {
-    key: RowKey,
-    bounds: Option<[f64; 4]>,
-}
-
-impl RowScan {
-    fn of_json(json: &[u8]) -> serde_json::Result<RowScan> {
-        #[derive(serde::Deserialize)]
-        struct Props {
-            datetime: Option<String>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Geometry {
-            coordinates: Option<serde_json::Value>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Keys {
-            #[serde(default)]
-            id: String,
-            properties: Option<Props>,
-            geometry: Option<Geometry>,
-        }
-        let keys: Keys = serde_json::from_slice(json)?;
-        let datetime = keys
-            .properties
-            .and_then(|p| p.datetime)
-            .and_then(|d| stac::datetime::parse_datetime_permissively(&d).ok())
-            .map(|d| d.timestamp_micros());
-        let bounds = keys
-            .geometry
-            .and_then(|g| g.coordinates)
-            .and_then(|c| position_bounds(&c));
-        Ok(RowScan {
-            key: RowKey {
-                datetime,
-                id: keys.id,
-            },
-            bounds,
-        })
-    }
-}
-
-/// `[minx, miny, maxx, maxy]` of the positions (arrays of numbers) in GeoJSON coordinates
-/// nested to any depth.
-fn position_bounds(coordinates: &serde_json::Value) -> Option<[f64; 4]> {
-    let serde_json::Value::Array(values) = coordinates else {
-        return None;
-    };
-    match (
-        values.first().and_then(|v| v.as_f64()),
-        values.get(1).and_then(|v| v.as_f64()),
-    ) {
-        (Some(x), Some(y)) => Some([x, y, x, y]),
-        _ => values
-            .iter()
-            .fold(None, |b, v| union(b, position_bounds(v))),
-    }
-}
-
 /// One row in the spill file: its key and where its JSON is.
 struct SpilledRow {
-    key: RowKey,
+    /// `properties.datetime` (microseconds; an item without one first), then id.
+    order: (Option<i64>, String),
     at: SpillAt,
 }
 
@@ -488,7 +423,7 @@ mod tests {
             "../../tests/fixtures/stac/HLS.S30.T01WEV.2024153T000609.v2.0_stac.json"
         ));
         let fast = WriterKind::Fast(Collection::Hlss30);
-        let from_json = write_rows(fast, vec![ItemRow::Json(json)])
+        let from_json = write_rows(fast, vec![ItemRow::Json { json, key: None }])
             .await
             .unwrap()
             .unwrap();

@@ -206,7 +206,13 @@ async fn list_and_fetch(
             let fetcher = fetcher.clone();
             async move {
                 let r = if json {
-                    fetcher.fetch_json(&url, &id).await.map(ItemRow::Json)
+                    fetcher
+                        .fetch_json(&url, &id)
+                        .await
+                        .map(|(json, key)| ItemRow::Json {
+                            json,
+                            key: Some(key),
+                        })
                 } else {
                     fetcher
                         .fetch(&url, &id, collection)
@@ -298,7 +304,10 @@ async fn list_echo10(
 
 fn item_json(id: &str, value: &serde_json::Value) -> Result<ItemRow> {
     serde_json::to_vec(value)
-        .map(|json| ItemRow::Json(json.into()))
+        .map(|json| ItemRow::Json {
+            json: json.into(),
+            key: None,
+        })
         .map_err(|e| Error::Granule {
             id: id.to_string(),
             problem: GranuleProblem::Serialize(e),

@@ -30,10 +30,10 @@ pub const FAST_ROW_GROUP_SIZE: usize = 2_000;
 /// Files of fewer rows than this are compressed with Snappy rather than ZSTD. parquet
 /// builds a zstd compression and a decompression context for each column chunk it writes
 /// or reads, and a file of the HLS layout has ~256 of them: for a file of 10 items that
-/// fixed cost is most of the file's cost (writing it takes ~2.7× as long with ZSTD as with
-/// Snappy, reading it ~1.5×) for a file only ~3 % smaller; at 100 items ZSTD's file is
-/// ~30 % smaller, and worth it (`cargo bench --bench small_files`). Every reader reads
-/// Snappy (it is parquet's default codec).
+/// fixed cost is most of the file's cost (writing and reading it take ~1.8× as long with
+/// ZSTD as with Snappy) for a file only ~3 % smaller; at 100 items ZSTD's file is ~30 %
+/// smaller, and worth it (`cargo bench --bench small_files`). Every reader reads Snappy
+/// (it is parquet's default codec).
 pub const SMALL_FILE_ROWS: u64 = 50;
 
 /// The compression of files of [`SMALL_FILE_ROWS`] rows or more: ZSTD at [`ZSTD_LEVEL`].
