@@ -358,6 +358,21 @@ async fn a_second_sync_right_after_fetches_no_item_and_rewrites_no_file() {
     // The watermark moved forward (never back).
     let second_mark = watermark(&p, Collection::Hlsl30).unwrap();
     assert!(second_mark >= first_mark, "{second_mark} < {first_mark}");
+
+    // `--since` forces an older watermark: asked from before the month's granules were
+    // ingested, CMR lists every granule of the month as changed, so every day is harvested
+    // again (items fetched), and the cache still is the archive.
+    let before = emu.counts();
+    let o = sync(&emu, &p, &["--since", "2024-05-01T00:00:00Z"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let after = emu.counts();
+    assert!(
+        after.item_fetches > before.item_fetches,
+        "--since asked again from an older instant"
+    );
+    assert_cache_is_the_archive(&emu, &p.out, first(), last());
+    let third_mark = watermark(&p, Collection::Hlsl30).unwrap();
+    assert!(third_mark >= second_mark, "{third_mark} < {second_mark}");
     emu.shutdown().await;
 }
 
