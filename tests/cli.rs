@@ -192,3 +192,40 @@ async fn a_rerun_of_a_finished_range_works_offline_and_writes_nothing() {
     one_line_error(&o, 1, "cannot reach CMR");
     assert_eq!(files(&out), before, "no file written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_daily_over_days_already_on_disk_works_offline() {
+    let emu = synthetic(day(2025, 2, 1), day(2025, 2, 3), 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("daily");
+    let generate = |dates: &[&str], cmr_url: &str| {
+        hls_flow()
+            .arg("generate-daily")
+            .args(dates)
+            .arg(&out)
+            .args(["--no-progress", "--cmr-url", cmr_url])
+            .output()
+            .unwrap()
+    };
+    let o = generate(&["20250201", "20250203"], &emu.base_url());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = files(&out);
+    assert_eq!(before.len(), 6, "{before:?}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let closed = format!("http://{closed}");
+    // Every day is on disk: skipped, CMR not asked, nothing written.
+    let o = generate(&["20250201", "20250203"], &closed);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(summary.contains("0 succeeded, 6 skipped"), "{summary}");
+    assert_eq!(files(&out), before, "no file written");
+
+    // One day is not: CMR is needed, and cannot be reached (exit 1).
+    let o = generate(&["20250201", "20250204"], &closed);
+    one_line_error(&o, 1, "cannot reach CMR");
+    assert_eq!(files(&out), before, "no file written");
+}

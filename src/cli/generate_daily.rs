@@ -81,8 +81,17 @@ pub async fn run(args: Args) -> CliResult {
     // The workflow's `[output.options]` configure OUT's store, as they do for `run`.
     let output =
         Output::parse_with_options(&args.out, &wf.output.options.clone().unwrap_or_default())?;
-    // Bad input first (exit 2), then whether CMR can be reached (exit 1).
-    check_reachable(&endpoints).await?;
+    let daily_root = wf
+        .output
+        .daily_prefix
+        .clone()
+        .unwrap_or(d.daily_root.clone());
+    // Bad input first (exit 2), then whether CMR can be reached (exit 1), unless every day
+    // is already on disk and skipped: then CMR is not asked anything, so it works offline.
+    let skip_existing = !args.no_skip_existing;
+    if !(skip_existing && all_days_exist(&output, &daily_root, &collections, range).await) {
+        check_reachable(&endpoints).await?;
+    }
     // What killed runs left (upload records, staged files); not those of a process that
     // still writes here, since no lock keeps others out.
     output.clean_leftovers_of_ended_processes().await?;
@@ -98,9 +107,9 @@ pub async fn run(args: Args) -> CliResult {
             .max_concurrent_per_day
             .or(wf.concurrency.fetches_per_day)
             .map_or(d.max_concurrent_per_day, |n| n as usize),
-        skip_existing: !args.no_skip_existing,
+        skip_existing,
         show_progress: !args.no_progress,
-        daily_root: wf.output.daily_prefix.clone().unwrap_or(d.daily_root),
+        daily_root,
         endpoints,
         source,
         ..d
@@ -144,4 +153,26 @@ pub async fn run(args: Args) -> CliResult {
         return Ok(ExitStatus::TasksFailed);
     }
     Ok(ExitStatus::Ok)
+}
+
+/// Whether the daily file of every collection and day of `range` exists and would be
+/// skipped (the skip-existing rule of the harvest).
+async fn all_days_exist(
+    output: &Output,
+    daily_root: &str,
+    collections: &[Collection],
+    range: DayRange,
+) -> bool {
+    for day in range.days() {
+        for &c in collections {
+            let dest = output.daily_path(daily_root, c, day);
+            if crate::engine::pipeline::existing_daily_rows(output, &dest)
+                .await
+                .is_none()
+            {
+                return false;
+            }
+        }
+    }
+    true
 }

@@ -252,19 +252,28 @@ impl Executor for Pipeline {
         let Some(dest) = self.daily_path(task) else {
             return Ok(None);
         };
-        match row_count(&self.output, &dest).await {
-            Ok(Some(rows)) if rows > 0 => Ok(Some(TaskOutput {
+        Ok(existing_daily_rows(&self.output, &dest)
+            .await
+            .map(|rows| TaskOutput {
                 cmr_hits: None,
                 items_written: rows,
                 output_path: Some(dest.to_string()),
                 output_size: 0,
                 requeue: Vec::new(),
-            })),
-            Ok(_) => Ok(None),
-            Err(e) => {
-                tracing::warn!("{}: {e}; harvesting the day again", self.output.show(&dest));
-                Ok(None)
-            }
+            }))
+    }
+}
+
+/// The rows of the daily file at `dest` if it counts as done for `generate-daily`'s
+/// skip-existing rule: there, with a readable footer and at least one row. (A file that
+/// cannot be read is logged, and the day harvested again.)
+pub(crate) async fn existing_daily_rows(output: &Output, dest: &ObjPath) -> Option<u64> {
+    match row_count(output, dest).await {
+        Ok(Some(rows)) if rows > 0 => Some(rows),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!("{}: {e}; harvesting the day again", output.show(dest));
+            None
         }
     }
 }
