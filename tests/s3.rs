@@ -130,24 +130,19 @@ async fn a_run_to_s3_writes_the_rows_of_a_local_run_and_a_rerun_writes_nothing()
     moto.create_bucket("bucket");
     let emu = synthetic(day(2025, 2, 1), day(2025, 2, 28), 4).await;
     let p = paths();
-    let run = |output: &str, state: &std::path::Path| {
+    let run_with_cmr = |output: &str, state: &std::path::Path, cmr_url: &str| {
         let mut c = hls_flow();
-        c.args([
-            "run",
-            "202502",
-            "--no-progress",
-            "--cmr-url",
-            &emu.base_url(),
-        ])
-        .args(["--retry-min-delay-ms", "5", "--retry-max-delay-ms", "20"])
-        .args(["--output", output])
-        .arg("--state")
-        .arg(state);
+        c.args(["run", "202502", "--no-progress", "--cmr-url", cmr_url])
+            .args(["--retry-min-delay-ms", "5", "--retry-max-delay-ms", "20"])
+            .args(["--output", output])
+            .arg("--state")
+            .arg(state);
         for (k, v) in moto.env() {
             c.env(k, v);
         }
         c.output().unwrap()
     };
+    let run = |output: &str, state: &std::path::Path| run_with_cmr(output, state, &emu.base_url());
     let s3_state = p.state.with_file_name("s3.sqlite");
     let o = run("s3://bucket/cache", &s3_state);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -190,21 +185,7 @@ async fn a_run_to_s3_writes_the_rows_of_a_local_run_and_a_rerun_writes_nothing()
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut c = hls_flow();
-    c.args([
-        "run",
-        "202502",
-        "--no-progress",
-        "--output",
-        "s3://bucket/cache",
-    ])
-    .args(["--cmr-url", &format!("http://{closed}")])
-    .arg("--state")
-    .arg(&s3_state);
-    for (k, v) in moto.env() {
-        c.env(k, v);
-    }
-    let o = c.output().unwrap();
+    let o = run_with_cmr("s3://bucket/cache", &s3_state, &format!("http://{closed}"));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         tags(&objects(&moto, "bucket", "cache").await),

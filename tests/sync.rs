@@ -206,6 +206,17 @@ fn mtimes(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
     out
 }
 
+/// What `status` prints for the state file.
+fn status_text(p: &Paths) -> String {
+    let o = hls_flow()
+        .args(["status", "--state"])
+        .arg(&p.state)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
 fn watermark(p: &Paths, c: Collection) -> Option<String> {
     StateStore::open_read_only(&p.state)
         .unwrap()
@@ -521,12 +532,7 @@ async fn faults_during_a_sync_lose_nothing_and_a_failed_deleted_list_keeps_the_w
         marks[0].clone().unwrap().as_str()
     );
     assert!(status["sync"]["unfinished_since"].is_string(), "{status}");
-    let text = hls_flow()
-        .args(["status", "--state"])
-        .arg(&p.state)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    let text = status_text(&p);
     assert!(text.contains("synced with CMR as of: HLSL30 "), "{text}");
     assert!(text.contains("has not completed"), "{text}");
     emu.set_faults(Faults::default());
@@ -588,12 +594,7 @@ async fn a_failed_changes_task_shows_in_status_and_retry_failed_completes_the_sy
             "{m} not advanced"
         );
     }
-    let text = hls_flow()
-        .args(["status", "--state"])
-        .arg(&p.state)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    let text = status_text(&p);
     assert!(text.contains("changes/HLSL30 (2 attempts)"), "{text}");
     assert!(text.contains("HLSL30 failed"), "{text}");
 

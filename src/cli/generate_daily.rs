@@ -156,14 +156,16 @@ pub async fn run(args: Args) -> CliResult {
 }
 
 /// Whether the daily file of every collection and day of `range` exists and would be
-/// skipped (the skip-existing rule of the harvest).
+/// skipped (the skip-existing rule of the harvest). The newest days are looked at first:
+/// a range extended to new days stops at the first footer read.
 async fn all_days_exist(
     output: &Output,
     daily_root: &str,
     collections: &[Collection],
     range: DayRange,
 ) -> bool {
-    for day in range.days() {
+    let days: Vec<_> = range.days().collect();
+    for &day in days.iter().rev() {
         for &c in collections {
             let dest = output.daily_path(daily_root, c, day);
             if crate::engine::pipeline::existing_daily_rows(output, &dest)

@@ -62,26 +62,56 @@ fn stac_json_links<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
 }
 
 #[derive(Deserialize)]
-struct Body {
-    feed: Feed,
+struct Body<E> {
+    feed: Feed<E>,
 }
 
 #[derive(Deserialize)]
-struct Feed {
-    #[serde(default)]
-    entry: Vec<CmrEntry>,
+struct Feed<E> {
+    #[serde(default = "Vec::new")]
+    entry: Vec<E>,
 }
 
-/// One page of a granule search.
+/// An entry of a JSON granule feed, known by its concept id.
+pub trait FeedEntry: serde::de::DeserializeOwned {
+    /// The concept id (what paging counts entries by).
+    fn concept_id(&self) -> &str;
+}
+
+impl FeedEntry for CmrEntry {
+    fn concept_id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// One page of a JSON granule search, of entries `E`.
 #[derive(Debug, Clone)]
-pub struct CmrPage {
+pub struct JsonPage<E> {
     /// `CMR-Hits`: how many granules the whole search matches.
     pub hits: u64,
     /// The page's entries, in CMR's order.
-    pub entries: Vec<CmrEntry>,
+    pub entries: Vec<E>,
     /// `CMR-Search-After`, present when another page may follow.
     pub search_after: Option<String>,
 }
+
+impl<E: FeedEntry> JsonPage<E> {
+    /// Parses the body of a fetched page as a JSON feed.
+    fn parse(url: &str, raw: RawPage) -> Result<JsonPage<E>> {
+        let body: Body<E> = serde_json::from_slice(&raw.body).map_err(|e| Error::CmrMalformed {
+            url: url.to_string(),
+            problem: CmrProblem::NotAFeed(e),
+        })?;
+        Ok(JsonPage {
+            hits: raw.hits,
+            entries: body.feed.entry,
+            search_after: raw.search_after,
+        })
+    }
+}
+
+/// One page of a granule search.
+pub type CmrPage = JsonPage<CmrEntry>;
 
 /// One page as fetched: its paging headers and its body, in any format.
 #[derive(Debug, Clone)]
@@ -170,20 +200,13 @@ impl CmrClient {
 
     /// Fetches one page (with retries), following `search_after` if given. A body that is
     /// not a CMR feed is retried like a failed request: it is most likely cut short.
-    pub async fn page(&self, url: &str, search_after: Option<&str>) -> Result<CmrPage> {
-        self.parsed_page(url, search_after, |raw| {
-            let body: Body =
-                serde_json::from_slice(&raw.body).map_err(|e| Error::CmrMalformed {
-                    url: url.to_string(),
-                    problem: CmrProblem::NotAFeed(e),
-                })?;
-            Ok(CmrPage {
-                hits: raw.hits,
-                entries: body.feed.entry,
-                search_after: raw.search_after,
-            })
-        })
-        .await
+    pub async fn page<E: FeedEntry>(
+        &self,
+        url: &str,
+        search_after: Option<&str>,
+    ) -> Result<JsonPage<E>> {
+        self.parsed_page(url, search_after, |raw| JsonPage::parse(url, raw))
+            .await
     }
 
     /// Fetches one page's headers and body (with retries), in any format.
@@ -392,31 +415,14 @@ pub struct ChangedEntry {
     pub updated: DateTime<Utc>,
 }
 
-/// One page of a change query.
-#[derive(Debug, Clone)]
-pub struct ChangedPage {
-    /// `CMR-Hits`.
-    pub hits: u64,
-    /// The page's entries.
-    pub entries: Vec<ChangedEntry>,
-    /// `CMR-Search-After`.
-    pub search_after: Option<String>,
+impl FeedEntry for ChangedEntry {
+    fn concept_id(&self) -> &str {
+        &self.id
+    }
 }
 
-impl Paged for ChangedPage {
-    fn hits(&self) -> u64 {
-        self.hits
-    }
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-    fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|e| e.id.as_str())
-    }
-    fn search_after(&self) -> Option<&str> {
-        self.search_after.as_deref()
-    }
-}
+/// One page of a change query.
+pub type ChangedPage = JsonPage<ChangedEntry>;
 
 /// A granule CMR lists at `/search/deleted-granules.json`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -473,31 +479,7 @@ impl CmrClient {
         let client = self.clone();
         self.paged(url, move |url, sa| {
             let client = client.clone();
-            async move {
-                client
-                    .parsed_page(&url, sa.as_deref(), |raw| {
-                        #[derive(Deserialize)]
-                        struct Body {
-                            feed: Feed,
-                        }
-                        #[derive(Deserialize)]
-                        struct Feed {
-                            #[serde(default)]
-                            entry: Vec<ChangedEntry>,
-                        }
-                        let body: Body =
-                            serde_json::from_slice(&raw.body).map_err(|e| Error::CmrMalformed {
-                                url: url.clone(),
-                                problem: CmrProblem::NotAFeed(e),
-                            })?;
-                        Ok(ChangedPage {
-                            hits: raw.hits,
-                            entries: body.feed.entry,
-                            search_after: raw.search_after,
-                        })
-                    })
-                    .await
-            }
+            async move { client.page(&url, sa.as_deref()).await }
         })
     }
 
@@ -599,7 +581,7 @@ pub trait Paged {
     fn keys(&self) -> impl Iterator<Item = &str>;
 }
 
-impl Paged for CmrPage {
+impl<E: FeedEntry> Paged for JsonPage<E> {
     fn hits(&self) -> u64 {
         self.hits
     }
@@ -607,7 +589,7 @@ impl Paged for CmrPage {
         self.entries.len()
     }
     fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|e| e.id.as_str())
+        self.entries.iter().map(FeedEntry::concept_id)
     }
     fn search_after(&self) -> Option<&str> {
         self.search_after.as_deref()
@@ -646,7 +628,7 @@ mod tests {
 
     #[test]
     fn parses_a_recorded_page_and_picks_the_https_stac_link() {
-        let body: Body = serde_json::from_str(include_str!(
+        let body: Body<CmrEntry> = serde_json::from_str(include_str!(
             "../../tests/fixtures/cmr/hlsl30_bbox-93_46_-92_47_2025-10-02.page1.json"
         ))
         .unwrap();
@@ -665,7 +647,7 @@ mod tests {
             e[0].time_start.to_rfc3339_opts(SecondsFormat::Millis, true),
             "2025-10-02T17:04:39.336Z"
         );
-        let empty: Body = serde_json::from_str(include_str!(
+        let empty: Body<CmrEntry> = serde_json::from_str(include_str!(
             "../../tests/fixtures/cmr/hlsl30_bbox-93_46_-92_47_2025-10-01.page1.json"
         ))
         .unwrap();
@@ -739,7 +721,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn arbitrary_bodies_are_errors_not_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
-            let _ = serde_json::from_slice::<Body>(&bytes);
+            let _ = serde_json::from_slice::<Body<CmrEntry>>(&bytes);
         }
 
         #[test]
@@ -750,8 +732,8 @@ mod tests {
             .to_vec();
             let cut = cut.min(page.len() - 1);
             page[cut] = byte;
-            let _ = serde_json::from_slice::<Body>(&page);
-            let _ = serde_json::from_slice::<Body>(&page[..cut]);
+            let _ = serde_json::from_slice::<Body<CmrEntry>>(&page);
+            let _ = serde_json::from_slice::<Body<CmrEntry>>(&page[..cut]);
         }
     }
 }

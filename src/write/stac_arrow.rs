@@ -11,6 +11,7 @@
 //! [`GenericWriter::write`] each, in the order the file is to have.
 
 use crate::Collection;
+use crate::bbox::union_bounds;
 use crate::write::metadata;
 use arrow_array::builder::BinaryBuilder;
 use arrow_array::{ArrayRef, RecordBatch};
@@ -172,7 +173,7 @@ impl Inference {
         if let Some(t) = row.geometry_type {
             self.geometry_types.insert(t);
         }
-        self.bounds = union(self.bounds, row.bounds);
+        self.bounds = union_bounds(self.bounds, row.bounds);
         self.values.push(row.value);
         if self.values.len() >= BATCH_ROWS {
             self.flush()?;
@@ -337,18 +338,6 @@ impl<W: Write + Send> GenericWriter<W> {
     }
 }
 
-fn union(a: Option<[f64; 4]>, b: Option<[f64; 4]>) -> Option<[f64; 4]> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some([
-            a[0].min(b[0]),
-            a[1].min(b[1]),
-            a[2].max(b[2]),
-            a[3].max(b[3]),
-        ]),
-        (a, b) => a.or(b),
-    }
-}
-
 /// Appends the little-endian ISO WKB of a GeoJSON geometry; returns its GeoParquet type
 /// name (`MultiPolygon`, `Point Z`, …) and widens `bounds` by its x/y.
 fn write_wkb(
@@ -404,7 +393,7 @@ fn write_wkb(
             out.extend_from_slice(&c.to_le_bytes());
         }
         let [x, y] = xy;
-        *bounds = union(*bounds, Some([x, y, x, y]));
+        *bounds = union_bounds(*bounds, Some([x, y, x, y]));
         Ok::<(), String>(())
     };
     let array = |v: &Value| -> Result<Vec<Value>, String> {

@@ -138,17 +138,7 @@ impl HlsBatchBuilder {
         self.wkb.clear();
         let bounds = wkb::write_multipolygon(&mut self.wkb, &item.geometry);
         self.geometry.append_value(&self.wkb);
-        if let Some(b) = bounds {
-            self.bounds = Some(match self.bounds {
-                None => b,
-                Some(a) => [
-                    a[0].min(b[0]),
-                    a[1].min(b[1]),
-                    a[2].max(b[2]),
-                    a[3].max(b[3]),
-                ],
-            });
-        }
+        self.bounds = crate::bbox::union_bounds(self.bounds, bounds);
     }
 
     /// Turns the buffered rows into a record batch and starts a new one.
