@@ -235,6 +235,29 @@ pub enum Error {
         #[source]
         problem: WorkflowProblem,
     },
+    /// The PostgreSQL state cannot be used: cannot connect, a statement failed, a newer
+    /// schema.
+    #[error("state {url}: {problem}")]
+    Postgres {
+        /// The state's URL, without its password.
+        url: String,
+        /// What is wrong.
+        #[source]
+        problem: crate::engine::checkpoint::postgres::PgProblem,
+    },
+    /// An attempt whose lease was lost (its worker hung past it, another attempt took
+    /// over): it publishes nothing and records nothing.
+    #[error(
+        "task {task}: attempt {attempt} lost its lease (the task is at attempt {current}); nothing published"
+    )]
+    LeaseLost {
+        /// The task key.
+        task: String,
+        /// The attempt that lost it.
+        attempt: u32,
+        /// The task's attempt now.
+        current: u32,
+    },
     /// A task that exceeded its time limit.
     #[error("task {task} timed out after {seconds} s")]
     TaskTimeout {

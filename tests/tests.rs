@@ -9,6 +9,7 @@ mod echo10;
 mod emulator;
 mod faults;
 mod harvest;
+mod postgres;
 mod query;
 mod readers;
 mod repartition;

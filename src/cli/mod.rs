@@ -11,6 +11,7 @@ mod serve;
 mod status;
 mod sync;
 mod verify;
+mod worker;
 
 pub use exit::ExitStatus;
 
@@ -50,6 +51,8 @@ enum Command {
     Sync(sync::Args),
     /// Compare the cache with CMR day by day: exit 0 when all agree, 3 otherwise.
     Verify(verify::Args),
+    /// Run tasks of a PostgreSQL state shared with other workers (many machines, one run).
+    Worker(worker::Args),
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Sync(args) => sync::run(args).await,
             Command::Verify(args) => verify::run(args).await,
+            Command::Worker(args) => worker::run(args).await,
         }
     });
     match result {

@@ -21,8 +21,9 @@ use std::time::Duration;
 /// Options shared by `run` and `retry-failed`: state, workflow, limits, retries, endpoints.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunOptions {
-    /// The SQLite checkpoint of this output.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_STATE)]
+    /// The checkpoint of this output: an SQLite file, or a PostgreSQL database shared by
+    /// workers (postgres://user@host:port/db).
+    #[arg(long, value_name = "PATH|URL", env = "HLS_FLOW_STATE", default_value = DEFAULT_STATE)]
     pub state: PathBuf,
     /// A workflow file (see workflows/default.toml); flags override it.
     #[arg(long, value_name = "FILE")]
@@ -145,6 +146,11 @@ pub async fn run(args: Args) -> CliResult {
     // no state file is made). A rerun of a finished range asks CMR nothing, so it works
     // offline.
     Output::parse(&cfg.output)?;
+    if crate::engine::checkpoint::postgres::is_postgres_url(&cfg.state.to_string_lossy()) {
+        check_reachable(&cfg.endpoints).await?;
+        let outcome = crate::engine::worker::run(range, &cfg, interrupted()).await?;
+        return Ok(report(&outcome));
+    }
     if harvest_pending(range, &cfg)? {
         check_reachable(&cfg.endpoints).await?;
     }

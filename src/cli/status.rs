@@ -11,8 +11,8 @@ use std::path::PathBuf;
 /// and the progress and ETA of a live run.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The SQLite checkpoint.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_STATE)]
+    /// The checkpoint: an SQLite file, or a PostgreSQL database (postgres://…).
+    #[arg(long, value_name = "PATH|URL", env = "HLS_FLOW_STATE", default_value = DEFAULT_STATE)]
     state: PathBuf,
     /// Print JSON (for scripts).
     #[arg(long)]
@@ -24,7 +24,14 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args) -> CliResult {
-    let report = crate::engine::status::status(&args.state)?;
+    let url = args.state.to_string_lossy();
+    let report = if crate::engine::checkpoint::postgres::is_postgres_url(&url) {
+        let lease = crate::engine::checkpoint::postgres::LeaseSettings::from_env();
+        let pg = crate::engine::checkpoint::postgres::PgCheckpoint::connect(&url, lease).await?;
+        crate::engine::status::status_postgres(&pg).await?
+    } else {
+        crate::engine::status::status(&args.state)?
+    };
     if args.json {
         let text = serde_json::to_string_pretty(&report).map_err(|source| crate::Error::Json {
             what: "the status report",
@@ -145,6 +152,26 @@ fn render(r: &StatusReport, all_missing: bool) -> Vec<String> {
             }
         }
         out.push("run `hls-flow retry-failed` to try them again".into());
+    }
+    if !r.workers.is_empty() {
+        out.push(String::new());
+        out.push(format!(
+            "{:<6} {:<20} {:>8}  {:<24} {:>8}  tasks",
+            "run", "host", "pid", "last heartbeat", "age"
+        ));
+        for w in &r.workers {
+            let tasks = if w.stopped {
+                "(stopped)".to_string()
+            } else if w.tasks.is_empty() {
+                "(idle)".to_string()
+            } else {
+                w.tasks.join(", ")
+            };
+            out.push(format!(
+                "{:<6} {:<20} {:>8}  {:<24} {:>7.1}s  {tasks}",
+                w.run_id, w.host, w.pid, w.last_heartbeat, w.heartbeat_age_s
+            ));
+        }
     }
     out
 }

@@ -11,6 +11,7 @@
 //! - [`pipeline`]: the executor of real tasks, and `run` / `retry-failed`;
 //! - [`status`]: what a state file says;
 //! - [`sync`]: `sync` (bring the cache up to date with CMR) and `verify`;
+//! - [`worker`]: workers sharing a PostgreSQL checkpoint (`worker`, `run --state postgres://…`);
 //! - [`workflow`]: workflow files.
 
 pub mod checkpoint;
@@ -22,4 +23,5 @@ pub mod scheduler;
 pub mod status;
 pub mod sync;
 pub mod task;
+pub mod worker;
 pub mod workflow;

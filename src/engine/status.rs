@@ -2,6 +2,8 @@
 //! missing granules, and the progress and ETA of a live run.
 
 use crate::collection::Collection;
+use crate::engine::checkpoint::Checkpoint;
+use crate::engine::checkpoint::postgres::{PgCheckpoint, WorkerRow};
 use crate::engine::checkpoint::sqlite::{
     RunRow, StateStore, TaskKind, TaskRow, TaskState, is_locked, parse_time,
 };
@@ -96,6 +98,10 @@ pub struct StatusReport {
     /// What `sync` keeps: per collection synced, changes at or after its watermark may be
     /// missing from the cache; and when a sync that has not completed began.
     pub sync: SyncStatus,
+    /// The workers sharing a PostgreSQL state (host, pid, last heartbeat, tasks); none for
+    /// a state file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<WorkerRow>,
 }
 
 /// The sync settings of a state file.
@@ -110,10 +116,83 @@ pub struct SyncStatus {
     pub changes: BTreeMap<Collection, TaskState>,
 }
 
+/// What a status report is made of, read from a checkpoint.
+struct Snapshot {
+    tasks: Vec<TaskRow>,
+    last_run: Option<RunRow>,
+    /// Whether the last run's process is alive (it holds the lock, or beats).
+    live: bool,
+    meta: BTreeMap<String, String>,
+    workers: Vec<WorkerRow>,
+}
+
+/// The settings a status report shows.
+fn meta_keys() -> Vec<String> {
+    let mut keys: Vec<String> = ["output", "bbox", "sync.started"]
+        .map(String::from)
+        .to_vec();
+    keys.extend(
+        Collection::ALL
+            .iter()
+            .map(|c| format!("sync.watermark.{c}")),
+    );
+    keys
+}
+
 /// Reads a state file (also while a run is writing it).
 pub fn status(path: &Path) -> Result<StatusReport> {
     let state = StateStore::open_read_only(path)?;
-    let tasks = state.tasks()?;
+    let mut meta = BTreeMap::new();
+    for key in meta_keys() {
+        if let Some(v) = state.meta(&key)? {
+            meta.insert(key, v);
+        }
+    }
+    let snapshot = Snapshot {
+        tasks: state.tasks()?,
+        last_run: state.last_run()?,
+        live: is_locked(path),
+        meta,
+        workers: Vec::new(),
+    };
+    Ok(assemble(path.display().to_string(), snapshot))
+}
+
+/// Reads a PostgreSQL state: its tasks, and the workers sharing it (a run is live while
+/// its worker beats).
+pub async fn status_postgres(pg: &PgCheckpoint) -> Result<StatusReport> {
+    let mut meta = BTreeMap::new();
+    for key in meta_keys() {
+        if let Some(v) = pg.meta(&key).await? {
+            meta.insert(key, v);
+        }
+    }
+    let workers = pg.workers().await?;
+    let last_run = pg.last_run().await?;
+    let fresh = pg.lease().lease.as_secs_f64();
+    let live = last_run.as_ref().is_some_and(|r| {
+        workers
+            .iter()
+            .any(|w| w.run_id == r.id && !w.stopped && w.heartbeat_age_s < fresh)
+    });
+    let snapshot = Snapshot {
+        tasks: pg.tasks().await?,
+        last_run,
+        live,
+        meta,
+        workers,
+    };
+    Ok(assemble(pg.url().to_string(), snapshot))
+}
+
+fn assemble(state_file: String, snapshot: Snapshot) -> StatusReport {
+    let Snapshot {
+        tasks,
+        last_run,
+        live: locked,
+        meta,
+        workers,
+    } = snapshot;
     let mut months: BTreeMap<(Collection, String), MonthStatus> = BTreeMap::new();
     let mut totals = Counts::default();
     let mut items = 0;
@@ -154,8 +233,7 @@ pub fn status(path: &Path) -> Result<StatusReport> {
             TaskKind::Changes => {}
         }
     }
-    let mut last_run = state.last_run()?;
-    let locked = is_locked(path);
+    let mut last_run = last_run;
     // A run recorded running whose process is gone (it no longer holds the lock) was
     // killed: it is interrupted, whatever the file still says.
     if let Some(run) = last_run
@@ -189,10 +267,10 @@ pub fn status(path: &Path) -> Result<StatusReport> {
         }
         _ => None,
     };
-    Ok(StatusReport {
-        state_file: path.display().to_string(),
-        output: state.meta("output")?,
-        bbox: state.meta("bbox")?.filter(|b| !b.is_empty()),
+    StatusReport {
+        state_file,
+        output: meta.get("output").cloned(),
+        bbox: meta.get("bbox").filter(|b| !b.is_empty()).cloned(),
         totals,
         items_written: items,
         months: months.into_values().collect(),
@@ -205,13 +283,11 @@ pub fn status(path: &Path) -> Result<StatusReport> {
         sync: SyncStatus {
             watermarks: Collection::ALL
                 .into_iter()
-                .filter_map(|c| {
-                    let w = state.meta(&format!("sync.watermark.{c}")).transpose()?;
-                    Some(w.map(|w| (c, w)))
-                })
-                .collect::<Result<_>>()?,
-            unfinished_since: state.meta("sync.started")?.filter(|s| !s.is_empty()),
+                .filter_map(|c| Some((c, meta.get(&format!("sync.watermark.{c}"))?.clone())))
+                .collect(),
+            unfinished_since: meta.get("sync.started").filter(|s| !s.is_empty()).cloned(),
             changes,
         },
-    })
+        workers,
+    }
 }

@@ -12,6 +12,7 @@
 //! - [`output`]: local folders and object stores, with files published in one step;
 //! - [`scratch`]: a file being written, in memory while small, then in the scratch folder.
 
+pub mod fence;
 pub mod geoparquet;
 pub mod harvest;
 pub mod hls_arrow;

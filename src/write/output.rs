@@ -408,6 +408,10 @@ impl Output {
         match data {
             Scratched::Memory(bytes) if self.local.is_some() => {
                 let (staged, size) = self.stage_locally(Staging::Bytes(bytes), dest).await?;
+                if let Err(e) = crate::write::fence::check(dest).await {
+                    self.unstage_locally(&staged).await;
+                    return Err(e);
+                }
                 let target = self.local_path(dest)?;
                 let renamed = tokio::fs::rename(&staged, &target).await;
                 self.unstage_locally(&staged).await;
@@ -415,6 +419,7 @@ impl Output {
                 Ok(size)
             }
             Scratched::Memory(bytes) if bytes.len() <= self.part_size => {
+                crate::write::fence::check(dest).await?;
                 self.store
                     .put(dest, PutPayload::from(bytes.clone()))
                     .await
@@ -455,12 +460,17 @@ impl Output {
     pub async fn publish_file(&self, local: &std::path::Path, dest: &Path) -> Result<u64> {
         if self.local.is_some() {
             let (staged, size) = self.stage_locally(Staging::File(local), dest).await?;
+            if let Err(e) = crate::write::fence::check(dest).await {
+                self.unstage_locally(&staged).await;
+                return Err(e);
+            }
             let target = self.local_path(dest)?;
             let renamed = tokio::fs::rename(&staged, &target).await;
             self.unstage_locally(&staged).await;
             renamed.map_err(|e| Error::io(target.display(), e))?;
             return Ok(size);
         }
+        crate::write::fence::check(dest).await?;
         let mut file = tokio::fs::File::open(local)
             .await
             .map_err(|e| Error::io(local.display(), e))?;
@@ -666,6 +676,10 @@ impl Output {
     ) -> Result<Option<u64>> {
         if self.local.is_some() {
             let (staged, size) = self.stage_locally(Staging::File(local), dest).await?;
+            if let Err(e) = crate::write::fence::check(dest).await {
+                self.unstage_locally(&staged).await;
+                return Err(e);
+            }
             let target = self.local_path(dest)?;
             let linked = tokio::fs::hard_link(&staged, &target).await;
             self.unstage_locally(&staged).await;
@@ -675,6 +689,7 @@ impl Output {
                 Err(e) => Err(Error::io(target.display(), e)),
             };
         }
+        crate::write::fence::check(dest).await?;
         let size = tokio::fs::metadata(local)
             .await
             .map_err(|e| Error::io(local.display(), e))?

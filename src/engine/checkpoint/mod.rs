@@ -10,6 +10,10 @@
 
 pub mod lock;
 pub mod memory;
+#[cfg(test)]
+#[path = "../../../tests/postgres/server.rs"]
+mod pg_server;
+pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
