@@ -559,6 +559,11 @@ pub enum StateProblem {
     /// A thread panicked while it held the connection.
     #[error("state connection poisoned")]
     Poisoned,
+    /// A PostgreSQL URL given to a command that only takes a state file.
+    #[error(
+        "a PostgreSQL state is not supported by this command yet (run, status and worker take one)"
+    )]
+    PostgresUrl,
     /// A task key the state does not have.
     #[error("{key}: no such task")]
     NoSuchTask {

@@ -119,6 +119,7 @@ impl StateStore {
     /// Opens (creating if needed) a state file for writing, taking its lock. Tasks left
     /// `running` by a dead process go back to `pending`.
     pub fn open_exclusive(path: &Path) -> Result<StateStore> {
+        refuse_url(path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::State {
                 path: path.display().to_string(),
@@ -152,6 +153,7 @@ impl StateStore {
 
     /// Opens an existing state file to read it while a run may be writing it (no lock).
     pub fn open_read_only(path: &Path) -> Result<StateStore> {
+        refuse_url(path)?;
         if !path.exists() {
             return Err(Error::State {
                 path: path.display().to_string(),
@@ -581,6 +583,18 @@ fn row_to_task(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
     })
 }
 
+/// Refuses a PostgreSQL URL (`--state postgres://…` to a command that takes only a file),
+/// before a folder named `postgres:` is made.
+fn refuse_url(path: &Path) -> Result<()> {
+    if super::postgres::is_postgres_url(&path.to_string_lossy()) {
+        return Err(Error::State {
+            path: path.display().to_string(),
+            problem: StateProblem::PostgresUrl,
+        });
+    }
+    Ok(())
+}
+
 /// Refuses a file that exists but is not an SQLite database, before SQLite touches it.
 fn check_header(path: &Path) -> Result<()> {
     use std::io::Read;
@@ -766,6 +780,18 @@ mod tests {
 
         let missing = StateStore::open_read_only(&dir.path().join("none.sqlite")).unwrap_err();
         assert!(missing.to_string().contains("no such file"), "{missing}");
+    }
+
+    #[test]
+    fn a_postgres_url_is_not_a_state_file() {
+        let e =
+            StateStore::open_exclusive(Path::new("postgres://u@127.0.0.1:5432/db")).unwrap_err();
+        assert!(e.is_usage());
+        assert!(
+            e.to_string().contains("not supported by this command"),
+            "{e}"
+        );
+        assert!(!Path::new("postgres:").exists());
     }
 
     #[test]
