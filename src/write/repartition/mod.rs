@@ -58,6 +58,11 @@ pub const DEFAULT_BUCKET_BYTES: usize = 96 * 1024 * 1024;
 /// Rows buffered in memory while spilling, at most (bytes of Arrow data).
 pub const DEFAULT_SPILL_BUFFER_BYTES: usize = 128 * 1024 * 1024;
 
+/// Rows per data page of a partition, at most. With the page index (the offset index parquet
+/// writes by default), a search that keeps a few rows of a row group decodes the pages that
+/// hold them, not the whole column chunks of every column.
+pub const PAGE_ROWS: usize = 1000;
+
 /// Rows handed to the parquet encoder at a time, at most.
 const WRITE_CHUNK_ROWS: usize = 4096;
 
@@ -480,6 +485,8 @@ impl Job {
         let out = File::create(&file).map_err(|e| Error::io(file.display(), e))?;
         let props = writer_properties_builder(self.options.row_group_size)
             .set_compression(compression_for(rows_in))
+            .set_data_page_row_count_limit(PAGE_ROWS)
+            .set_write_batch_size(PAGE_ROWS)
             .build();
         // The file metadata goes into the stored Arrow schema too (GeoPandas reads `geo`
         // from there when given a partition folder).
