@@ -232,6 +232,9 @@ struct Printer<W: Write> {
     items: Vec<stac::Item>,
 }
 
+/// How a GeoJSON output begins, before its first feature.
+const GEOJSON_HEAD: &[u8] = br#"{"type":"FeatureCollection","features":["#;
+
 impl<W: Write + Send> Printer<W> {
     fn new(out: W, format: Format) -> Printer<W> {
         Printer {
@@ -251,11 +254,7 @@ impl<W: Write + Send> Printer<W> {
                 .and_then(|()| self.out.write_all(b"\n"))
                 .map_err(stdout_error),
             Format::Geojson => {
-                let head: &[u8] = if self.count == 1 {
-                    br#"{"type":"FeatureCollection","features":["#
-                } else {
-                    b","
-                };
+                let head = if self.count == 1 { GEOJSON_HEAD } else { b"," };
                 self.out
                     .write_all(head)
                     .and_then(|()| self.out.write_all(json))
@@ -278,11 +277,7 @@ impl<W: Write + Send> Printer<W> {
         match self.format {
             Format::Ndjson => {}
             Format::Geojson => {
-                let head: &[u8] = if self.count == 0 {
-                    br#"{"type":"FeatureCollection","features":["#
-                } else {
-                    b""
-                };
+                let head = if self.count == 0 { GEOJSON_HEAD } else { b"" };
                 self.out
                     .write_all(head)
                     .and_then(|()| self.out.write_all(b"]}\n"))
