@@ -37,6 +37,15 @@ pub enum Error {
         #[source]
         problem: BboxProblem,
     },
+    /// A CQL2 filter (`search --filter`, the API's `filter`) that cannot be used.
+    #[error("invalid filter {input:?}: {problem}")]
+    InvalidFilter {
+        /// The filter given (as CQL2 text or JSON).
+        input: String,
+        /// Why it cannot be used.
+        #[source]
+        problem: FilterProblem,
+    },
     /// A collection name that is not HLSL30 or HLSS30.
     #[error(transparent)]
     UnknownCollection(#[from] UnknownCollection),
@@ -556,6 +565,9 @@ pub enum StateProblem {
     /// SQLite failed (a damaged file, a full disk, a busy database).
     #[error("{0}")]
     Sqlite(#[source] rusqlite::Error),
+    /// A state file that records no output (no run has started with it).
+    #[error("it records no output (no run has started with it)")]
+    NoOutput,
     /// A thread panicked while it held the connection.
     #[error("state connection poisoned")]
     Poisoned,
@@ -833,6 +845,33 @@ pub enum GranuleProblem {
     NotStac(#[source] serde_json::Error),
 }
 
+/// Why a CQL2 filter cannot be used ([`Error::InvalidFilter`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FilterProblem {
+    /// Not CQL2 text or JSON.
+    #[error("{0}")]
+    Parse(#[source] Box<cql2::Error>),
+    /// A property the cache cannot filter on.
+    #[error("property {name:?} is not supported (queryables: {known})")]
+    UnsupportedProperty {
+        /// The property named.
+        name: String,
+        /// The properties that can be filtered on.
+        known: String,
+    },
+    /// A filter whose evaluation failed on an item (an operator applied to values of the
+    /// wrong types).
+    #[error("cannot evaluate it on item {item}: {source}")]
+    Evaluate {
+        /// The item.
+        item: String,
+        /// What failed.
+        #[source]
+        source: Box<cql2::Error>,
+    },
+}
+
 /// Why an output location cannot be used ([`Error::InvalidOutput`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -957,6 +996,7 @@ impl Error {
             Error::InvalidDate { .. }
                 | Error::ReversedRange { .. }
                 | Error::InvalidBbox { .. }
+                | Error::InvalidFilter { .. }
                 | Error::UnknownCollection(_)
                 | Error::InvalidOutput { .. }
                 | Error::State { .. }

@@ -176,9 +176,13 @@ if f.get("collections"):
     where.append("collection in (" + ",".join(f"'{c}'" for c in f["collections"]) + ")")
 if f.get("tile"):
     where.append(f"id like '%.{f['tile']}.%'")
+if f.get("sql"):
+    where.append(f"({f['sql']})")
 sql = f"select id, geometry from read_parquet('{root}/*/year=*/month=*/*.parquet', union_by_name=true) where {' and '.join(where)}"
 rows = duckdb.sql(sql).fetchall()
 box = shapely.box(*f["bbox"]) if f.get("bbox") else None
+if f.get("shapely"):
+    box = eval(f["shapely"], {"box": shapely.box})
 print(json.dumps(sorted(i for i, g in rows if box is None or shapely.from_wkb(bytes(g)).intersects(box))))
 "#;
 
@@ -241,6 +245,10 @@ fn search_ids(cache: &Path, filter: &Value) -> (BTreeSet<String>, (u64, u64)) {
     }
     if let Some(t) = filter.get("tile") {
         cmd.arg("--tile").arg(t.as_str().unwrap());
+    }
+    if let Some(f) = filter.get("filter") {
+        cmd.arg("--filter")
+            .arg(f.as_str().map_or_else(|| f.to_string(), str::to_string));
     }
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
@@ -312,8 +320,17 @@ async fn search_finds_what_duckdb_finds_and_reads_few_row_groups() {
 #[test]
 fn search_refuses_bad_input_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--bbox", "10,0,5,1"], "bounding box"),
+        (
+            &["--filter", "nope < 3"],
+            "property \"nope\" is not supported",
+        ),
+        (&["--filter", "eo:cloud_cover <"], "invalid filter"),
+        (
+            &["--filter", "{\"op\": \"<\", \"args\": 3}"],
+            "invalid filter",
+        ),
         (&["--datetime", "yesterday"], "invalid date"),
         (&["--collections", "HLSX30"], "unknown collection"),
         (
@@ -354,10 +371,16 @@ impl Drop for Server {
 }
 
 fn serve(cache: &Path) -> Server {
+    serve_with(&["--output".as_ref(), cache.as_os_str()], &[])
+}
+
+/// `hls-flow serve` with `args` (where the cache is) and environment `env`.
+fn serve_with(args: &[&std::ffi::OsStr], env: &[(&str, String)]) -> Server {
     let bin = assert_cmd::cargo::cargo_bin("hls-flow");
     let mut child = std::process::Command::new(bin)
-        .args(["serve", "--bind", "127.0.0.1:0", "--output"])
-        .arg(cache)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -393,6 +416,14 @@ out["ids_wanted"] = sorted(want)
 out["collection_search"] = sorted({i.collection_id for i in client.search(collections=["HLSL30_2.0"], datetime="2024-05-01T00:00:00Z/2024-05-01T01:00:00Z", limit=50).items()})
 post = client.search(bbox=[-100, 30, -80, 50], datetime="2024-05-01T00:00:00Z/2024-05-07T23:59:59Z", limit=5, method="POST")
 out["post_ids"] = [i.id for i in post.items()]
+# CQL2 filters, by GET (cql2-text) and POST (cql2-json), paged.
+conf = requests.get(f"{url}/conformance").json()["conformsTo"]
+out["filter_conformance"] = any(c.endswith("/conf/cql2-text") for c in conf) and any(c.endswith("/conf/cql2-json") for c in conf)
+out["queryables"] = sorted(requests.get(f"{url}/queryables").json()["properties"])
+f_get = client.search(bbox=[-100, 30, -80, 50], datetime="2024-05-01T00:00:00Z/2024-05-31T23:59:59Z", filter="eo:cloud_cover <= 40 and collection = 'HLSS30_2.0'", limit=2, method="GET")
+out["filter_get_ids"] = [i.id for i in f_get.items()]
+f_post = client.search(bbox=[-100, 30, -80, 50], datetime="2024-05-01T00:00:00Z/2024-05-31T23:59:59Z", filter={"op": "and", "args": [{"op": "<=", "args": [{"property": "eo:cloud_cover"}, 40]}, {"op": "=", "args": [{"property": "collection"}, "HLSS30_2.0"]}]}, filter_lang="cql2-json", limit=2, method="POST")
+out["filter_post_ids"] = [i.id for i in f_post.items()]
 # Items served equal the stored items (as stac-geoparquet reads them), links aside.
 stored = {}
 for f in ["HLSS30_2.0/year=2024/month=05/part-0.parquet", "HLSL30_2.0/year=2024/month=05/part-0.parquet"]:
@@ -415,12 +446,18 @@ for item in search.items():
 out["mismatch"] = mismatch
 out["missing_item"] = requests.get(f"{url}/collections/HLSS30_2.0/items/nope").status_code
 bad = {}
-for q in ["bbox=1,2", "bbox=10,0,5,x", "datetime=yesterday", "datetime=2024-05-02T00:00:00Z/2024-05-01T00:00:00Z", "limit=-3", "intersects=nope"]:
+for q in ["bbox=1,2", "bbox=10,0,5,x", "bbox=-200,0,5,1", "datetime=yesterday", "datetime=2024-05-02T00:00:00Z/2024-05-01T00:00:00Z", "limit=-3", "intersects=nope", "filter=nope%20%3C%203", "filter=eo%3Acloud_cover%20%3C"]:
     r = requests.get(f"{url}/search?{q}")
     body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
     bad[q] = [r.status_code, sorted(body)]
 r = requests.post(f"{url}/search", data="{not json", headers={"content-type": "application/json"})
 bad["post"] = [r.status_code, sorted(r.json())]
+r = requests.post(f"{url}/search", json={"filter-lang": "cql2-json", "filter": {"op": "<", "args": [{"property": "nope"}, 3]}})
+bad["post filter"] = [r.status_code, sorted(r.json())]
+r = requests.post(f"{url}/search", json={"bbox": [-200, 0, 5, 1]})
+bad["post bbox"] = [r.status_code, sorted(r.json())]
+r = requests.get(f"{url}/collections/HLSS30_2.0/items?filter=nope%20%3C%203")
+bad["items filter"] = [r.status_code, sorted(r.json())]
 out["bad"] = bad
 print(json.dumps(out))
 "#;
@@ -459,8 +496,276 @@ async fn serve_answers_pystac_client_with_what_duckdb_finds() {
     let post: Vec<String> = serde_json::from_value(got["post_ids"].clone()).unwrap();
     assert_eq!(post.iter().cloned().collect::<BTreeSet<_>>(), expected);
     assert_eq!(got["mismatch"], json!([]));
+    assert_eq!(got["filter_conformance"], json!(true));
+    assert!(
+        got["queryables"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("eo:cloud_cover"))
+    );
+    let expected = duckdb_ids(
+        &cache,
+        &json!({"bbox": [-100.0, 30.0, -80.0, 50.0], "start": "2024-05-01T00:00:00Z", "end": "2024-05-31T23:59:59Z", "max_cloud_cover": 40.0, "collections": ["HLSS30_2.0"]}),
+    );
+    assert!(expected.len() > 4, "{expected:?}");
+    for key in ["filter_get_ids", "filter_post_ids"] {
+        let ids: Vec<String> = serde_json::from_value(got[key].clone()).unwrap();
+        let set: BTreeSet<String> = ids.iter().cloned().collect();
+        assert_eq!(set.len(), ids.len(), "{key}: an item on two pages");
+        assert_eq!(set, expected, "{key}");
+    }
     assert_eq!(got["missing_item"], json!(404));
     for (q, answer) in got["bad"].as_object().unwrap() {
         assert_eq!(answer, &json!([400, ["code", "description"]]), "{q}");
     }
+}
+
+/// A CQL2 filter (as `search --filter`) and the reference's conditions for the same items.
+fn filter_cases() -> Vec<(Value, Value)> {
+    let cc = r#""eo:cloud_cover""#;
+    vec![
+        (
+            json!("eo:cloud_cover < 7"),
+            json!({"sql": format!("{cc} < 7")}),
+        ),
+        (
+            json!(
+                "eo:cloud_cover between 10 and 12 and datetime >= TIMESTAMP('2024-05-09T00:00:00Z')"
+            ),
+            json!({"sql": format!("{cc} between 10 and 12 and datetime >= TIMESTAMPTZ '2024-05-09T00:00:00Z'")}),
+        ),
+        (
+            json!("not (eo:cloud_cover >= 3) or id = 'HLS.L30.T11ABC.2024153T000010.v2.0'"),
+            json!({"sql": format!("not ({cc} >= 3) or id = 'HLS.L30.T11ABC.2024153T000010.v2.0'")}),
+        ),
+        (
+            json!("collection = 'HLSL30_2.0' and eo:cloud_cover in (1, 50, 99)"),
+            json!({"sql": format!("collection = 'HLSL30_2.0' and {cc} in (1, 50, 99)")}),
+        ),
+        (
+            json!(
+                "t_intersects(datetime, INTERVAL('2024-05-08T00:00:00Z', '2024-05-08T00:30:00Z'))"
+            ),
+            json!({"start": "2024-05-08T00:00:00Z", "end": "2024-05-08T00:30:00Z"}),
+        ),
+        (
+            json!("s_intersects(geometry, BBOX(10, 40, 20, 50)) and eo:cloud_cover <= 60"),
+            json!({"bbox": [10.0, 40.0, 20.0, 50.0], "sql": format!("{cc} <= 60")}),
+        ),
+        // Across the antimeridian's neighbours and the poles-ward tiles.
+        (
+            json!(
+                "s_intersects(geometry, BBOX(179.5, -90, 180, 90)) or s_intersects(geometry, BBOX(-180, 81.5, 180, 90))"
+            ),
+            json!({"sql": "(bbox.xmin <= 180 and bbox.xmax >= 179.5) or bbox.ymax >= 81.5", "shapely": "box(179.5, -90, 180, 90).union(box(-180, 81.5, 180, 90))"}),
+        ),
+        (
+            json!({"op": "<=", "args": [{"property": "eo:cloud_cover"}, 2]}),
+            json!({"sql": format!("{cc} <= 2")}),
+        ),
+        (
+            json!("platform = 'sentinel-2b' and eo:cloud_cover = 40 and view:sun_azimuth > 100"),
+            json!({"sql": format!("platform = 'sentinel-2b' and {cc} = 40 and \"view:sun_azimuth\" > 100")}),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_filter_equals_duckdb_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = build_cache(dir.path()).await;
+    let mut sizes = Vec::new();
+    for (filter, reference) in filter_cases() {
+        let expected = duckdb_ids(&cache, &reference);
+        let (found, _) = search_ids(&cache, &json!({ "filter": filter }));
+        assert_eq!(found, expected, "filter {filter}");
+        sizes.push(expected.len());
+    }
+    // Not vacuous: every filter finds some items, none finds them all.
+    let all = duckdb_ids(&cache, &json!({})).len();
+    assert!(
+        sizes.iter().all(|&n| n > 0 && n < all),
+        "{sizes:?} of {all}"
+    );
+    // The bounds a filter implies prune: a datetime in May skips June's partition.
+    let out = hls_flow()
+        .args(["search", "--output"])
+        .arg(&cache)
+        .args([
+            "--filter",
+            "datetime >= TIMESTAMP('2024-05-08T00:00:00Z') and datetime <= TIMESTAMP('2024-05-08T23:00:00Z') and eo:cloud_cover < 2",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("in 2 of 3 partitions"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_serve_read_the_output_of_a_state_file() {
+    use hls_flow::engine::checkpoint::sqlite::StateStore;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = build_cache(dir.path()).await;
+    let state = dir.path().join("state.sqlite");
+    StateStore::open_exclusive(&state)
+        .unwrap()
+        .set_meta("output", cache.to_str().unwrap())
+        .unwrap();
+    let search = |source: &[&std::ffi::OsStr]| {
+        hls_flow()
+            .arg("search")
+            .args(source)
+            .args([
+                "--bbox=-100,30,-80,50",
+                "--datetime",
+                "2024-05-01/2024-05-07",
+            ])
+            .output()
+            .unwrap()
+    };
+    let by_output = search(&["--output".as_ref(), cache.as_os_str()]);
+    let by_state = search(&["--state".as_ref(), state.as_os_str()]);
+    assert!(
+        by_state.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_state.stderr)
+    );
+    assert!(!by_output.stdout.is_empty());
+    assert_eq!(by_state.stdout, by_output.stdout);
+
+    let server = serve_with(&["--state".as_ref(), state.as_os_str()], &[]);
+    let page: Value = reqwest::get(format!(
+        "{}/search?ids=HLS.S30.T08ABC.2024128T000007.v2.0",
+        server.url
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        page["features"][0]["id"],
+        json!("HLS.S30.T08ABC.2024128T000007.v2.0")
+    );
+    drop(server);
+
+    let both = search(&[
+        "--output".as_ref(),
+        cache.as_os_str(),
+        "--state".as_ref(),
+        state.as_os_str(),
+    ]);
+    one_line_error(&both, 2, "not both");
+    one_line_error(&search(&[]), 2, "--state S");
+    let empty = dir.path().join("empty.sqlite");
+    drop(StateStore::open_exclusive(&empty).unwrap());
+    one_line_error(
+        &search(&["--state".as_ref(), empty.as_os_str()]),
+        2,
+        "records no output",
+    );
+    let nowhere = dir.path().join("nowhere.sqlite");
+    one_line_error(
+        &search(&["--state".as_ref(), nowhere.as_os_str()]),
+        2,
+        "no such file",
+    );
+    assert!(!nowhere.exists());
+    let out = hls_flow()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    one_line_error(&out, 2, "--state S");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_serve_answer_from_s3_as_from_the_local_copy() {
+    use crate::common::Moto;
+    use object_store::{ObjectStoreExt, PutPayload};
+    let dir = tempfile::tempdir().unwrap();
+    let cache = build_cache(dir.path()).await;
+    let moto = Moto::start();
+    moto.create_bucket("cache");
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name("cache")
+        .with_endpoint(&moto.endpoint)
+        .with_allow_http(true)
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .with_region("us-east-1")
+        .build()
+        .unwrap();
+    let mut stack = vec![cache.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(&cache).unwrap().to_str().unwrap();
+                let key = object_store::path::Path::from(format!("hls/{rel}"));
+                store
+                    .put(&key, PutPayload::from(std::fs::read(&path).unwrap()))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let env = moto.env();
+    let search = |output: &std::ffi::OsStr, args: &[&str]| {
+        let out = hls_flow()
+            .args(["search", "--output"])
+            .arg(output)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let s3 = std::ffi::OsString::from("s3://cache/hls");
+    let filters: [&[&str]; 4] = [
+        &[
+            "--bbox=-100,30,-80,50",
+            "--datetime",
+            "2024-05-01/2024-05-07",
+        ],
+        &[
+            "--ids",
+            "HLS.S30.T08ABC.2024128T000007.v2.0,HLS.L30.T11ABC.2024153T000010.v2.0",
+        ],
+        &[
+            "--filter",
+            "eo:cloud_cover < 3 and collection = 'HLSL30_2.0'",
+        ],
+        &["--bbox=179.95,-90,180,90"],
+    ];
+    for args in filters {
+        let local = search(cache.as_os_str(), args);
+        assert!(!local.is_empty(), "{args:?}");
+        assert_eq!(search(&s3, args), local, "{args:?}");
+    }
+    // serve over S3 answers as over the folder.
+    let query =
+        "/search?bbox=-100,30,-80,50&datetime=2024-05-01T00:00:00Z/2024-05-07T23:59:59Z&limit=1000";
+    let ids = |url: String| async move {
+        let page: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        page["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let remote = serve_with(&["--output".as_ref(), s3.as_os_str()], &env);
+    let from_s3 = ids(format!("{}{query}", remote.url)).await;
+    let local = serve(&cache);
+    let from_folder = ids(format!("{}{query}", local.url)).await;
+    assert!(!from_folder.is_empty());
+    assert_eq!(from_s3, from_folder);
 }

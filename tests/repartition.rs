@@ -5,16 +5,19 @@ use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use hls_flow::Collection;
 use hls_flow::period::Month;
 use hls_flow::source::hls::{GranuleMeta, to_stac_item};
-use hls_flow::write::geoparquet::writer_options;
+use hls_flow::write::geoparquet::{BatchWriter, ItemRow, WriterKind, writer_options};
 use hls_flow::write::output::Output;
+use hls_flow::write::recent::{Decoded, RecentFiles};
 use hls_flow::write::repartition::hilbert::bbox_key;
 use hls_flow::write::repartition::{
     RepartitionOptions, discover_daily, partition_path, repartition_month,
 };
+use object_store::ObjectStoreExt;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
 
 /// A granule of `collection` on `day`, number `i`, somewhere on the globe.
 fn granule(collection: Collection, day: NaiveDate, i: u32) -> GranuleMeta {
@@ -501,4 +504,103 @@ fn repartition_cli_writes_hive_partitions_and_needs_overwrite_to_replace() {
 
 fn may() -> Month {
     Month::new(2024, 5).unwrap()
+}
+
+/// Writes `items` as the harvest does (the fixed-schema writer, rows in (datetime, id)
+/// order) and publishes the file as the daily file of `day`; returns its path and the rows
+/// the writer kept decoded.
+async fn harvest_like(
+    out: &Output,
+    collection: Collection,
+    day: NaiveDate,
+    items: Vec<stac::Item>,
+) -> (object_store::path::Path, Option<Decoded>) {
+    let mut writer = BatchWriter::start(format!("{day}"), None, WriterKind::Fast(collection));
+    let rows = items
+        .iter()
+        .map(|item| ItemRow::Json {
+            json: serde_json::to_vec(item).unwrap().into(),
+            key: None,
+        })
+        .collect();
+    writer.write(rows).await.unwrap();
+    let finished = writer.finish().await.unwrap().unwrap();
+    let dest = out.daily_path("", collection, day);
+    out.publish(&finished.data, &dest).await.unwrap();
+    (dest, finished.decoded)
+}
+
+/// A month's repartition that takes small daily files decoded from the process's
+/// `RecentFiles` (as `run` does) writes the very bytes of one that reads every file; a file
+/// replaced since it was kept is read from the output, not taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_files_kept_decoded_give_the_partition_read_from_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daily = Output::parse(tmp.path().join("daily").to_str().unwrap()).unwrap();
+    let c = Collection::Hlss30;
+    let recent = Arc::new(RecentFiles::default());
+    let mut paths = Vec::new();
+    for d in [1, 2, 9, 30] {
+        let (dest, decoded) = harvest_like(
+            &daily,
+            c,
+            day(d),
+            items(c, day(d), 0..8 + d, Variant::Usual),
+        )
+        .await;
+        let decoded = decoded.expect("a small day's rows are kept");
+        assert_eq!(decoded.rows(), u64::from(8 + d));
+        let meta = daily.store().head(&dest).await.unwrap();
+        recent.keep(daily.show(&dest), &meta, decoded);
+        paths.push(dest);
+    }
+    // Day 9 is harvested again (other items) after its first file was kept: the kept rows
+    // are no longer the file's.
+    let (_, _) = harvest_like(
+        &daily,
+        c,
+        day(9),
+        items(c, day(9), 100..104, Variant::Drift),
+    )
+    .await;
+    assert_eq!(recent.len(), 4);
+
+    let kept_out = Output::parse(tmp.path().join("kept").to_str().unwrap()).unwrap();
+    let options = RepartitionOptions {
+        recent: Some(recent.clone()),
+        ..Default::default()
+    };
+    let kept = repartition_month(&daily, &paths, &kept_out, c, may(), &options)
+        .await
+        .unwrap();
+    assert_eq!((kept.inputs, kept.inputs_kept), (4, 3), "day 9 was read");
+    assert!(recent.is_empty(), "every kept file was taken");
+
+    let read_out = Output::parse(tmp.path().join("read").to_str().unwrap()).unwrap();
+    let read = repartition_month(&daily, &paths, &read_out, c, may(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!((read.inputs, read.inputs_kept), (4, 0));
+    assert_eq!(kept.rows, 9 + 10 + 4 + 38);
+    assert_eq!(kept.rows, read.rows);
+    let kept_bytes = kept_out
+        .store()
+        .get(&kept.path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let read_bytes = read_out
+        .store()
+        .get(&read.path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        kept_bytes == read_bytes,
+        "the partitions differ byte for byte"
+    );
 }

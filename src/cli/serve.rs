@@ -3,15 +3,17 @@
 
 use super::ExitStatus;
 use super::common::CliResult;
+use crate::error::one_line;
 use crate::error::{Error, OutputProblem};
 use crate::query::Searcher;
-use crate::query::backend::CacheBackend;
+use crate::query::backend::{CacheBackend, query_of};
+use crate::query::cql::QUERYABLES;
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
 use axum::middleware::Next;
 use axum::response::Response;
-use stac::api::{GetSearch, Search};
+use stac::api::{GetItems, GetSearch, Items, Search};
 use std::net::SocketAddr;
 
 /// Serve the cache as a STAC API (landing page, conformance, collections, items, item search
@@ -19,11 +21,11 @@ use std::net::SocketAddr;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   hls-flow serve --output cache/
-  hls-flow serve --output s3://bucket/hls --bind 0.0.0.0:8080")]
+  hls-flow serve --output s3://bucket/hls --bind 0.0.0.0:8080
+  hls-flow serve --state state/hls.sqlite")]
 pub struct Args {
-    /// The output the partitions are in: a local folder or an object store URL.
-    #[arg(long, value_name = "OUT")]
-    output: String,
+    #[command(flatten)]
+    source: super::search::Source,
     /// Address to listen on (port 0: any free port; the address is printed).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
@@ -31,7 +33,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args) -> CliResult {
-    let searcher = Searcher::open(&args.output)?;
+    let (searcher, output) = args.source.open()?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|source| Error::Io {
@@ -43,7 +45,7 @@ pub async fn run(args: Args) -> CliResult {
         source,
     })?;
     let router = router(searcher, &format!("http://{addr}"))?;
-    println!("serving {} at http://{addr}/", args.output);
+    println!("serving {output} at http://{addr}/");
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -67,7 +69,87 @@ pub fn router(searcher: Searcher, root_url: &str) -> Result<axum::Router, Error>
         .description("The HLS v2.0 STAC items of an hls-flow cache");
     Ok(stac_server::routes::from_api(api.clone())
         .layer(axum::middleware::from_fn_with_state(api, get_search))
+        .layer(axum::middleware::from_fn(check_input))
         .layer(axum::middleware::map_response(error_body)))
+}
+
+/// Largest POST body read.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Searches the cache cannot answer (a bbox out of range, a filter on a property it does
+/// not have) are bad requests: a 400 with a STAC error body before the search is run, not
+/// the 500 the backend's error would be. Also answers `/queryables` with the properties a
+/// filter may use.
+async fn check_input(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    if request.method() == Method::GET && path == "/queryables" {
+        return queryables();
+    }
+    if request.method() == Method::POST && path == "/search" {
+        let (parts, body) = request.into_parts();
+        let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(b) => b,
+            Err(e) => return stac_error(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
+        };
+        // A body that is not a search: stac-server says so.
+        if let Ok(search) = serde_json::from_slice::<Search>(&bytes)
+            && let Err(e) = query_of(&search)
+        {
+            return stac_error(StatusCode::BAD_REQUEST, "BadRequest", &one_line(&e));
+        }
+        return next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
+    }
+    if request.method() == Method::GET
+        && path.starts_with("/collections/")
+        && path.ends_with("/items")
+        && let Ok(Query(items)) = Query::<GetItems>::try_from_uri(request.uri())
+        && let Ok(items) = Items::try_from(items)
+    {
+        let search = Search {
+            items,
+            ..Search::default()
+        };
+        if let Err(e) = query_of(&search) {
+            return stac_error(StatusCode::BAD_REQUEST, "BadRequest", &one_line(&e));
+        }
+    }
+    next.run(request).await
+}
+
+/// The JSON schema of the properties a filter may use.
+fn queryables() -> Response {
+    let properties: serde_json::Map<String, serde_json::Value> = QUERYABLES
+        .iter()
+        .map(|name| {
+            let schema = match *name {
+                "eo:cloud_cover" | "view:sun_azimuth" | "view:azimuth" => {
+                    serde_json::json!({"type": "number"})
+                }
+                "proj:epsg" => serde_json::json!({"type": "integer"}),
+                "geometry" => {
+                    serde_json::json!({"$ref": "https://geojson.org/schema/Geometry.json"})
+                }
+                "datetime" | "start_datetime" | "end_datetime" => {
+                    serde_json::json!({"type": "string", "format": "date-time"})
+                }
+                _ => serde_json::json!({"type": "string"}),
+            };
+            (name.to_string(), schema)
+        })
+        .collect();
+    let body = serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2019-09/schema",
+        "type": "object",
+        "title": "Queryables of the hls-flow cache",
+        "properties": properties,
+        "additionalProperties": false,
+    });
+    Response::builder()
+        .header(CONTENT_TYPE, "application/schema+json")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_default()
 }
 
 type CacheApi = stac_server::Api<CacheBackend>;
@@ -91,6 +173,9 @@ async fn get_search(State(api): State<CacheApi>, request: Request, next: Next) -
         Ok(s) => s,
         Err(e) => return stac_error(StatusCode::BAD_REQUEST, "BadRequest", &e),
     };
+    if let Err(e) = query_of(&search) {
+        return stac_error(StatusCode::BAD_REQUEST, "BadRequest", &one_line(&e));
+    }
     let mut page = match api.search(search, Method::POST).await {
         Ok(page) => page,
         Err(e) => {

@@ -17,7 +17,9 @@ use crate::progress::{Progress, UnitBar};
 use crate::write::geoparquet::row_count;
 use crate::write::harvest::{HarvestSettings, Harvester, Source};
 use crate::write::output::Output;
+use crate::write::recent::RecentFiles;
 use chrono::NaiveDate;
+use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjPath;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -92,6 +94,9 @@ pub struct Pipeline {
     missing_optional: Mutex<HashMap<String, u64>>,
     /// The executor of changes tasks (`sync`).
     changes: Option<crate::engine::sync::ChangesQuery>,
+    /// Small daily files just written, kept decoded for their month's repartition (when
+    /// the run has repartition tasks).
+    recent: Option<Arc<RecentFiles>>,
 }
 
 impl Pipeline {
@@ -112,7 +117,15 @@ impl Pipeline {
             skip_existing: cfg.skip_existing,
             missing_optional: Mutex::default(),
             changes: None,
+            recent: None,
         })
+    }
+
+    /// Keeps small daily files decoded for their month's repartition, which then does not
+    /// read them again ([`RecentFiles`]).
+    pub fn with_recent_files(mut self) -> Pipeline {
+        self.recent = Some(Arc::new(RecentFiles::default()));
+        self
     }
 
     /// Runs changes tasks with `q`.
@@ -149,10 +162,16 @@ impl Pipeline {
         bar: &UnitBar,
     ) -> Result<TaskOutput> {
         let dest = self.output.daily_path(&self.daily_prefix, collection, day);
-        let report = self
+        let mut report = self
             .harvester
             .harvest_day(collection, day, &self.output, &dest, bar)
             .await?;
+        if let (Some(recent), Some(decoded)) = (&self.recent, report.decoded.take()) {
+            // What the file is now, published: its month's repartition checks it still is.
+            if let Ok(meta) = self.output.store().head(&dest).await {
+                recent.keep(self.output.show(&dest), &meta, decoded);
+            }
+        }
         if report.missing_optional > 0 {
             let key = crate::engine::task::TaskSpec::harvest(collection, day).key();
             let mut map = self
@@ -196,6 +215,7 @@ impl Pipeline {
                 overwrite: true,
                 tmp_dir: self.tmp_dir.clone(),
                 progress: bar.clone(),
+                recent: self.recent.clone(),
                 ..Default::default()
             },
         )
@@ -357,7 +377,11 @@ pub(crate) async fn execute(
     cfg.tmp_dir = Some(scratch_dir(&cfg)?);
     let cfg = &cfg;
     let changes = crate::engine::sync::ChangesQuery::new(state.clone(), cfg)?;
-    let pipeline = Arc::new(Pipeline::new(cfg, output)?.with_changes(changes));
+    let pipeline = Arc::new(
+        Pipeline::new(cfg, output)?
+            .with_changes(changes)
+            .with_recent_files(),
+    );
     let run_id = state.start_run(command)?;
     let progress = Progress::new(cfg.show_progress, pending as u64, "tasks");
     let result = run_tasks(

@@ -5,6 +5,7 @@
 //! partitions', then the file's). A search reads its partitions again from the listing on
 //! every request, so a `sync` that publishes a month is seen by the next request.
 
+use super::cql::Cql2Filter;
 use super::filter::Query;
 use super::reader::{SearchOptions, Searcher};
 use crate::collection::Collection;
@@ -74,6 +75,10 @@ pub fn query_of(search: &Search) -> Result<Option<Query>, crate::error::Error> {
         q = q.with_datetime(d)?;
     }
     q.ids = search.ids.iter().cloned().collect::<BTreeSet<_>>();
+    if let Some(f) = &search.items.filter {
+        // Last: the bounds it implies narrow those set above.
+        q = q.with_filter(Cql2Filter::from_stac(f)?);
+    }
     Ok(Some(q))
 }
 
@@ -215,6 +220,6 @@ impl Backend for CacheBackend {
     }
 
     fn has_filter(&self) -> bool {
-        false
+        true
     }
 }

@@ -1,6 +1,7 @@
 //! What a search asks for, and the row-level tests: on the filter columns of a record batch,
 //! then on each kept item's footprint (exact intersection).
 
+use super::cql::Cql2Filter;
 use crate::collection::Collection;
 use crate::error::{BboxProblem, DateProblem, Error, Result};
 use arrow_array::cast::AsArray;
@@ -29,6 +30,9 @@ pub struct Query {
     pub max_cloud_cover: Option<f64>,
     /// The MGRS tile, as in the id (`T15TWN`).
     pub tile: Option<String>,
+    /// A CQL2 filter every match satisfies (set it with [`Query::with_filter`], which also
+    /// narrows the other conditions by what it implies).
+    pub filter: Option<Cql2Filter>,
 }
 
 impl Query {
@@ -105,6 +109,18 @@ impl Query {
         self.start = start;
         self.end = end;
         Ok(self)
+    }
+
+    /// Adds a CQL2 filter, and the bounds it implies ([`Cql2Filter::narrow`]).
+    pub fn with_filter(mut self, filter: Cql2Filter) -> Query {
+        filter.narrow(&mut self);
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Whether an item (as JSON) satisfies the CQL2 filter, if there is one.
+    pub fn filter_matches(&self, item: &Map<String, Value>) -> Result<bool> {
+        self.filter.as_ref().map_or(Ok(true), |f| f.matches(item))
     }
 
     /// The query geometry's bbox `[W, S, E, N]`, if there is a geometry.

@@ -11,6 +11,9 @@
 //!   read are filtered on the filter columns first (a parquet `RowFilter`, so that other
 //!   columns are decoded only for the rows kept), then by the exact intersection of their
 //!   footprint with the query geometry (`geo`), not only by bbox;
+//! - CQL2 filters ([`cql`]): evaluated on each item that passes the tests above, the
+//!   bounds on `eo:cloud_cover`, `datetime` and the footprint that their simple conjuncts
+//!   imply pushed into the query first (so into the pruning and the row filter);
 //! - a consistent read of each partition ([`reader`]): every range of a file is read with
 //!   `If-Match` on the ETag it had when the search opened it, so that a search sees the old
 //!   or the new month after a `sync`, never parts of both (a search that loses the race
@@ -18,10 +21,12 @@
 //! - the stac-server backend ([`backend`]) that `serve` puts behind rustac's STAC API routes.
 
 pub mod backend;
+pub mod cql;
 pub mod filter;
 pub mod partitions;
 pub mod prune;
 pub mod reader;
 
+pub use cql::Cql2Filter;
 pub use filter::Query;
 pub use reader::{SearchOptions, SearchStats, Searcher};

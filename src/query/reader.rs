@@ -16,7 +16,7 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -184,7 +184,10 @@ impl Searcher {
         if let Some(m) = self.lock().get(&key) {
             return Ok(m.clone());
         }
-        let meta = ArrowReaderMetadata::load_async(reader, ArrowReaderOptions::new())
+        // With the offset index (where the pages are): a row selection reads only the pages
+        // it touches. Files written without one are read whole, as before.
+        let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
+        let meta = ArrowReaderMetadata::load_async(reader, options)
             .await
             .map_err(|e| self.read_error(p, e))?;
         let mut footers = self.lock();
@@ -241,7 +244,7 @@ impl Searcher {
             let batch = batch.map_err(|e| self.read_error(p, e))?;
             stats.candidates += batch.num_rows();
             for item in self.to_items(p, batch)? {
-                if q.footprint_matches(&item) && !f(item, stats)? {
+                if q.footprint_matches(&item) && q.filter_matches(&item)? && !f(item, stats)? {
                     return Ok(());
                 }
             }
@@ -322,12 +325,17 @@ impl AsyncFileReader for SnapshotReader {
 
     fn get_metadata<'a>(
         &'a mut self,
-        _options: Option<&'a ArrowReaderOptions>,
+        options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
             let size = self.size;
+            let policy = |p: fn(&ArrowReaderOptions) -> PageIndexPolicy| {
+                options.map_or(PageIndexPolicy::Skip, p)
+            };
             let meta = ParquetMetaDataReader::new()
                 .with_prefetch_hint(Some(64 * 1024))
+                .with_offset_index_policy(policy(ArrowReaderOptions::offset_index_policy))
+                .with_column_index_policy(policy(ArrowReaderOptions::column_index_policy))
                 .load_and_finish(self, size)
                 .await?;
             Ok(Arc::new(meta))

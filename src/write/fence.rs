@@ -25,6 +25,11 @@ pub async fn fenced<F: Future>(fence: Arc<dyn Fence>, fut: F) -> F::Output {
     FENCE.scope(fence, fut).await
 }
 
+/// Whether the current task runs inside [`fenced`].
+pub fn is_active() -> bool {
+    FENCE.try_with(|_| ()).is_ok()
+}
+
 /// Checks the current attempt's fence, if it runs inside [`fenced`].
 pub async fn check(dest: &Path) -> Result<()> {
     match FENCE.try_with(Arc::clone) {

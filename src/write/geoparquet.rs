@@ -28,6 +28,9 @@ pub struct FinishedFile {
     pub data: Scratched,
     /// Rows written.
     pub rows: u64,
+    /// The rows as written, for a small file of the fixed-schema writer
+    /// ([`RecentFiles`](crate::write::recent::RecentFiles)).
+    pub decoded: Option<crate::write::recent::Decoded>,
 }
 
 /// Which writer turns items into stac-geoparquet.
@@ -183,7 +186,7 @@ fn write_sorted(
     // A batch is a whole row group: its column writers (and their zstd contexts) live only
     // while it is encoded.
     let options = HlsWriterOptions::default()
-        .with_compression(crate::write::parquet::compression_for(rows.len() as u64))
+        .with_rows(rows.len() as u64)
         .with_max_row_group_row_count(FAST_ROW_GROUP_SIZE)
         .with_batch_rows(FAST_ROW_GROUP_SIZE);
     let mut w = HlsGeoparquetWriter::with_bounds(
@@ -193,6 +196,9 @@ fn write_sorted(
         bounds,
     )
     .map_err(|e| werr(WriteError::Hls(e)))?;
+    if rows.len() <= crate::write::recent::RecentFiles::MAX_FILE_ROWS {
+        w.keep_batches();
+    }
     let mut reader = spilled.ranges().map_err(|e| werr(WriteError::Spill(e)))?;
     let mut json = Vec::new();
     for row in &rows {
@@ -210,13 +216,12 @@ fn write_sorted(
             Err(e) => return Err(werr(WriteError::Hls(e))),
         }
     }
-    let (out, stats) = w
-        .finish_into_inner()
-        .map_err(|e| werr(WriteError::Hls(e)))?;
+    let (out, stats, decoded) = w.finish_decoded().map_err(|e| werr(WriteError::Hls(e)))?;
     let data = out.finish().map_err(|e| werr(WriteError::TempFile(e)))?;
     Ok(Some(FinishedFile {
         data,
         rows: stats.items,
+        decoded,
     }))
 }
 
@@ -265,9 +270,11 @@ fn replay(
         Scratch::new(tmp_dir.clone()),
         inference,
         &collections,
-        crate::write::parquet::writer_properties_builder(DEFAULT_ROW_GROUP_SIZE)
-            .set_compression(crate::write::parquet::compression_for(rows.len() as u64))
-            .build(),
+        crate::write::parquet::for_rows(
+            crate::write::parquet::writer_properties_builder(DEFAULT_ROW_GROUP_SIZE),
+            rows.len() as u64,
+        )
+        .build(),
     )
     .map_err(gerr)?;
     for row in rows {
@@ -283,6 +290,7 @@ fn replay(
     Ok(Some(FinishedFile {
         data,
         rows: written,
+        decoded: None,
     }))
 }
 

@@ -68,6 +68,9 @@ pub struct WindowReport {
     pub published: bool,
     /// Optional ECHO10 attributes that were missing (their item fields are left out).
     pub missing_optional: u64,
+    /// The published file's rows as written, when the file is small
+    /// ([`RecentFiles`](crate::write::recent::RecentFiles)).
+    pub decoded: Option<crate::write::recent::Decoded>,
 }
 
 /// Harvests windows of CMR granules into files.
@@ -463,6 +466,7 @@ impl Harvester {
             outside: listing.outside,
             bytes: 0,
             published: false,
+            decoded: None,
         };
         if let Some(f) = finished {
             if f.rows != written {
@@ -476,6 +480,7 @@ impl Harvester {
             }
             report.bytes = output.publish(&f.data, dest).await?;
             report.published = true;
+            report.decoded = f.decoded;
         }
         Ok(report)
     }

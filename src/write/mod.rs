@@ -10,7 +10,8 @@
 //! - [`stac_arrow`]: the generic writer, for items of any shape;
 //! - [`repartition`]: a month of daily files into one spatially sorted hive partition;
 //! - [`output`]: local folders and object stores, with files published in one step;
-//! - [`scratch`]: a file being written, in memory while small, then in the scratch folder.
+//! - [`scratch`]: a file being written, in memory while small, then in the scratch folder;
+//! - [`recent`]: small daily files just written, kept decoded for their month's repartition.
 
 pub mod fence;
 pub mod geoparquet;
@@ -19,6 +20,7 @@ pub mod hls_arrow;
 pub mod metadata;
 pub mod output;
 pub mod parquet;
+pub mod recent;
 pub mod repartition;
 pub mod scratch;
 pub mod stac_arrow;

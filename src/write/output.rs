@@ -407,16 +407,10 @@ impl Output {
     pub async fn publish(&self, data: &Scratched, dest: &Path) -> Result<u64> {
         match data {
             Scratched::Memory(bytes) if self.local.is_some() => {
-                let (staged, size) = self.stage_locally(Staging::Bytes(bytes), dest).await?;
-                if let Err(e) = crate::write::fence::check(dest).await {
-                    self.unstage_locally(&staged).await;
-                    return Err(e);
-                }
-                let target = self.local_path(dest)?;
-                let renamed = tokio::fs::rename(&staged, &target).await;
-                self.unstage_locally(&staged).await;
-                renamed.map_err(|e| Error::io(target.display(), e))?;
-                Ok(size)
+                let placed = self
+                    .place_locally(Staging::Bytes(bytes.clone()), dest, Placing::Replace)
+                    .await?;
+                Ok(placed.unwrap_or_default())
             }
             Scratched::Memory(bytes) if bytes.len() <= self.part_size => {
                 crate::write::fence::check(dest).await?;
@@ -459,16 +453,10 @@ impl Output {
     /// it is in progress). Returns the size written.
     pub async fn publish_file(&self, local: &std::path::Path, dest: &Path) -> Result<u64> {
         if self.local.is_some() {
-            let (staged, size) = self.stage_locally(Staging::File(local), dest).await?;
-            if let Err(e) = crate::write::fence::check(dest).await {
-                self.unstage_locally(&staged).await;
-                return Err(e);
-            }
-            let target = self.local_path(dest)?;
-            let renamed = tokio::fs::rename(&staged, &target).await;
-            self.unstage_locally(&staged).await;
-            renamed.map_err(|e| Error::io(target.display(), e))?;
-            return Ok(size);
+            let placed = self
+                .place_locally(Staging::File(local.to_path_buf()), dest, Placing::Replace)
+                .await?;
+            return Ok(placed.unwrap_or_default());
         }
         crate::write::fence::check(dest).await?;
         let mut file = tokio::fs::File::open(local)
@@ -521,15 +509,18 @@ impl Output {
         Ok(size)
     }
 
-    /// Copies `from` into a staging file of this (local) output, beside nothing a reader
-    /// looks at: `.hls-flow/staging/OWNER/TOKEN-NAME`, on the output's file system so that
-    /// it can be renamed or linked to `dest`, whose folder it makes. Returns the staged file
-    /// and its size.
-    async fn stage_locally(
+    /// Places `from` at `dest` of this (local) output in one step, through a staging copy
+    /// beside nothing a reader looks at (`.hls-flow/staging/OWNER/TOKEN-NAME`, on the
+    /// output's file system): the copy is made, then renamed to `dest` (replacing it) or
+    /// linked there (create-only: `None` if `dest` exists, which is left untouched). The
+    /// folders are made and the staging copy removed whatever happens; all of it is one
+    /// blocking call. Returns the size placed.
+    async fn place_locally(
         &self,
-        from: Staging<'_>,
+        from: Staging,
         dest: &Path,
-    ) -> Result<(std::path::PathBuf, u64)> {
+        placing: Placing,
+    ) -> Result<Option<u64>> {
         let name = dest.filename().unwrap_or("file");
         let staging = self.local_path(&self.child(&format!(
             "{LEFTOVERS_DIR}/staging/{}/{}-{name}",
@@ -537,35 +528,32 @@ impl Output {
             unique_token()
         )))?;
         let target = self.local_path(dest)?;
-        for dir in [staging.parent(), target.parent()].into_iter().flatten() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| Error::io(dir.display(), e))?;
-        }
-        let staged = match from {
-            Staging::File(local) => tokio::fs::copy(local, &staging).await.map_err(|e| {
-                let shown = format!("{} (copied to {})", local.display(), staging.display());
-                Error::io(shown, e)
-            }),
-            Staging::Bytes(bytes) => tokio::fs::write(&staging, bytes)
-                .await
-                .map(|()| bytes.len() as u64)
-                .map_err(|e| Error::io(staging.display(), e)),
+        let task = format!("publishing {}", self.show(dest));
+        let join = |source| Error::Join {
+            task: task.clone(),
+            source,
         };
-        match staged {
-            Ok(size) => Ok((staging, size)),
-            Err(e) => {
-                self.unstage_locally(&staging).await;
-                Err(e)
-            }
+        if !crate::write::fence::is_active() {
+            return tokio::task::spawn_blocking(move || {
+                let size = stage(&from, &staging)?;
+                place(&staging, &target, placing, size)
+            })
+            .await
+            .map_err(join)?;
         }
-    }
-
-    /// Removes a staging file if it is still there. Its owner's folder stays (another
-    /// publish of this process may be about to use it): the cleaning of a later command
-    /// removes it once empty.
-    async fn unstage_locally(&self, staged: &std::path::Path) {
-        let _ = tokio::fs::remove_file(staged).await;
+        // A fenced attempt checks its fence between staging and placing: the file becomes
+        // visible only if the attempt still owns its task once it is whole.
+        let staged = staging.clone();
+        let size = tokio::task::spawn_blocking(move || stage(&from, &staged))
+            .await
+            .map_err(join)??;
+        if let Err(e) = crate::write::fence::check(dest).await {
+            let _ = tokio::fs::remove_file(&staging).await;
+            return Err(e);
+        }
+        tokio::task::spawn_blocking(move || place(&staging, &target, placing, size))
+            .await
+            .map_err(join)?
     }
 
     /// A multipart upload to S3 whose id is recorded (`.hls-flow/uploads/OWNER/TOKEN`: the path,
@@ -675,19 +663,13 @@ impl Output {
         dest: &Path,
     ) -> Result<Option<u64>> {
         if self.local.is_some() {
-            let (staged, size) = self.stage_locally(Staging::File(local), dest).await?;
-            if let Err(e) = crate::write::fence::check(dest).await {
-                self.unstage_locally(&staged).await;
-                return Err(e);
-            }
-            let target = self.local_path(dest)?;
-            let linked = tokio::fs::hard_link(&staged, &target).await;
-            self.unstage_locally(&staged).await;
-            return match linked {
-                Ok(()) => Ok(Some(size)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
-                Err(e) => Err(Error::io(target.display(), e)),
-            };
+            return self
+                .place_locally(
+                    Staging::File(local.to_path_buf()),
+                    dest,
+                    Placing::CreateOnly,
+                )
+                .await;
         }
         crate::write::fence::check(dest).await?;
         let size = tokio::fs::metadata(local)
@@ -787,10 +769,77 @@ fn owner_has_ended(owner: &str) -> bool {
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// What [`Output::stage_locally`] stages: a local file, or bytes in memory.
-enum Staging<'a> {
-    File(&'a std::path::Path),
-    Bytes(&'a bytes::Bytes),
+/// What [`Output::place_locally`] stages: a local file, or bytes in memory.
+enum Staging {
+    File(std::path::PathBuf),
+    Bytes(bytes::Bytes),
+}
+
+/// How a staged local file becomes its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placing {
+    /// Renamed over it.
+    Replace,
+    /// Linked to it, only if it does not exist.
+    CreateOnly,
+}
+
+/// The first blocking step of [`Output::place_locally`]: `from` copied to `staging`. Returns
+/// its size; nothing is left at `staging` if it fails.
+fn stage(from: &Staging, staging: &std::path::Path) -> Result<u64> {
+    if let Some(dir) = staging.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    }
+    let staged = match from {
+        Staging::File(local) => std::fs::copy(local, staging).map_err(|e| {
+            let shown = format!("{} (copied to {})", local.display(), staging.display());
+            Error::io(shown, e)
+        }),
+        Staging::Bytes(bytes) => std::fs::write(staging, bytes)
+            .map(|()| bytes.len() as u64)
+            .map_err(|e| Error::io(staging.display(), e)),
+    };
+    if staged.is_err() {
+        let _ = std::fs::remove_file(staging);
+    }
+    staged
+}
+
+/// The second blocking step of [`Output::place_locally`]: the staged copy (of `size` bytes)
+/// placed at `target`. `None` if [`Placing::CreateOnly`] found `target` there already.
+fn place(
+    staging: &std::path::Path,
+    target: &std::path::Path,
+    placing: Placing,
+    size: u64,
+) -> Result<Option<u64>> {
+    let made = match target.parent() {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e)),
+        None => Ok(()),
+    };
+    let placed: Result<bool> = made.and_then(|()| {
+        let placed = match placing {
+            Placing::Replace => std::fs::rename(staging, target),
+            Placing::CreateOnly => std::fs::hard_link(staging, target),
+        };
+        match placed {
+            Ok(()) => Ok(true),
+            Err(e)
+                if placing == Placing::CreateOnly
+                    && e.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::io(target.display(), e)),
+        }
+    });
+    // A rename took the staging copy's name away; a link (or a failure) left it. Its
+    // owner's folder stays (another publish of this process may be about to use it): the
+    // cleaning of a later command removes it once empty.
+    if placing == Placing::CreateOnly || placed.is_err() {
+        let _ = std::fs::remove_file(staging);
+    }
+    Ok(placed?.then_some(size))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use super::builder::HlsBatchBuilder;
 use super::error::{HlsArrowError, Result};
 use crate::Collection;
 use crate::write::metadata;
+use crate::write::recent::Decoded;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
@@ -25,6 +26,8 @@ pub struct HlsWriterOptions {
     /// file is ~20 % larger, writing ~10 % slower, and each open writer holds up to ~1 MB
     /// of dictionary per column.
     pub dictionary: bool,
+    /// The rows the file will hold, when known ([`with_rows`](Self::with_rows)).
+    pub rows: Option<u64>,
 }
 
 impl Default for HlsWriterOptions {
@@ -34,6 +37,7 @@ impl Default for HlsWriterOptions {
             max_row_group_row_count: stac::geoparquet::DEFAULT_STAC_MAX_ROW_GROUP_ROW_COUNT,
             batch_rows: 1_000,
             dictionary: false,
+            rows: None,
         }
     }
 }
@@ -42,6 +46,14 @@ impl HlsWriterOptions {
     /// Sets the compression codec.
     pub fn with_compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// Sets the settings of a file known to hold `rows` rows, its compression among them
+    /// ([`for_rows`](crate::write::parquet::for_rows)).
+    pub fn with_rows(mut self, rows: u64) -> Self {
+        self.compression = crate::write::parquet::compression_for(rows);
+        self.rows = Some(rows);
         self
     }
 
@@ -64,7 +76,13 @@ impl HlsWriterOptions {
     }
 
     fn writer_properties(&self) -> WriterProperties {
-        crate::write::parquet::writer_properties_builder(self.max_row_group_row_count)
+        let builder =
+            crate::write::parquet::writer_properties_builder(self.max_row_group_row_count);
+        let builder = match self.rows {
+            Some(rows) => crate::write::parquet::for_rows(builder, rows),
+            None => builder,
+        };
+        builder
             .set_compression(self.compression)
             .set_dictionary_enabled(self.dictionary)
             .build()
@@ -97,6 +115,10 @@ pub struct HlsGeoparquetWriter<W: Write + Send> {
     batch_rows: usize,
     items: u64,
     batches: u64,
+    /// The schema stored in the file.
+    schema: std::sync::Arc<arrow_schema::Schema>,
+    /// The batches written, when they are kept ([`keep_batches`](Self::keep_batches)).
+    kept: Option<Vec<arrow_array::RecordBatch>>,
 }
 
 impl<W: Write + Send> std::fmt::Debug for HlsGeoparquetWriter<W> {
@@ -137,12 +159,13 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
                 (metadata::GEO_KEY, geo.as_str()),
                 (metadata::STAC_KEY, stac.as_str()),
             ]));
+        let schema = std::sync::Arc::new(schema);
         let writer = ArrowWriter::try_new(
             Counting {
                 inner: writer,
                 bytes: 0,
             },
-            std::sync::Arc::new(schema),
+            schema.clone(),
             Some(options.writer_properties()),
         )?;
         Ok(HlsGeoparquetWriter {
@@ -152,7 +175,16 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
             batch_rows: options.batch_rows.max(1),
             items: 0,
             batches: 0,
+            schema,
+            kept: None,
         })
+    }
+
+    /// Keeps the record batches written (they share their buffers with what was
+    /// encoded), so that [`finish_decoded`](Self::finish_decoded) gives the file's rows
+    /// back without decoding it.
+    pub fn keep_batches(&mut self) {
+        self.kept.get_or_insert_with(Vec::new);
     }
 
     /// Adds one item from its JSON bytes (as fetched).
@@ -187,6 +219,9 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
         }
         let batch = self.builder.finish()?;
         crate::write::parquet::encoding(|| self.writer.write(&batch))?;
+        if let Some(kept) = &mut self.kept {
+            kept.push(batch);
+        }
         self.batches += 1;
         Ok(())
     }
@@ -197,7 +232,14 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
     }
 
     /// Like [`finish`](Self::finish), and gives the underlying writer back.
-    pub fn finish_into_inner(mut self) -> Result<(W, WriteStats)> {
+    pub fn finish_into_inner(self) -> Result<(W, WriteStats)> {
+        self.finish_decoded()
+            .map(|(inner, stats, _)| (inner, stats))
+    }
+
+    /// Like [`finish_into_inner`](Self::finish_into_inner), and gives the file's rows as
+    /// written if they were kept ([`keep_batches`](Self::keep_batches)).
+    pub fn finish_decoded(mut self) -> Result<(W, WriteStats, Option<Decoded>)> {
         self.flush_batch()?;
         crate::write::parquet::encoding(|| self.writer.flush())?;
         let row_groups = self.writer.flushed_row_groups().len();
@@ -210,10 +252,16 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
         let stac =
             metadata::stac_geoparquet(&[self.collection]).map_err(HlsArrowError::Metadata)?;
         self.writer
-            .append_key_value_metadata(KeyValue::new(metadata::GEO_KEY.to_string(), geo));
+            .append_key_value_metadata(KeyValue::new(metadata::GEO_KEY.to_string(), geo.clone()));
         self.writer
-            .append_key_value_metadata(KeyValue::new(metadata::STAC_KEY.to_string(), stac));
+            .append_key_value_metadata(KeyValue::new(metadata::STAC_KEY.to_string(), stac.clone()));
         let counting = self.writer.into_inner()?;
+        let decoded = self.kept.map(|batches| Decoded {
+            schema: self.schema,
+            batches,
+            geo,
+            stac,
+        });
         Ok((
             counting.inner,
             WriteStats {
@@ -222,6 +270,7 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
                 row_groups,
                 bytes: counting.bytes,
             },
+            decoded,
         ))
     }
 }

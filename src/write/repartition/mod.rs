@@ -30,7 +30,8 @@ use crate::progress::UnitBar;
 use crate::write::geoparquet::read_metadata;
 use crate::write::metadata::{self, FileMetadata};
 use crate::write::output::Output;
-use crate::write::parquet::{DEFAULT_ROW_GROUP_SIZE, compression_for, writer_properties_builder};
+use crate::write::parquet::{DEFAULT_ROW_GROUP_SIZE, for_rows, writer_properties_builder};
+use crate::write::recent::{Decoded, RecentFiles};
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use bytes::Bytes;
@@ -58,6 +59,11 @@ pub const DEFAULT_BUCKET_BYTES: usize = 96 * 1024 * 1024;
 /// Rows buffered in memory while spilling, at most (bytes of Arrow data).
 pub const DEFAULT_SPILL_BUFFER_BYTES: usize = 128 * 1024 * 1024;
 
+/// Rows per data page of a partition, at most. With the page index (the offset index parquet
+/// writes by default), a search that keeps a few rows of a row group decodes the pages that
+/// hold them, not the whole column chunks of every column.
+pub const PAGE_ROWS: usize = 1000;
+
 /// Rows handed to the parquet encoder at a time, at most.
 const WRITE_CHUNK_ROWS: usize = 4096;
 
@@ -80,6 +86,9 @@ pub struct RepartitionOptions {
     pub tmp_dir: Option<PathBuf>,
     /// A bar counting items (read, then written).
     pub progress: UnitBar,
+    /// Daily files this process has just written, kept decoded: an input found there
+    /// (and unchanged since) is not read again.
+    pub recent: Option<Arc<RecentFiles>>,
 }
 
 impl Default for RepartitionOptions {
@@ -92,6 +101,7 @@ impl Default for RepartitionOptions {
             spill_buffer_bytes: DEFAULT_SPILL_BUFFER_BYTES,
             tmp_dir: None,
             progress: UnitBar::hidden(),
+            recent: None,
         }
     }
 }
@@ -115,6 +125,9 @@ pub struct RepartitionReport {
     pub output: String,
     /// Daily files read.
     pub inputs: usize,
+    /// Of those, the ones taken decoded from [`RepartitionOptions::recent`] rather than
+    /// read from the output.
+    pub inputs_kept: usize,
 }
 
 /// The daily files found, by (collection, month), each list sorted.
@@ -185,10 +198,27 @@ fn parse_daily(root: &Path, location: &Path) -> Option<(Collection, Month)> {
 struct Input {
     path: Path,
     shown: String,
-    /// The footer, parsed once, with the file's Arrow schema: reading the file's rows
-    /// reuses it.
-    meta: ArrowReaderMetadata,
     rows: u64,
+    rows_from: Rows,
+}
+
+/// Where an input's rows come from.
+#[derive(Debug, Clone)]
+enum Rows {
+    /// The file, whose footer was parsed once (with its Arrow schema): reading its rows
+    /// reuses it.
+    File(ArrowReaderMetadata),
+    /// The batches it was written from, kept by this process ([`RecentFiles`]).
+    Kept(Arc<Decoded>),
+}
+
+impl Rows {
+    fn schema(&self) -> &Schema {
+        match self {
+            Rows::File(meta) => meta.schema().as_ref(),
+            Rows::Kept(decoded) => decoded.schema.as_ref(),
+        }
+    }
 }
 
 /// Repartitions the daily files `inputs` of `src` (one collection, one month) into
@@ -246,6 +276,21 @@ pub async fn repartition_month(
     let mut file_meta = FileMetadata::default();
     for path in inputs {
         let input_shown = src.show(path);
+        if let Some(decoded) = kept(options, src, path, &input_shown).await {
+            file_meta
+                .add(Some(&decoded.geo), Some(&decoded.stac))
+                .map_err(|reason| Error::Read {
+                    path: input_shown.clone(),
+                    source: ReadError::Metadata(reason),
+                })?;
+            files.push(Input {
+                path: path.clone(),
+                shown: input_shown,
+                rows: decoded.rows(),
+                rows_from: Rows::Kept(decoded),
+            });
+            continue;
+        }
         let meta = read_metadata(src, path).await?.ok_or_else(|| Error::Read {
             path: input_shown.clone(),
             source: ReadError::NotFound,
@@ -271,16 +316,16 @@ pub async fn repartition_month(
         files.push(Input {
             path: path.clone(),
             shown: input_shown,
-            meta,
             rows,
+            rows_from: Rows::File(meta),
         });
     }
     file_meta.add_collection(collection);
     let mut merged: Option<Schema> = None;
     for f in &files {
         let next = match &merged {
-            None => schema::merge_schemas([f.meta.schema().as_ref()]),
-            Some(m) => schema::merge_schemas([m, f.meta.schema().as_ref()]),
+            None => schema::merge_schemas([f.rows_from.schema()]),
+            Some(m) => schema::merge_schemas([m, f.rows_from.schema()]),
         };
         merged = Some(next.map_err(|c| Error::SchemaConflict {
             path: f.shown.clone(),
@@ -307,7 +352,7 @@ pub async fn repartition_month(
         shown: shown.clone(),
         inputs: files
             .iter()
-            .map(|f| (f.shown.clone(), f.rows, f.meta.clone()))
+            .map(|f| (f.shown.clone(), f.rows, f.rows_from.clone()))
             .collect(),
         schema,
         key_values: file_meta.key_values(),
@@ -315,7 +360,10 @@ pub async fn repartition_month(
         dir: tmp.path().to_path_buf(),
     };
     let worker = tokio::task::spawn_blocking(move || job.run(rx));
-    for f in &files {
+    for f in files
+        .iter()
+        .filter(|f| matches!(f.rows_from, Rows::File(_)))
+    {
         let bytes = match src.store().get(&f.path).await {
             Ok(r) => r.bytes().await.map_err(|e| Error::store(&f.shown, e)),
             Err(e) => Err(Error::store(&f.shown, e)),
@@ -344,11 +392,16 @@ pub async fn repartition_month(
             })?
     };
     drop(tmp);
+    let inputs_kept = files
+        .iter()
+        .filter(|f| matches!(f.rows_from, Rows::Kept(_)))
+        .count();
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
-        "{shown}: {} items from {} daily files in {} row groups, {bytes} bytes, {secs:.1} s ({:.0} items/s)",
+        "{shown}: {} items from {} daily files ({} of them kept decoded) in {} row groups, {bytes} bytes, {secs:.1} s ({:.0} items/s)",
         written.rows,
         files.len(),
+        inputs_kept,
         written.row_groups,
         written.rows as f64 / secs.max(1e-9),
     );
@@ -361,14 +414,29 @@ pub async fn repartition_month(
         path: dest,
         output: shown,
         inputs: files.len(),
+        inputs_kept,
     })
+}
+
+/// The rows of the input `path` as this process wrote them, if they are kept and the file
+/// is still the one written.
+async fn kept(
+    options: &RepartitionOptions,
+    src: &Output,
+    path: &Path,
+    shown: &str,
+) -> Option<Arc<Decoded>> {
+    let recent = options.recent.as_ref()?;
+    let meta = src.store().head(path).await.ok()?;
+    recent.take(shown, &meta)
 }
 
 /// The blocking part of one month's repartition.
 struct Job {
     shown: String,
-    /// Display name, row count and footer of each input, in the order their bytes arrive.
-    inputs: Vec<(String, u64, ArrowReaderMetadata)>,
+    /// Display name, row count and rows of each input, in order; the bytes of those read
+    /// from their files arrive in that order.
+    inputs: Vec<(String, u64, Rows)>,
     schema: SchemaRef,
     key_values: Vec<(String, String)>,
     options: RepartitionOptions,
@@ -413,21 +481,28 @@ impl Job {
         );
         let mut seen: HashMap<Box<str>, u32> = HashMap::new();
         let mut rows_in = 0u64;
-        for (index, (shown, rows, meta)) in self.inputs.iter().enumerate() {
-            let bytes = rx
-                .blocking_recv()
-                .ok_or_else(|| self.fail(RepartitionProblem::InputsStopped))??;
+        for (index, (shown, rows, rows_from)) in self.inputs.iter().enumerate() {
             let read_err = |source: ReadError| Error::Read {
                 path: shown.clone(),
                 source,
             };
-            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta.clone())
-                .with_batch_size(self.options.batch_size)
-                .build()
-                .map_err(|e| read_err(ReadError::Parquet(e)))?;
+            let batches: Box<dyn Iterator<Item = Result<RecordBatch>>> = match rows_from {
+                Rows::Kept(decoded) => Box::new(decoded.batches.iter().cloned().map(Ok)),
+                Rows::File(meta) => {
+                    let bytes = rx
+                        .blocking_recv()
+                        .ok_or_else(|| self.fail(RepartitionProblem::InputsStopped))??;
+                    let reader =
+                        ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta.clone())
+                            .with_batch_size(self.options.batch_size)
+                            .build()
+                            .map_err(|e| read_err(ReadError::Parquet(e)))?;
+                    Box::new(reader.map(|b| b.map_err(|e| read_err(ReadError::Arrow(e)))))
+                }
+            };
             let mut file_rows = 0u64;
-            for batch in reader {
-                let batch = batch.map_err(|e| read_err(ReadError::Arrow(e)))?;
+            for batch in batches {
+                let batch = batch?;
                 let batch =
                     schema::conform(&batch, &self.schema).map_err(|c| Error::SchemaConflict {
                         path: shown.clone(),
@@ -478,9 +553,13 @@ impl Job {
         bar.restart(rows_in, "writing");
         let file = self.dir.join("part-0.parquet");
         let out = File::create(&file).map_err(|e| Error::io(file.display(), e))?;
-        let props = writer_properties_builder(self.options.row_group_size)
-            .set_compression(compression_for(rows_in))
-            .build();
+        let props = for_rows(
+            writer_properties_builder(self.options.row_group_size),
+            rows_in,
+        )
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_write_batch_size(PAGE_ROWS)
+        .build();
         // The file metadata goes into the stored Arrow schema too (GeoPandas reads `geo`
         // from there when given a partition folder).
         let stored = self
