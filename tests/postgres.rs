@@ -453,3 +453,121 @@ async fn status_json_on_postgres_agrees_with_the_files() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("last heartbeat"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_on_postgres_requeues_the_failed_days_and_completes_their_month() {
+    let Some(s) = setup(day(2025, 2, 1), day(2025, 2, 28)).await else {
+        return;
+    };
+    // Every item LP DAAC serves is wrong: every day fails, the month cannot be built.
+    s.emu
+        .set_faults(Faults::random(1.0, &[FaultKind::IdMismatch], 0));
+    let out = s.out.display().to_string();
+    let attempts = ["--max-attempts", "2", "--task-attempts", "2"];
+    let mut args = vec!["202502", "--collections", "HLSL30", "--output", &out];
+    args.extend(attempts);
+    let (code, _, stderr) = finish(s.spawn("run", &args), "run");
+    assert_eq!(code, Some(3), "{stderr}");
+    let pg = s.pg().await;
+    let states = |rows: &[TaskRow]| -> BTreeMap<&'static str, usize> {
+        let mut n = BTreeMap::new();
+        for t in rows {
+            *n.entry(t.state.as_str()).or_default() += 1;
+        }
+        n
+    };
+    let rows = pg.tasks().await.unwrap();
+    assert_eq!(
+        states(&rows),
+        BTreeMap::from([("pending", 1), ("failed", 28)])
+    );
+
+    // LP DAAC mended. One day first: only it runs; its month still waits on the others.
+    s.emu.set_faults(Faults::default());
+    let mut args = vec!["--day", "20250203"];
+    args.extend(attempts);
+    let stdout = ok_out(s.spawn("retry-failed", &args), "retry-failed --day");
+    assert!(stdout.contains("1 done now"), "{stdout}");
+    let rows = pg.tasks().await.unwrap();
+    assert_eq!(
+        states(&rows),
+        BTreeMap::from([("pending", 1), ("succeeded", 1), ("failed", 27)])
+    );
+    let third = rows
+        .iter()
+        .find(|t| t.key == "harvest/HLSL30/2025-02-03")
+        .unwrap();
+    assert_eq!((third.state, third.attempts), (TaskState::Succeeded, 3));
+
+    // Then the rest, with the month that waited on them.
+    ok_out(s.spawn("retry-failed", &attempts), "retry-failed");
+    let started = all_succeeded(&pg).await;
+    assert_eq!(started.len(), 29);
+    assert_eq!(
+        s.partition_ids(Collection::Hlsl30),
+        s.expected(Collection::Hlsl30, &["202502"])
+    );
+    // Nothing is left to retry: said so, exit 0.
+    let stdout = ok_out(s.spawn("retry-failed", &[]), "retry-failed again");
+    assert!(stdout.contains("nothing to retry"), "{stdout}");
+}
+
+/// A child's stdout, once it ended with exit code 0.
+fn ok_out(child: Child, what: &str) -> String {
+    let (code, stdout, stderr) = finish(child, what);
+    assert_eq!(code, Some(0), "{what}: {stdout}{stderr}");
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_on_postgres_harvests_the_changed_days_again_with_a_worker_beside_it() {
+    use crate::sync::{assert_cache_is_the_archive, month_of_changes, mtimes};
+    let (first, last) = (day(2024, 5, 1), day(2024, 5, 31));
+    let Some(s) = setup(first, last).await else {
+        return;
+    };
+    ok(s.run(&["202405"]), "run");
+    let report = s.emu.apply_changes(&month_of_changes(&s.emu)).unwrap();
+    let touched: BTreeSet<(Collection, chrono::NaiveDate)> = report
+        .added
+        .iter()
+        .chain(&report.revised)
+        .chain(&report.deleted)
+        .map(|c| (c.collection, c.day))
+        .collect();
+    // A worker that waits for work (no --exit-when-idle) shares the days to harvest again.
+    let worker = s.spawn("worker", &["--max-concurrent-days", "2"]);
+    let before = s.emu.counts().item_fetches;
+    let stdout = ok_out(s.spawn("sync", &[]), "sync");
+    assert!(stdout.contains("watermark now"), "{stdout}");
+    let pid = worker.id().to_string();
+    let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(st.success());
+    ok_out(worker, "the worker");
+    assert_cache_is_the_archive(&s.emu, &s.out, first, last);
+    // Each touched day harvested again once, whoever ran it: its items fetched once more.
+    let expected: usize = touched
+        .iter()
+        .map(|(c, d)| s.emu.granules(*c, *d).len())
+        .sum();
+    assert_eq!(s.emu.counts().item_fetches - before, expected as u64);
+    let pg = s.pg().await;
+    let rows = pg.tasks().await.unwrap();
+    assert!(
+        rows.iter().all(|t| t.state == TaskState::Succeeded),
+        "{rows:?}"
+    );
+    let changes = rows
+        .iter()
+        .filter(|t| t.key.starts_with("changes/"))
+        .count();
+    assert_eq!(changes, 2, "one changes task per collection");
+
+    // A second sync right after: nothing changed since, no item fetched, no file rewritten.
+    let files = mtimes(&s.out);
+    let before = s.emu.counts().item_fetches;
+    let stdout = ok_out(s.spawn("sync", &[]), "the second sync");
+    assert!(stdout.contains("0 days harvested again"), "{stdout}");
+    assert_eq!(s.emu.counts().item_fetches, before);
+    assert_eq!(mtimes(&s.out), files);
+}

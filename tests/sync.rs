@@ -89,7 +89,12 @@ fn partition(out: &Path, c: Collection, d: NaiveDate) -> PathBuf {
 /// Every daily file and month partition of `first..=last` (whole months) holds exactly the
 /// emulator's granules as they are now: each id once, none deleted, the revised cloud cover
 /// and footprint.
-fn assert_cache_is_the_archive(emu: &Emulator, out: &Path, first: NaiveDate, last: NaiveDate) {
+pub(crate) fn assert_cache_is_the_archive(
+    emu: &Emulator,
+    out: &Path,
+    first: NaiveDate,
+    last: NaiveDate,
+) {
     for c in Collection::ALL {
         let mut month: BTreeMap<NaiveDate, BTreeMap<String, Value>> = BTreeMap::new();
         for d in month_days(first, last) {
@@ -147,7 +152,7 @@ fn assert_cache_is_the_archive(emu: &Emulator, out: &Path, first: NaiveDate, las
 /// The change set of the issue: late granules on ten days (the first and last of the month,
 /// one at the month's last second), 30 revisions (one granule twice, one revised then
 /// deleted), 20 deletions.
-fn month_of_changes(emu: &Emulator) -> ChangeSet {
+pub(crate) fn month_of_changes(emu: &Emulator) -> ChangeSet {
     let may = |d| day(2024, 5, d);
     let twice = emu.granules(Collection::Hlsl30, may(7))[2]
         .granule_ur
@@ -189,7 +194,7 @@ fn month_of_changes(emu: &Emulator) -> ChangeSet {
 }
 
 /// Modification times of every file below `dir`.
-fn mtimes(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
+pub(crate) fn mtimes(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

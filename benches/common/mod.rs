@@ -15,6 +15,16 @@ pub struct Emulator {
 /// A synthetic emulator of `per_day` granules a day (each collection) from `start` to
 /// `end` (`YYYY-MM-DD`), on loopback.
 pub fn emulator(start: &str, end: &str, per_day: u32) -> Emulator {
+    emulator_with(start, end, per_day, Default::default())
+}
+
+/// [`emulator`] with `faults` (or a latency) set from the start.
+pub fn emulator_with(
+    start: &str,
+    end: &str,
+    per_day: u32,
+    faults: hls_flow_emulator::Faults,
+) -> Emulator {
     use hls_flow_emulator::{DataSource, EmulatorConfig, SyntheticConfig};
     let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("a date");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -29,7 +39,7 @@ pub fn emulator(start: &str, end: &str, per_day: u32) -> Emulator {
             granules_per_day: per_day,
             seed: 1,
         }),
-        faults: Default::default(),
+        faults,
     };
     let emu = runtime
         .block_on(hls_flow_emulator::Emulator::start(

@@ -183,6 +183,9 @@ pub struct Faults {
     pub retry_after_s: u64,
     /// How late a slow answer comes, in milliseconds.
     pub slow_ms: u64,
+    /// How late every item request is answered, in milliseconds: a network's latency, not
+    /// a fault (0, the default: at once).
+    pub item_latency_ms: u64,
 }
 
 impl Default for Faults {
@@ -199,6 +202,7 @@ impl Default for Faults {
             seed: 0,
             retry_after_s: 1,
             slow_ms: 5_000,
+            item_latency_ms: 0,
         }
     }
 }

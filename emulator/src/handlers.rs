@@ -295,6 +295,9 @@ pub(crate) async fn item(
     bump(&state.counters.total);
     let n = bump(&state.counters.item_requests);
     let faults = state.faults();
+    if faults.item_latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(faults.item_latency_ms)).await;
+    }
     if faults.item_fails(n) {
         return injected(&state);
     }

@@ -77,6 +77,9 @@ struct Cli {
         help_heading = "Faults"
     )]
     slow_ms: u64,
+    /// How late every item request is answered, in milliseconds (a network's latency).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    item_latency_ms: u64,
 }
 
 /// Prints a clap error as one line (help and version print as usual).
@@ -126,6 +129,7 @@ fn config(cli: &Cli) -> Result<EmulatorConfig, String> {
         seed: cli.fault_seed,
         retry_after_s: cli.retry_after,
         slow_ms: cli.slow_ms,
+        item_latency_ms: cli.item_latency_ms,
         ..Faults::default()
     };
     faults.validate().map_err(|e| format!("error: {e}"))?;

@@ -4,11 +4,13 @@ use super::ExitStatus;
 use super::common::{CliError, CliResult, print_lines};
 use super::run::{RunOptions, interrupted, report};
 use crate::collection::Collection;
+use crate::engine::checkpoint::postgres::is_postgres_url;
 use crate::engine::pipeline::RetryFilter;
 use crate::period::parse_day;
 
 /// Re-queue failed tasks (all, or those of a collection, day or month) and run them, with
-/// the monthly repartitions waiting on them. Output and bbox are the state file's.
+/// the monthly repartitions waiting on them. Output and bbox are the state's (a state file,
+/// or a PostgreSQL database: the retried tasks are then shared with its workers).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only tasks of this collection.
@@ -36,7 +38,8 @@ pub async fn run(args: Args) -> CliResult {
         day: args.day.as_deref().map(parse_day).transpose()?,
         month: args.month.as_deref().map(str::parse).transpose()?,
     };
-    if !args.options.state.exists() {
+    let postgres = is_postgres_url(&args.options.state.to_string_lossy());
+    if !postgres && !args.options.state.exists() {
         return Err(CliError::usage(format!(
             "state file {} does not exist: nothing to retry (`hls-flow run` records its tasks there)",
             args.options.state.display()
@@ -44,7 +47,12 @@ pub async fn run(args: Args) -> CliResult {
     }
     let wf = args.options.workflow()?;
     let cfg = args.options.config(&wf)?;
-    match crate::engine::pipeline::retry_failed(&filter, &cfg, interrupted()).await? {
+    let retried = if postgres {
+        crate::engine::worker::retry_failed(&filter, &cfg, interrupted()).await?
+    } else {
+        crate::engine::pipeline::retry_failed(&filter, &cfg, interrupted()).await?
+    };
+    match retried {
         None => {
             print_lines(&["no failed task matches: nothing to retry".to_string()]);
             Ok(ExitStatus::Ok)

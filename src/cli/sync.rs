@@ -4,17 +4,20 @@ use super::ExitStatus;
 use super::common::{CliError, CliResult, check_reachable, print_lines};
 use super::run::{RunOptions, interrupted, report};
 use crate::collection::Collection;
+use crate::engine::checkpoint::postgres::is_postgres_url;
 use crate::engine::checkpoint::stamp;
 use crate::engine::sync::SyncOptions;
 use chrono::{DateTime, Utc};
 
 /// Ask CMR what changed since the last sync (new, revised and deleted granules) and
 /// rewrite exactly the daily files and month partitions they touch. Output and bbox are the
-/// state file's; run it from cron or a systemd timer.
+/// state's (a state file, or a PostgreSQL database whose workers share the days to harvest
+/// again); run it from cron or a systemd timer.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   hls-flow sync --state hls.sqlite                           every collection the state covers
-  hls-flow sync --state hls.sqlite --since 2026-01-01T00:00:00Z   ask from an older instant")]
+  hls-flow sync --state hls.sqlite --since 2026-01-01T00:00:00Z   ask from an older instant
+  hls-flow sync --state postgres://hls@db:5432/hls           with workers sharing the state")]
 pub struct Args {
     /// Ask for changes since this instant (RFC 3339) when it is before the watermark.
     #[arg(long, value_name = "RFC3339")]
@@ -37,7 +40,8 @@ pub async fn run(args: Args) -> CliResult {
                 .map_err(|e| CliError::usage(format!("invalid --since {s:?}: {e}")))
         })
         .transpose()?;
-    if !args.options.state.exists() {
+    let postgres = is_postgres_url(&args.options.state.to_string_lossy());
+    if !postgres && !args.options.state.exists() {
         return Err(CliError::usage(format!(
             "state file {} does not exist: nothing to sync (`hls-flow run` records its tasks there)",
             args.options.state.display()
@@ -54,7 +58,7 @@ pub async fn run(args: Args) -> CliResult {
         ..SyncOptions::default()
     };
     let Some(outcome) = crate::engine::sync::sync(&opts, &cfg, interrupted()).await? else {
-        print_lines(&["the state file covers no day: nothing to sync".to_string()]);
+        print_lines(&["the state covers no day: nothing to sync".to_string()]);
         return Ok(ExitStatus::Ok);
     };
     let mut lines = Vec::new();

@@ -93,7 +93,7 @@ pub struct Pipeline {
     /// Optional ECHO10 attributes missing, by task key (only where there were some).
     missing_optional: Mutex<HashMap<String, u64>>,
     /// The executor of changes tasks (`sync`).
-    changes: Option<crate::engine::sync::ChangesQuery>,
+    changes: Option<Arc<dyn crate::engine::sync::RunChanges>>,
     /// Small daily files just written, kept decoded for their month's repartition (when
     /// the run has repartition tasks).
     recent: Option<Arc<RecentFiles>>,
@@ -129,8 +129,8 @@ impl Pipeline {
     }
 
     /// Runs changes tasks with `q`.
-    pub fn with_changes(mut self, q: crate::engine::sync::ChangesQuery) -> Pipeline {
-        self.changes = Some(q);
+    pub fn with_changes(mut self, q: impl crate::engine::sync::RunChanges + 'static) -> Pipeline {
+        self.changes = Some(Arc::new(q));
         self
     }
 
@@ -433,7 +433,8 @@ pub struct RetryFilter {
 }
 
 impl RetryFilter {
-    fn matches(&self, t: &TaskRow) -> bool {
+    /// Whether the task is one the filter names.
+    pub fn matches(&self, t: &TaskRow) -> bool {
         self.collection.is_none_or(|c| c == t.spec.collection)
             && self.day.is_none_or(|d| t.spec.day == Some(d))
             && self.month.is_none_or(|m| t.spec.month == m)
@@ -488,6 +489,6 @@ pub async fn retry_failed(
     let scope: HashSet<i64> = requeued?.into_iter().collect();
     let report = execute(state.clone(), &cfg, scope, "retry-failed", cancel).await?;
     // A sync whose failed tasks these were completes now.
-    crate::engine::sync::finish(state.as_ref()).await?;
+    crate::engine::sync::finish(state.as_ref(), &cfg.state.display().to_string()).await?;
     Ok(Some(report))
 }

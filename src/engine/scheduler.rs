@@ -178,7 +178,7 @@ fn slot(kind: TaskKind) -> usize {
 
 /// Requeues `roots` and what follows them as [`requeue_downstream`] does, reading their
 /// states from the checkpoint (an attempt does not hold the run's rows).
-async fn requeue_fresh<C: Checkpoint>(
+pub(crate) async fn requeue_fresh<C: Checkpoint>(
     state: &C,
     graph: &RunGraph,
     roots: &[TaskId],

@@ -14,9 +14,10 @@ use crate::engine::checkpoint::postgres::{CmrSlot, PgCheckpoint};
 use crate::engine::checkpoint::{Attempt, Change, Checkpoint, TaskOutput, TaskRow};
 use crate::engine::dag::Dag;
 use crate::engine::events::{Event, EventKind};
-use crate::engine::pipeline::{Pipeline, RunConfig};
+use crate::engine::events::{EventLog, Events};
+use crate::engine::pipeline::{Pipeline, RetryFilter, RunConfig};
 use crate::engine::report::{Outcome, RunReport, TaskOutcome};
-use crate::engine::scheduler::{Executor, delays};
+use crate::engine::scheduler::{Executor, RunGraph, delays, requeue_downstream, requeue_fresh};
 use crate::engine::task::{TaskId, TaskKind, TaskState};
 use crate::error::{Error, Result, StateProblem, one_line};
 use crate::period::DayRange;
@@ -119,26 +120,72 @@ pub async fn run(
     let dag = Dag::plan(&cfg.collections, range, &HashSet::new());
     let (tasks, deps) = dag.ordered();
     let ids = pg.plan(&tasks, &deps).await?;
+    let command = format!("run {}..{}", range.start, range.end);
+    work_on(pg, cfg, &ids, &command, cancel).await
+}
+
+/// `hls-flow retry-failed --state postgres://…`: re-queues the failed tasks that `filter`
+/// matches, with the tasks after them, and works on them like a worker until they are done
+/// or fail again. `None` if no failed task matches.
+pub async fn retry_failed(
+    filter: &RetryFilter,
+    cfg: &RunConfig,
+    cancel: impl Future<Output = ()>,
+) -> Result<Option<RunReport>> {
+    let pg = connect(cfg).await?;
+    let mut rows: HashMap<TaskId, TaskRow> =
+        pg.tasks().await?.into_iter().map(|t| (t.id, t)).collect();
+    let mut failed: Vec<TaskId> = rows
+        .values()
+        .filter(|t| t.state == TaskState::Failed && filter.matches(t))
+        .map(|t| t.id)
+        .collect();
+    if failed.is_empty() {
+        return Ok(None);
+    }
+    failed.sort_unstable();
+    let graph = RunGraph::new(&pg.deps().await?);
+    let mut log = Events::new();
+    log.subscribe(EventLog(pg.clone()));
+    let events = log.sender(None);
+    let requeued = requeue_downstream(
+        pg.as_ref(),
+        &graph,
+        &mut rows,
+        &failed,
+        "retry-failed",
+        &events,
+    )
+    .await;
+    drop(events);
+    log.close().await?;
+    let scope = requeued?;
+    let report = work_on(pg.clone(), cfg, &scope, "retry-failed", cancel).await?;
+    // A sync whose failed tasks these were completes now.
+    crate::engine::sync::finish(pg.as_ref(), pg.url()).await?;
+    Ok(Some(report))
+}
+
+/// Works on the tasks `ids` like a worker (with `exit_when_idle`) until each is done or
+/// waits on a failure; what became of each.
+pub(crate) async fn work_on(
+    pg: Arc<PgCheckpoint>,
+    cfg: &RunConfig,
+    ids: &[TaskId],
+    command: &str,
+    cancel: impl Future<Output = ()>,
+) -> Result<RunReport> {
     let before: HashMap<TaskId, TaskState> = pg
         .tasks()
         .await?
         .into_iter()
         .map(|t| (t.id, t.state))
         .collect();
-    let command = format!("run {}..{}", range.start, range.end);
     let settings = WorkerSettings {
         exit_when_idle: true,
         ..WorkerSettings::default()
     };
-    let done = work(
-        pg.clone(),
-        cfg,
-        &settings,
-        Some(ids.as_slice()),
-        &command,
-        cancel,
-    )
-    .await?;
+    let done = work(pg.clone(), cfg, &settings, Some(ids), command, cancel).await?;
     let mut rows: HashMap<TaskId, TaskRow> =
         pg.tasks().await?.into_iter().map(|t| (t.id, t)).collect();
     let tasks = ids
@@ -152,7 +199,7 @@ pub async fn run(
             } else if task.state == TaskState::Succeeded
                 && before.get(&task.id) != Some(&TaskState::Succeeded)
             {
-                // Done by another worker while this run waited.
+                // Done by another worker while this one waited.
                 Outcome::Succeeded
             } else {
                 Outcome::untouched(task.state)
@@ -213,7 +260,8 @@ pub async fn work(
     let output = Output::parse_with_options(&cfg.output, &cfg.output_options)?;
     // Other workers may be writing: only what ended processes left is cleared.
     output.clean_leftovers_of_ended_processes().await?;
-    let exec = Arc::new(Pipeline::new(&cfg, output)?);
+    let changes = crate::engine::sync::ChangesQuery::new(pg.clone(), &cfg)?;
+    let exec = Arc::new(Pipeline::new(&cfg, output)?.with_changes(changes));
     let slots = match pg.meta(CMR_SLOTS_KEY).await? {
         Some(s) => s.parse().unwrap_or(DEFAULT_CMR_SLOTS),
         None => DEFAULT_CMR_SLOTS,
@@ -262,7 +310,11 @@ impl Shared {
             self.cfg.scheduler.max_concurrent_days.max(1),
             self.cfg.scheduler.max_concurrent_repartitions.max(1),
         ];
-        let kinds = [[TaskKind::Harvest], [TaskKind::Repartition]];
+        // CMR work (harvests, and a sync's changes queries), then repartitions.
+        let kinds: [&[TaskKind]; 2] = [
+            &[TaskKind::Harvest, TaskKind::Changes],
+            &[TaskKind::Repartition],
+        ];
         let mut busy = [0usize; 2];
         let mut report = WorkReport {
             run_id: self.run,
@@ -277,7 +329,7 @@ impl Shared {
         loop {
             for k in 0..2 {
                 while busy[k] < limits[k] {
-                    let slot = if kinds[k][0] == TaskKind::Harvest {
+                    let slot = if k == 0 {
                         match pg.cmr_slot(slots).await? {
                             Some(s) => Some(s),
                             None => break,
@@ -285,7 +337,7 @@ impl Shared {
                     } else {
                         None
                     };
-                    let Some((task, attempt)) = pg.claim_next(self.run, &kinds[k]).await? else {
+                    let Some((task, attempt)) = pg.claim_next(self.run, kinds[k]).await? else {
                         if let Some(s) = slot {
                             pg.release(s).await?;
                         }
@@ -460,6 +512,18 @@ impl One {
                     },
                 )
                 .await?;
+                if !out.requeue.is_empty() {
+                    // A changes task (sync): the days it found changed go back to pending,
+                    // with the months after them, for whichever worker claims them.
+                    let graph = RunGraph::new(&pg.deps().await?);
+                    let mut log = Events::new();
+                    log.subscribe(EventLog(pg.clone()));
+                    let events = log.sender(Some(self.run));
+                    let requeued = requeue_fresh(pg.as_ref(), &graph, &out.requeue, &events).await;
+                    drop(events);
+                    log.close().await?;
+                    requeued?;
+                }
                 Ok(Ended::Succeeded {
                     items,
                     harvest: task.spec.kind == TaskKind::Harvest,

@@ -5,8 +5,7 @@ use super::{
     CollectionChanges, FoundRecord, SyncState, cmr_client, harvests_of, initial_watermark,
 };
 use crate::collection::Collection;
-use crate::engine::checkpoint::sqlite::{StateStore, TaskRow};
-use crate::engine::checkpoint::{TaskOutput, stamp};
+use crate::engine::checkpoint::{Checkpoint, TaskOutput, TaskRow, stamp};
 use crate::engine::pipeline::RunConfig;
 use crate::error::Result;
 use crate::period::DayRange;
@@ -15,23 +14,45 @@ use crate::write::geoparquet::read_items;
 use crate::write::output::Output;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::TryStreamExt;
+use futures::future::BoxFuture;
 use object_store::path::Path as ObjPath;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// The executor of changes tasks: asks CMR what changed in the task's collection since its
 /// watermark, records what it found (for the sync's report and its completion) and
-/// returns the harvest tasks of the affected days to requeue.
+/// returns the harvest tasks of the affected days to requeue. Over either checkpoint.
 #[derive(Debug)]
-pub struct ChangesQuery {
-    state: Arc<StateStore>,
+pub struct ChangesQuery<C> {
+    state: Arc<C>,
     client: CmrClient,
     cfg: RunConfig,
 }
 
-impl ChangesQuery {
+/// What runs changes tasks, as the [`Pipeline`](crate::engine::pipeline::Pipeline) holds it
+/// (a [`ChangesQuery`] of whichever checkpoint).
+pub trait RunChanges: Send + Sync + std::fmt::Debug {
+    /// Runs one changes task, reading daily files in `output`.
+    fn run<'a>(
+        &'a self,
+        task: &'a TaskRow,
+        output: &'a Output,
+    ) -> BoxFuture<'a, Result<TaskOutput>>;
+}
+
+impl<C: Checkpoint + std::fmt::Debug> RunChanges for ChangesQuery<C> {
+    fn run<'a>(
+        &'a self,
+        task: &'a TaskRow,
+        output: &'a Output,
+    ) -> BoxFuture<'a, Result<TaskOutput>> {
+        Box::pin(self.query(task, output))
+    }
+}
+
+impl<C: Checkpoint> ChangesQuery<C> {
     /// The changes tasks of `state`, asked with the endpoints and bounding box of `cfg`.
-    pub fn new(state: Arc<StateStore>, cfg: &RunConfig) -> Result<ChangesQuery> {
+    pub fn new(state: Arc<C>, cfg: &RunConfig) -> Result<ChangesQuery<C>> {
         Ok(ChangesQuery {
             client: cmr_client(cfg)?,
             state,
@@ -40,9 +61,9 @@ impl ChangesQuery {
     }
 
     /// Runs one changes task (of `task.spec.collection`), reading daily files in `output`.
-    pub async fn run(&self, task: &TaskRow, output: &Output) -> Result<TaskOutput> {
+    async fn query(&self, task: &TaskRow, output: &Output) -> Result<TaskOutput> {
         let c = task.spec.collection;
-        let rows = self.state.tasks()?;
+        let rows = self.state.tasks().await?;
         let days = harvests_of(&rows, c);
         let (Some(&first), Some(&last)) = (days.keys().next(), days.keys().next_back()) else {
             return Ok(TaskOutput::default());

@@ -28,18 +28,20 @@ mod changes;
 mod settings;
 mod verify;
 
-pub use changes::ChangesQuery;
+pub use changes::{ChangesQuery, RunChanges};
 pub(crate) use settings::FoundRecord;
 pub use settings::SyncState;
 pub use verify::{DayCheck, MonthCheck, VerifyReport, verify};
 
 use crate::collection::Collection;
+use crate::engine::checkpoint::postgres::is_postgres_url;
 use crate::engine::checkpoint::sqlite::{StateStore, TaskKind, TaskRow, TaskSpec, TaskState};
-use crate::engine::checkpoint::stamp;
+use crate::engine::checkpoint::{Checkpoint, stamp};
 use crate::engine::events::{EventLog, Events};
 use crate::engine::pipeline::{RunConfig, execute, open_state};
 use crate::engine::report::RunReport;
 use crate::engine::scheduler::{RunGraph, requeue_downstream};
+use crate::engine::task::TaskId;
 use crate::error::Result;
 use crate::period::Month;
 use crate::source::cmr::CmrClient;
@@ -47,6 +49,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 
 /// How far before a sync began its watermark is set: a change CMR had not indexed yet when
 /// the sync asked is found by the next sync.
@@ -171,13 +174,61 @@ pub async fn sync(
     cfg: &RunConfig,
     cancel: impl Future<Output = ()>,
 ) -> Result<Option<SyncReport>> {
+    if is_postgres_url(&cfg.state.to_string_lossy()) {
+        // Shared with workers: they run the days requeued as they run any ready task.
+        let pg = crate::engine::worker::connect(cfg).await?;
+        let cfg = crate::engine::worker::settings_from_state(pg.as_ref(), cfg).await?;
+        let path = pg.url().to_string();
+        let Some(plan) = plan(&pg, opts, &cfg, &path).await? else {
+            return Ok(None);
+        };
+        let work = plan.work.iter().copied().collect::<Vec<_>>();
+        let mut run =
+            crate::engine::worker::work_on(pg.clone(), &cfg, &work, "sync", cancel).await?;
+        // The report names what the sync asked for and what it ran, not every task it
+        // waited on.
+        run.tasks.retain(|t| {
+            plan.scope.contains(&t.task.id)
+                || t.outcome != crate::engine::report::Outcome::AlreadyDone
+        });
+        return conclude(pg.as_ref(), &path, plan.collections, run)
+            .await
+            .map(Some);
+    }
     let probe = StateStore::open_exclusive(&cfg.state)?;
     let cfg = with_state_settings(cfg, &probe)?;
     drop(probe);
     let state = open_state(&cfg)?;
     let path = cfg.state.display().to_string();
+    let Some(plan) = plan(&state, opts, &cfg, &path).await? else {
+        return Ok(None);
+    };
+    let run = execute(state.clone(), &cfg, plan.scope, "sync", cancel).await?;
+    conclude(state.as_ref(), &path, plan.collections, run)
+        .await
+        .map(Some)
+}
+
+/// A sync planned: its collections, the tasks it runs (the changes tasks, and what an
+/// interrupted sync or run left pending), and every task of its collections (what a worker
+/// may have to run once the changes tasks requeue days).
+struct SyncPlan {
+    collections: Vec<Collection>,
+    scope: HashSet<TaskId>,
+    work: HashSet<TaskId>,
+}
+
+/// Plans a sync on `state` (named `path` in errors): the changes tasks of the collections
+/// it covers, back to pending unless a resumed sync already ran them. `None` when the
+/// state covers no day.
+async fn plan<C: Checkpoint>(
+    state: &Arc<C>,
+    opts: &SyncOptions,
+    cfg: &RunConfig,
+    path: &str,
+) -> Result<Option<SyncPlan>> {
     let settings = SyncState::new(state.as_ref(), path);
-    let rows = state.tasks()?;
+    let rows = state.tasks().await?;
     let collections: Vec<Collection> = cfg
         .collections
         .iter()
@@ -215,12 +266,17 @@ pub async fn sync(
         let first = days.keys().next().copied().map(Month::of);
         specs.extend(first.map(|m| TaskSpec::changes(c, m)));
     }
-    let ids = state.record_dag(&specs, &[])?;
+    let ids = state.plan(&specs, &[]).await?;
 
     // A new sync asks again (its changes tasks back to pending); a resumed one retries a
     // failed query and keeps one that succeeded (the days it requeued are pending).
-    let mut by_id: HashMap<i64, TaskRow> = state.tasks()?.into_iter().map(|t| (t.id, t)).collect();
-    let roots: Vec<i64> = ids
+    let mut by_id: HashMap<TaskId, TaskRow> = state
+        .tasks()
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t))
+        .collect();
+    let roots: Vec<TaskId> = ids
         .iter()
         .copied()
         .filter(|id| {
@@ -231,7 +287,7 @@ pub async fn sync(
             })
         })
         .collect();
-    let graph = RunGraph::new(&state.deps()?);
+    let graph = RunGraph::new(&state.deps().await?);
     let mut log = Events::new();
     log.subscribe(EventLog(state.clone()));
     let events = log.sender(None);
@@ -240,15 +296,34 @@ pub async fn sync(
     drop(events);
     log.close().await?;
     requeued?;
-    let mut scope: HashSet<i64> = ids.iter().copied().collect();
-    scope.extend(
+    let mut scope: HashSet<TaskId> = ids.iter().copied().collect();
+    let ours = || {
         by_id
             .values()
             .filter(|t| collections.contains(&t.spec.collection))
+    };
+    scope.extend(
+        ours()
             .filter(|t| matches!(t.state, TaskState::Pending | TaskState::Running))
             .map(|t| t.id),
     );
-    let run = execute(state.clone(), &cfg, scope, "sync", cancel).await?;
+    let work = scope.iter().copied().chain(ours().map(|t| t.id)).collect();
+    Ok(Some(SyncPlan {
+        collections,
+        scope,
+        work,
+    }))
+}
+
+/// The report of a sync that ran `run`: what each collection's changes task found, and
+/// whether the sync completed ([`finish`]).
+async fn conclude<C: Checkpoint>(
+    state: &C,
+    path: &str,
+    collections: Vec<Collection>,
+    run: RunReport,
+) -> Result<SyncReport> {
+    let settings = SyncState::new(state, path);
     let mut found = Vec::new();
     for &c in &collections {
         let Some(r) = settings.found(c).await? else {
@@ -265,17 +340,17 @@ pub async fn sync(
             watermark: None,
         });
     }
-    let completed = finish(state.as_ref()).await?;
+    let completed = finish(state, path).await?;
     if completed {
         for f in &mut found {
             f.watermark = settings.watermark(f.collection).await?;
         }
     }
-    Ok(Some(SyncReport {
+    Ok(SyncReport {
         collections: found,
         run,
         completed,
-    }))
+    })
 }
 
 /// Completes the sync not completed yet, if it is done: every changes task succeeded, and
@@ -283,15 +358,15 @@ pub async fn sync(
 /// pending. The watermarks then advance to the sync's start less the overlap, the changes
 /// found at or after them are recorded as applied, and the sync is over. Returns whether
 /// it completed one. `sync` and `retry-failed` end with it.
-pub async fn finish(state: &StateStore) -> Result<bool> {
-    let settings = SyncState::new(state, state.path().display().to_string());
+pub async fn finish<C: Checkpoint>(state: &C, path: &str) -> Result<bool> {
+    let settings = SyncState::new(state, path);
     let Some(started) = settings.started().await? else {
         return Ok(false);
     };
     let overlap = settings.overlap().await?.unwrap_or_else(default_overlap);
-    let rows = state.tasks()?;
-    let graph = RunGraph::new(&state.deps()?);
-    let by_id: HashMap<i64, &TaskRow> = rows.iter().map(|t| (t.id, t)).collect();
+    let rows = state.tasks().await?;
+    let graph = RunGraph::new(&state.deps().await?);
+    let by_id: HashMap<TaskId, &TaskRow> = rows.iter().map(|t| (t.id, t)).collect();
     let mut done = Vec::new();
     for t in rows.iter().filter(|t| t.spec.kind == TaskKind::Changes) {
         let c = t.spec.collection;
