@@ -239,13 +239,20 @@ async fn three_workers_and_a_run_share_a_month_each_task_once() {
         return;
     };
     let pg = s.pg().await;
+    // One worker waits from before the run: the state has no output yet, it learns it
+    // from the run's plan. Two more join once the month is planned, and end when idle.
+    let early = s.spawn("worker", &["--max-concurrent-days", "2"]);
     let run = s.run(&["202502"]);
     wait_for(&pg, "the plan", |t| t.len() == 58).await;
-    let workers: Vec<Child> = (0..3).map(|_| s.worker()).collect();
+    let workers: Vec<Child> = (0..2).map(|_| s.worker()).collect();
     ok(run, "run");
     for (i, w) in workers.into_iter().enumerate() {
         ok(w, &format!("worker {i}"));
     }
+    let pid = early.id().to_string();
+    let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(st.success());
+    ok(early, "the early worker");
     let started = all_succeeded(&pg).await;
     assert_eq!(started.len(), 58, "28 days × 2 collections + 2 months");
     assert!(started.values().all(|n| *n == 1), "{started:?}");

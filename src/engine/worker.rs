@@ -240,6 +240,36 @@ enum Ended {
     Lost,
 }
 
+/// The settings a run records in the state before it plans anything.
+const SETTINGS: [&str; 3] = ["output", "bbox", "daily_prefix"];
+
+/// The run configuration with the state's output settings, once a run has recorded them: a
+/// worker started before the first plan waits for it (with `exit_when_idle`, or when
+/// `cancel` completes first, `None`: there is nothing to do).
+async fn recorded_settings(
+    pg: &PgCheckpoint,
+    cfg: &RunConfig,
+    settings: &WorkerSettings,
+    mut cancel: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<Option<RunConfig>> {
+    loop {
+        let mut recorded = true;
+        for key in SETTINGS {
+            recorded &= pg.meta(key).await?.is_some();
+        }
+        if recorded {
+            return settings_from_state(pg, cfg).await.map(Some);
+        }
+        if settings.exit_when_idle {
+            return Ok(None);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(settings.poll) => {}
+            _ = &mut cancel => return Ok(None),
+        }
+    }
+}
+
 /// Runs tasks of the PostgreSQL state until stopped (`cancel`), or, with
 /// `exit_when_idle`, until nothing is left to do (of `scope`, when given).
 pub async fn work(
@@ -250,7 +280,10 @@ pub async fn work(
     command: &str,
     cancel: impl Future<Output = ()>,
 ) -> Result<WorkReport> {
-    let cfg = settings_from_state(pg.as_ref(), cfg).await?;
+    let mut cancel = std::pin::pin!(cancel);
+    let Some(cfg) = recorded_settings(pg.as_ref(), cfg, settings, cancel.as_mut()).await? else {
+        return Ok(WorkReport::default());
+    };
     let scratch = tempfile::Builder::new()
         .prefix("hls-flow-worker-")
         .tempdir_in(cfg.tmp_dir.clone().unwrap_or_else(std::env::temp_dir))
