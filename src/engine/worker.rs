@@ -2,7 +2,7 @@
 //! postgres://…`, which plans and then works like a worker until its range is done.
 //!
 //! A worker loops: it takes back expired leases ([`Checkpoint::recover`]), claims ready
-//! tasks in SQL ([`PgCheckpoint::claim_next`], dependencies checked there, so a month's
+//! tasks in SQL ([`PgCheckpoint::claim`], dependencies checked there, so a month's
 //! repartition waits for all its days whoever runs them), at most `max_concurrent_days`
 //! harvests and one repartition at once, each harvest holding one of the CMR slots shared by
 //! every worker. While an attempt runs, its lease is renewed every heartbeat; if a renewal
@@ -10,7 +10,7 @@
 //! ([`crate::write::fence`]): an attempt that lost its lease publishes nothing, and its end
 //! is recorded only if it still owns the task ([`PgCheckpoint::finish`]).
 
-use crate::engine::checkpoint::postgres::{CmrSlot, PgCheckpoint};
+use crate::engine::checkpoint::postgres::{CmrSlots, PgCheckpoint};
 use crate::engine::checkpoint::{Attempt, Change, Checkpoint, TaskOutput, TaskRow};
 use crate::engine::dag::Dag;
 use crate::engine::events::{Event, EventKind};
@@ -294,7 +294,14 @@ pub async fn work(
     // Other workers may be writing: only what ended processes left is cleared.
     output.clean_leftovers_of_ended_processes().await?;
     let changes = crate::engine::sync::ChangesQuery::new(pg.clone(), &cfg)?;
-    let exec = Arc::new(Pipeline::new(&cfg, output)?.with_changes(changes));
+    // Daily files this process wrote are kept decoded for their month, as in one process:
+    // taken only if the file is still the one written (its size and ETag), whoever runs the
+    // month.
+    let exec = Arc::new(
+        Pipeline::new(&cfg, output)?
+            .with_changes(changes)
+            .with_recent_files(),
+    );
     let slots = match pg.meta(CMR_SLOTS_KEY).await? {
         Some(s) => s.parse().unwrap_or(DEFAULT_CMR_SLOTS),
         None => DEFAULT_CMR_SLOTS,
@@ -359,30 +366,31 @@ impl Shared {
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(cancel);
         pg.recover().await?;
+        let cmr = Arc::new(pg.cmr_slots(slots).await?);
         loop {
             for k in 0..2 {
-                while busy[k] < limits[k] {
-                    let slot = if k == 0 {
-                        match pg.cmr_slot(slots).await? {
-                            Some(s) => Some(s),
-                            None => break,
-                        }
-                    } else {
-                        None
-                    };
-                    let Some((task, attempt)) = pg.claim_next(self.run, kinds[k]).await? else {
-                        if let Some(s) = slot {
-                            pg.release(s).await?;
-                        }
-                        break;
-                    };
-                    self.log(
-                        task.id,
-                        EventKind::Started {
-                            attempt: attempt.number,
-                        },
-                    )
+                let free = limits[k].saturating_sub(busy[k]);
+                // CMR work holds one of the slots shared by every worker while it runs.
+                let slots = if k == 0 {
+                    cmr.take(free).await?
+                } else {
+                    Vec::new()
+                };
+                let n = if k == 0 { slots.len() } else { free };
+                let claimed = pg.claim(self.run, kinds[k], n).await?;
+                cmr.give_back(slots.get(claimed.len()..).unwrap_or_default())
                     .await?;
+                let started: Vec<Arc<Event>> = claimed
+                    .iter()
+                    .map(|(task, attempt)| {
+                        let kind = EventKind::Started {
+                            attempt: attempt.number,
+                        };
+                        Arc::new(Event::now(Some(self.run), task.id, kind))
+                    })
+                    .collect();
+                pg.log(&started).await?;
+                for (i, (task, attempt)) in claimed.into_iter().enumerate() {
                     running.insert(task.id, (attempt, task.key.clone(), k));
                     busy[k] += 1;
                     let one = One {
@@ -391,6 +399,7 @@ impl Shared {
                         cfg: self.cfg.clone(),
                         run: self.run,
                     };
+                    let slot = slots.get(i).map(|s| (cmr.clone(), *s));
                     join.spawn(async move {
                         let id = task.id;
                         let r = one.attempt(task, attempt, slot).await;
@@ -403,24 +412,32 @@ impl Shared {
             }
             tokio::select! {
                 Some(done) = join.join_next(), if !join.is_empty() => {
-                    let (id, ended) = done.map_err(|e| Error::TaskJoin {
-                        task: String::new(),
-                        source: e,
-                    })?;
-                    let Some((_, _, k)) = running.remove(&id) else { continue };
-                    busy[k] -= 1;
-                    match ended? {
-                        Ended::Succeeded { items, harvest } => {
-                            report.succeeded.insert(id);
-                            if harvest {
-                                report.items_written += items;
+                    // Every attempt that ended by now, so that their places are claimed
+                    // again together (one claim for several tasks).
+                    let mut ended = vec![done];
+                    while let Some(more) = join.try_join_next() {
+                        ended.push(more);
+                    }
+                    for done in ended {
+                        let (id, ended) = done.map_err(|e| Error::TaskJoin {
+                            task: String::new(),
+                            source: e,
+                        })?;
+                        let Some((_, _, k)) = running.remove(&id) else { continue };
+                        busy[k] -= 1;
+                        match ended? {
+                            Ended::Succeeded { items, harvest } => {
+                                report.succeeded.insert(id);
+                                if harvest {
+                                    report.items_written += items;
+                                }
                             }
+                            Ended::Failed => {
+                                report.failed.insert(id);
+                            }
+                            Ended::AttemptFailed => {}
+                            Ended::Lost => report.lost += 1,
                         }
-                        Ended::Failed => {
-                            report.failed.insert(id);
-                        }
-                        Ended::AttemptFailed => {}
-                        Ended::Lost => report.lost += 1,
                     }
                 }
                 _ = beat.tick() => {
@@ -479,18 +496,22 @@ impl One {
         &self,
         task: TaskRow,
         attempt: Attempt,
-        slot: Option<CmrSlot>,
+        slot: Option<(Arc<CmrSlots>, i32)>,
     ) -> Result<Ended> {
         let r = self.attempt_inner(&task, &attempt).await;
-        if let Some(s) = slot {
-            self.pg.release(s).await?;
+        if let Some((slots, slot)) = slot {
+            slots.give_back(&[slot]).await?;
         }
         r
     }
 
     async fn attempt_inner(&self, task: &TaskRow, attempt: &Attempt) -> Result<Ended> {
         let pg = &self.pg;
-        let inputs = pg.inputs(task.id).await?;
+        // Only a repartition has inputs (its days).
+        let inputs = match task.spec.kind {
+            TaskKind::Repartition => pg.inputs(task.id).await?,
+            TaskKind::Harvest | TaskKind::Changes => Vec::new(),
+        };
         let fence = Arc::new(AttemptFence {
             pg: pg.clone(),
             attempt: *attempt,

@@ -4,8 +4,8 @@
 //! The same tables as the state file, plus what several processes need:
 //! - **Leases.** A claim sets `lease_until`; the claimer renews it with heartbeats while the
 //!   task runs ([`PgCheckpoint::renew`]); [`Checkpoint::recover`] returns tasks whose lease
-//!   expired (a worker that died or hangs) to pending. [`PgCheckpoint::claim_next`] takes the
-//!   lowest ready task with `FOR UPDATE SKIP LOCKED`, checking its dependencies in SQL (a
+//!   expired (a worker that died or hangs) to pending. [`PgCheckpoint::claim`] takes the
+//!   lowest ready tasks with `FOR UPDATE SKIP LOCKED`, checking their dependencies in SQL (a
 //!   month's repartition only when all its days succeeded, whoever ran them).
 //! - **Fencing.** The attempt number is the fencing token: [`PgCheckpoint::fence`] (called
 //!   right before a file is published) and [`PgCheckpoint::finish`] (the end of the attempt)
@@ -14,7 +14,7 @@
 //! - **Idempotent plans.** `INSERT … ON CONFLICT DO NOTHING`: two `run`s planning the same
 //!   range at once create each task once.
 //! - **Global CMR limit.** Harvests at once over all workers, as session advisory locks
-//!   ([`PgCheckpoint::cmr_slot`]): the server frees those of a worker that died.
+//!   ([`PgCheckpoint::cmr_slots`]): the server frees those of a worker that died.
 //! - **Workers.** Each process registers a run and a worker row (host, pid, heartbeat, tasks)
 //!   that `status` shows.
 //! - **Versioned migrations** in a `schema_version` table, applied under an advisory lock.
@@ -212,6 +212,31 @@ fn redacted(url: &str) -> String {
     }
 }
 
+/// The claim of [`PgCheckpoint::claim`] ($1 kinds, $2 start time, $3 run, $4 lease in
+/// seconds, $5 how many).
+static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH next AS (
+            SELECT t.id FROM tasks t
+            WHERE t.state = 'pending' AND t.kind = ANY($1)
+              AND (t.not_before IS NULL OR t.not_before <= now())
+              AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks u ON u.id = d.depends_on
+                              WHERE d.task_id = t.id AND u.state <> 'succeeded')
+            ORDER BY t.id LIMIT $5
+            FOR UPDATE SKIP LOCKED)
+        UPDATE tasks SET state = 'running', attempts = attempts + 1, tries = tries + 1,
+            started_at = $2, ended_at = NULL, run_id = $3, not_before = NULL,
+            lease_until = now() + make_interval(secs => $4)
+        FROM next WHERE tasks.id = next.id
+        RETURNING {}",
+        TASK_COLUMNS
+            .split(", ")
+            .map(|c| format!("tasks.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+});
+
 /// The PostgreSQL checkpoint.
 #[derive(Clone)]
 pub struct PgCheckpoint {
@@ -404,55 +429,60 @@ impl PgCheckpoint {
             .collect())
     }
 
-    /// Takes the lowest ready task of `kinds` for run `run`: pending, its backoff over, every
-    /// task it depends on succeeded (whoever ran them). `FOR UPDATE SKIP LOCKED`: concurrent
-    /// claimers take different tasks. Returns the task (as it is now) and its attempt.
+    /// Claims the lowest ready task of `kinds` for `run` (see [`PgCheckpoint::claim`]).
     pub async fn claim_next(
         &self,
         run: RunId,
         kinds: &[TaskKind],
     ) -> Result<Option<(TaskRow, Attempt)>> {
+        Ok(self.claim(run, kinds, 1).await?.pop())
+    }
+
+    /// Claims up to `n` ready tasks of `kinds` for `run`, lowest ids first, in one statement:
+    /// pending, past their backoff, every dependency succeeded (whoever ran it), not locked
+    /// by another claimer (`FOR UPDATE SKIP LOCKED`). Each becomes `running` under a new
+    /// attempt with a lease.
+    pub async fn claim(
+        &self,
+        run: RunId,
+        kinds: &[TaskKind],
+        n: usize,
+    ) -> Result<Vec<(TaskRow, Attempt)>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
         let c = self.conn().await?;
-        let sql = format!(
-            "WITH next AS (
-                SELECT t.id FROM tasks t
-                WHERE t.state = 'pending' AND t.kind = ANY($1)
-                  AND (t.not_before IS NULL OR t.not_before <= now())
-                  AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks u ON u.id = d.depends_on
-                                  WHERE d.task_id = t.id AND u.state <> 'succeeded')
-                ORDER BY t.id LIMIT 1
-                FOR UPDATE SKIP LOCKED)
-            UPDATE tasks SET state = 'running', attempts = attempts + 1, tries = tries + 1,
-                started_at = $2, ended_at = NULL, run_id = $3, not_before = NULL,
-                lease_until = now() + make_interval(secs => $4)
-            FROM next WHERE tasks.id = next.id
-            RETURNING {}",
-            TASK_COLUMNS
-                .split(", ")
-                .map(|c| format!("tasks.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let row = c
-            .query_opt(&sql, &[&kinds, &now(), &run, &self.lease_s()])
+        let stmt = c.prepare_cached(&CLAIM_SQL).await.map_err(self.q())?;
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = c
+            .query(&stmt, &[&kinds, &now(), &run, &self.lease_s(), &n])
             .await
             .map_err(self.q())?;
-        let Some(row) = row else { return Ok(None) };
-        let task = row_to_task(&row).map_err(|p| self.err(p))?;
-        let attempt = Attempt {
-            task: task.id,
-            run,
-            number: task.attempts,
-        };
-        Ok(Some((task, attempt)))
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let task = row_to_task(row).map_err(|p| self.err(p))?;
+            let attempt = Attempt {
+                task: task.id,
+                run,
+                number: task.attempts,
+            };
+            claimed.push((task, attempt));
+        }
+        claimed.sort_by_key(|(t, _)| t.id);
+        Ok(claimed)
     }
 
     /// How many times the task ran since it was last (re)queued by hand or by a rebuild.
     pub async fn tries(&self, task: TaskId) -> Result<u32> {
         let c = self.conn().await?;
         let n: i32 = c
-            .query_one("SELECT tries FROM tasks WHERE id = $1", &[&task])
+            .query_one(
+                &self
+                    .prepared(&c, "SELECT tries FROM tasks WHERE id = $1")
+                    .await?,
+                &[&task],
+            )
             .await
             .map_err(self.q())?
             .get(0);
@@ -465,7 +495,7 @@ impl PgCheckpoint {
         let c = self.conn().await?;
         let n = c
             .execute(
-                "UPDATE tasks SET lease_until = now() + make_interval(secs => $3) WHERE id = $1 AND attempts = $2 AND state = 'running'",
+                &self.prepared(&c, "UPDATE tasks SET lease_until = now() + make_interval(secs => $3) WHERE id = $1 AND attempts = $2 AND state = 'running'").await?,
                 &[&attempt.task, &(attempt.number as i32), &self.lease_s()],
             )
             .await
@@ -480,7 +510,7 @@ impl PgCheckpoint {
         let c = self.conn().await?;
         let row = c
             .query_opt(
-                "SELECT key, attempts, state = 'running' AND lease_until > now() FROM tasks WHERE id = $1 FOR SHARE",
+                &self.prepared(&c, "SELECT key, attempts, state = 'running' AND lease_until > now() FROM tasks WHERE id = $1 FOR SHARE").await?,
                 &[&attempt.task],
             )
             .await
@@ -517,14 +547,14 @@ impl PgCheckpoint {
         let done = match change {
             Change::AttemptFailed { error, .. } => {
                 c.execute(
-                    &format!("UPDATE tasks SET state = 'pending', last_error = $3, lease_until = NULL, not_before = now() + make_interval(secs => $4) WHERE {guard}"),
+                    &self.prepared(&c, &format!("UPDATE tasks SET state = 'pending', last_error = $3, lease_until = NULL, not_before = now() + make_interval(secs => $4) WHERE {guard}")).await?,
                     &[id, n, &error, &retry_in.as_secs_f64()],
                 )
                 .await
             }
             Change::Succeed(out) => {
                 c.execute(
-                    &format!("UPDATE tasks SET state = 'succeeded', ended_at = $3, last_error = NULL, missing = NULL, cmr_hits = $4, items_written = $5, output_path = $6, output_size = $7, lease_until = NULL WHERE {guard}"),
+                    &self.prepared(&c, &format!("UPDATE tasks SET state = 'succeeded', ended_at = $3, last_error = NULL, missing = NULL, cmr_hits = $4, items_written = $5, output_path = $6, output_size = $7, lease_until = NULL WHERE {guard}")).await?,
                     &[id, n, &now(), &out.cmr_hits.map(|h| h as i64), &(out.items_written as i64), &out.output_path, &(out.output_size as i64)],
                 )
                 .await
@@ -532,14 +562,14 @@ impl PgCheckpoint {
             Change::Fail { error, missing } => {
                 let missing = missing_json(missing);
                 c.execute(
-                    &format!("UPDATE tasks SET state = 'failed', ended_at = $3, last_error = $4, missing = $5, lease_until = NULL WHERE {guard}"),
+                    &self.prepared(&c, &format!("UPDATE tasks SET state = 'failed', ended_at = $3, last_error = $4, missing = $5, lease_until = NULL WHERE {guard}")).await?,
                     &[id, n, &now(), &error, &missing],
                 )
                 .await
             }
             Change::Requeue | Change::Retry => {
                 c.execute(
-                    &format!("UPDATE tasks SET state = 'pending', tries = 0, lease_until = NULL WHERE {guard}"),
+                    &self.prepared(&c, &format!("UPDATE tasks SET state = 'pending', tries = 0, lease_until = NULL WHERE {guard}")).await?,
                     &[id, n],
                 )
                 .await
@@ -554,7 +584,7 @@ impl PgCheckpoint {
         let c = self.conn().await?;
         let rows = c
             .query(
-                &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id IN (SELECT depends_on FROM deps WHERE task_id = $1) ORDER BY id"),
+                &self.prepared(&c, &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id IN (SELECT depends_on FROM deps WHERE task_id = $1) ORDER BY id")).await?,
                 &[&task],
             )
             .await
@@ -588,46 +618,87 @@ impl PgCheckpoint {
         Ok(!busy)
     }
 
-    /// Takes one of `slots` CMR slots shared by every worker (a session advisory lock, so
-    /// the server frees it if the worker dies); `None` if all are taken. The slot is held
-    /// as long as the returned connection: give it back with [`PgCheckpoint::release`].
-    pub async fn cmr_slot(&self, slots: u32) -> Result<Option<CmrSlot>> {
-        let c = self.conn().await?;
-        for slot in 0..slots.max(1) as i32 {
-            let got: bool = c
-                .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&CMR_LOCKS, &slot])
-                .await
-                .map_err(self.q())?
-                .get(0);
-            if got {
-                return Ok(Some(CmrSlot { conn: c, slot }));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Gives a CMR slot back.
-    pub async fn release(&self, slot: CmrSlot) -> Result<()> {
-        slot.conn
-            .execute(
-                "SELECT pg_advisory_unlock($1, $2)",
-                &[&CMR_LOCKS, &slot.slot],
-            )
-            .await
-            .map_err(self.q())?;
-        Ok(())
+    /// This process's share of the `total` CMR slots shared by every worker: session
+    /// advisory locks on a connection of its own, so the server frees them if the process
+    /// dies.
+    pub async fn cmr_slots(&self, total: u32) -> Result<CmrSlots> {
+        Ok(CmrSlots {
+            conn: tokio::sync::Mutex::new((self.conn().await?, Vec::new())),
+            total: i32::try_from(total.max(1)).unwrap_or(i32::MAX),
+            pg: self.clone(),
+        })
     }
 
     async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let c = self.conn().await?;
-        c.execute(sql, params).await.map_err(self.q())
+        let statement = self.prepared(&c, sql).await?;
+        c.execute(&statement, params).await.map_err(self.q())
+    }
+
+    /// `sql` prepared on `c` once (the pool's statement cache): a query is then one round
+    /// trip, and the server may keep its plan.
+    async fn prepared(&self, c: &Object, sql: &str) -> Result<tokio_postgres::Statement> {
+        c.prepare_cached(sql).await.map_err(self.q())
     }
 }
 
-/// One of the CMR slots shared by every worker, held while a harvest runs.
-pub struct CmrSlot {
-    conn: Object,
-    slot: i32,
+/// The CMR slots one process holds (one per harvest or changes query it runs), out of the
+/// slots shared by every worker.
+pub struct CmrSlots {
+    /// The connection holding the locks, and the slots it holds.
+    conn: tokio::sync::Mutex<(Object, Vec<i32>)>,
+    total: i32,
+    pg: PgCheckpoint,
+}
+
+impl CmrSlots {
+    /// Takes up to `n` free slots, in one statement; the slots taken.
+    pub async fn take(&self, n: usize) -> Result<Vec<i32>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut guard = self.conn.lock().await;
+        let (c, held) = &mut *guard;
+        // A session's advisory locks stack: the slots it holds already are left out.
+        let stmt = c
+            .prepare_cached(
+                "SELECT s FROM generate_series(0, $2 - 1) AS s
+                 WHERE NOT s = ANY($3) AND pg_try_advisory_lock($1, s) LIMIT $4",
+            )
+            .await
+            .map_err(self.pg.q())?;
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = c
+            .query(&stmt, &[&CMR_LOCKS, &self.total, &*held, &n])
+            .await
+            .map_err(self.pg.q())?;
+        let taken: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        held.extend(&taken);
+        Ok(taken)
+    }
+
+    /// Gives `slots` back.
+    pub async fn give_back(&self, slots: &[i32]) -> Result<()> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let mut guard = self.conn.lock().await;
+        let (c, held) = &mut *guard;
+        let stmt = c
+            .prepare_cached("SELECT pg_advisory_unlock($1, s) FROM unnest($2::int[]) AS s")
+            .await
+            .map_err(self.pg.q())?;
+        c.query(&stmt, &[&CMR_LOCKS, &slots])
+            .await
+            .map_err(self.pg.q())?;
+        held.retain(|s| !slots.contains(s));
+        Ok(())
+    }
+
+    /// How many slots this process holds.
+    pub async fn held(&self) -> usize {
+        self.conn.lock().await.1.len()
+    }
 }
 
 fn host_name() -> String {
@@ -845,28 +916,28 @@ impl Checkpoint for PgCheckpoint {
         let n = match change {
             Change::AttemptFailed { error, .. } => {
                 c.execute(
-                    &format!("UPDATE tasks SET state = 'pending', last_error = $3, lease_until = NULL WHERE {guard}"),
+                    &self.prepared(&c, &format!("UPDATE tasks SET state = 'pending', last_error = $3, lease_until = NULL WHERE {guard}")).await?,
                     &[&task, &from, &error],
                 )
                 .await
             }
             Change::Succeed(out) => {
                 c.execute(
-                    &format!("UPDATE tasks SET state = 'succeeded', ended_at = $3, last_error = NULL, missing = NULL, cmr_hits = $4, items_written = $5, output_path = $6, output_size = $7, lease_until = NULL WHERE {guard}"),
+                    &self.prepared(&c, &format!("UPDATE tasks SET state = 'succeeded', ended_at = $3, last_error = NULL, missing = NULL, cmr_hits = $4, items_written = $5, output_path = $6, output_size = $7, lease_until = NULL WHERE {guard}")).await?,
                     &[&task, &from, &now(), &out.cmr_hits.map(|h| h as i64), &(out.items_written as i64), &out.output_path, &(out.output_size as i64)],
                 )
                 .await
             }
             Change::Fail { error, missing } => {
                 c.execute(
-                    &format!("UPDATE tasks SET state = 'failed', ended_at = $3, last_error = $4, missing = $5, lease_until = NULL WHERE {guard}"),
+                    &self.prepared(&c, &format!("UPDATE tasks SET state = 'failed', ended_at = $3, last_error = $4, missing = $5, lease_until = NULL WHERE {guard}")).await?,
                     &[&task, &from, &now(), &error, &missing_json(missing)],
                 )
                 .await
             }
             Change::Requeue | Change::Retry => {
                 c.execute(
-                    &format!("UPDATE tasks SET state = 'pending', tries = 0, lease_until = NULL, not_before = NULL WHERE {guard}"),
+                    &self.prepared(&c, &format!("UPDATE tasks SET state = 'pending', tries = 0, lease_until = NULL, not_before = NULL WHERE {guard}")).await?,
                     &[&task, &from],
                 )
                 .await
@@ -1268,14 +1339,22 @@ mod tests {
         };
         let a = PgCheckpoint::connect(&url, short()).await.unwrap();
         let b = PgCheckpoint::connect(&url, short()).await.unwrap();
-        let s1 = a.cmr_slot(2).await.unwrap().unwrap();
-        let s2 = b.cmr_slot(2).await.unwrap().unwrap();
-        assert!(a.cmr_slot(2).await.unwrap().is_none());
-        assert!(b.cmr_slot(2).await.unwrap().is_none());
-        b.release(s2).await.unwrap();
-        let s3 = a.cmr_slot(2).await.unwrap().unwrap();
-        a.release(s1).await.unwrap();
-        a.release(s3).await.unwrap();
+        let (a, b) = (a.cmr_slots(3).await.unwrap(), b.cmr_slots(3).await.unwrap());
+        let first = a.take(2).await.unwrap();
+        assert_eq!(first.len(), 2);
+        // One left for the other process; none for either after that.
+        let second = b.take(2).await.unwrap();
+        assert_eq!(second.len(), 1);
+        assert!(!first.contains(&second[0]));
+        assert!(a.take(1).await.unwrap().is_empty());
+        assert!(b.take(1).await.unwrap().is_empty());
+        // Given back, a slot is free for either; a process never takes one it holds twice.
+        b.give_back(&second).await.unwrap();
+        assert_eq!(a.take(5).await.unwrap(), second);
+        assert_eq!(a.held().await, 3);
+        a.give_back(&first).await.unwrap();
+        assert_eq!(b.take(5).await.unwrap().len(), 2);
+        assert_eq!((a.held().await, b.held().await), (1, 2));
     }
 
     #[tokio::test]
