@@ -465,3 +465,38 @@ async fn recorded_granules_can_be_revised_too() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn item_latency_delays_every_item_answer_and_changes_nothing_else() {
+    let emu = may_2024().await;
+    let client = reqwest::Client::new();
+    let url = format!(
+        "{}/search/granules.json?collection_concept_id[]={L30}&temporal[]=2024-05-02T00:00:00Z,2024-05-02T23:59:59.999Z&page_size=5",
+        emu.base_url()
+    );
+    let (_, entries) = search_ids(&client, &url).await;
+    let item_url = entries[0]["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["href"].as_str())
+        .find(|h| h.ends_with("_stac.json") && h.starts_with(&emu.base_url()))
+        .expect("an item link on the emulator")
+        .to_string();
+    let fetch = || async {
+        let t = std::time::Instant::now();
+        let resp = client.get(&item_url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        (t.elapsed(), resp.bytes().await.unwrap())
+    };
+    let (_, plain) = fetch().await;
+    emu.set_faults(Faults {
+        item_latency_ms: 300,
+        ..Faults::default()
+    });
+    let (took, late) = fetch().await;
+    assert!(took >= std::time::Duration::from_millis(300), "{took:?}");
+    assert_eq!(late, plain, "the same item, only later");
+    assert_eq!(emu.counts().item_fetches, 2);
+    assert!(emu.fault_counts().is_empty(), "a latency is not a fault");
+}
