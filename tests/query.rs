@@ -315,6 +315,13 @@ async fn search_finds_what_duckdb_finds_and_reads_few_row_groups() {
     );
     assert!(!found.is_empty());
     assert!(read * 5 < total, "read {read} of {total} row groups");
+    // A lookup by id reads the row groups whose `id` bloom filter may hold one of the ids,
+    // though the spatial order spreads the ids of a month over every row group.
+    let ids = json!({ "ids": some_ids });
+    let (found, (read, total)) = search_ids(&cache, &ids);
+    assert_eq!(found, duckdb_ids(&cache, &ids));
+    assert_eq!(found.len(), 2, "two of the ids are in the cache: {found:?}");
+    assert!(read * 5 < total, "ids: read {read} of {total} row groups");
 }
 
 #[test]

@@ -218,7 +218,10 @@ impl Searcher {
     ) -> Result<()> {
         let mut reader = self.reader(p);
         let meta = self.footer_with(p, &mut reader).await?;
-        let groups = prune::row_groups(meta.metadata(), meta.schema(), q);
+        let mut groups = prune::row_groups(meta.metadata(), meta.schema(), q);
+        if !q.ids.is_empty() {
+            groups = self.may_hold_ids(p, &meta, groups, q).await?;
+        }
         stats.row_groups += meta.metadata().num_row_groups();
         stats.row_groups_read += groups.len();
         if groups.is_empty() {
@@ -250,6 +253,39 @@ impl Searcher {
             }
         }
         Ok(())
+    }
+
+    /// The row groups of `groups` whose `id` bloom filter may hold one of the ids asked for
+    /// (all of them where the file has no bloom filter: partitions written before it).
+    async fn may_hold_ids(
+        &self,
+        p: &Partition,
+        meta: &ArrowReaderMetadata,
+        groups: Vec<usize>,
+        q: &Query,
+    ) -> Result<Vec<usize>> {
+        let descr = meta.metadata().file_metadata().schema_descr();
+        let Some(column) = descr
+            .columns()
+            .iter()
+            .position(|c| c.path().string() == "id")
+        else {
+            return Ok(groups);
+        };
+        let mut builder =
+            ParquetRecordBatchStreamBuilder::new_with_metadata(self.reader(p), meta.clone());
+        let mut kept = Vec::with_capacity(groups.len());
+        for g in groups {
+            let bloom = builder
+                .get_row_group_column_bloom_filter(g, column)
+                .await
+                .map_err(|e| self.read_error(p, e))?;
+            match bloom {
+                Some(bloom) if !q.ids.iter().any(|id| bloom.check(id.as_str())) => {}
+                _ => kept.push(g),
+            }
+        }
+        Ok(kept)
     }
 
     fn to_items(&self, p: &Partition, batch: RecordBatch) -> Result<Vec<Map<String, Value>>> {

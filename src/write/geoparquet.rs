@@ -19,7 +19,9 @@ use tokio::task::JoinHandle;
 /// Items per batch handed to the writer thread: small, because a parsed `stac::Item` of HLS
 /// weighs ~30 KB (its JSON ~7 KB) and up to three batches are in flight per file.
 pub const DEFAULT_BATCH_SIZE: usize = 256;
-pub use crate::write::parquet::{DEFAULT_ROW_GROUP_SIZE, FAST_ROW_GROUP_SIZE, writer_options};
+pub use crate::write::parquet::{
+    DEFAULT_ROW_GROUP_SIZE, FAST_ROW_GROUP_SIZE, PARTITION_ROW_GROUP_SIZE, writer_options,
+};
 
 /// A finished file, not yet published.
 #[derive(Debug)]

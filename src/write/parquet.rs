@@ -1,7 +1,7 @@
 //! How hls-flow writes parquet, in one place: ZSTD level 3 (Snappy for files of fewer than
 //! [`SMALL_FILE_ROWS`] rows, which have no page index: [`for_rows`]), no dictionaries, parquet format version 1.0, and row groups of [`FAST_ROW_GROUP_SIZE`] rows for daily files of the
-//! fixed-schema writer and [`DEFAULT_ROW_GROUP_SIZE`] for monthly partitions (and the
-//! generic writer). The three writers (the fixed-schema one in
+//! fixed-schema writer, [`PARTITION_ROW_GROUP_SIZE`] for monthly partitions and
+//! [`DEFAULT_ROW_GROUP_SIZE`] for the generic writer. The three writers (the fixed-schema one in
 //! [`hls_arrow`](crate::write::hls_arrow), the generic one in
 //! [`stac_arrow`](crate::write::stac_arrow), and the repartition's) take their settings
 //! from here; their GeoParquet metadata comes from [`metadata`](crate::write::metadata).
@@ -17,9 +17,14 @@ use std::sync::{Condvar, LazyLock, Mutex};
 /// file.
 pub const ZSTD_LEVEL: i32 = 3;
 
-/// Rows per row group of monthly partitions and of the generic writer: small enough for
-/// readers to prune, large enough to compress well.
+/// Rows per row group of the generic writer: small enough for readers to prune, large
+/// enough to compress well.
 pub const DEFAULT_ROW_GROUP_SIZE: usize = 10_000;
+
+/// Rows per row group of monthly partitions. In the spatial order of a partition, a
+/// 1°×1° box over a week of a 300,000-item month reads 1 or 2 of its 150 row groups (of
+/// 30 at 10,000 rows: up to 4), for a file ~16 % larger (`cargo bench --bench query`).
+pub const PARTITION_ROW_GROUP_SIZE: usize = 2_000;
 
 /// Rows per row group of the fixed-schema writer's daily files. Its ~130 columns each hold
 /// a zstd compression context (~1 MB) from their first compressed page until the row group

@@ -30,7 +30,7 @@ use crate::progress::UnitBar;
 use crate::write::geoparquet::read_metadata;
 use crate::write::metadata::{self, FileMetadata};
 use crate::write::output::Output;
-use crate::write::parquet::{DEFAULT_ROW_GROUP_SIZE, for_rows, writer_properties_builder};
+use crate::write::parquet::{PARTITION_ROW_GROUP_SIZE, for_rows, writer_properties_builder};
 use crate::write::recent::{Decoded, RecentFiles};
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
@@ -44,6 +44,7 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use parquet::file::metadata::KeyValue;
+use parquet::schema::types::ColumnPath;
 use spill::{Bucket, SpillError, Spilled, Spiller};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -63,6 +64,9 @@ pub const DEFAULT_SPILL_BUFFER_BYTES: usize = 128 * 1024 * 1024;
 /// writes by default), a search that keeps a few rows of a row group decodes the pages that
 /// hold them, not the whole column chunks of every column.
 pub const PAGE_ROWS: usize = 1000;
+
+/// The false positive rate of the `id` bloom filter of each row group.
+const ID_BLOOM_FPP: f64 = 0.01;
 
 /// Rows handed to the parquet encoder at a time, at most.
 const WRITE_CHUNK_ROWS: usize = 4096;
@@ -95,7 +99,7 @@ impl Default for RepartitionOptions {
     fn default() -> Self {
         RepartitionOptions {
             overwrite: false,
-            row_group_size: DEFAULT_ROW_GROUP_SIZE,
+            row_group_size: PARTITION_ROW_GROUP_SIZE,
             batch_size: DEFAULT_BATCH_SIZE,
             bucket_bytes: DEFAULT_BUCKET_BYTES,
             spill_buffer_bytes: DEFAULT_SPILL_BUFFER_BYTES,
@@ -559,6 +563,11 @@ impl Job {
         )
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_write_batch_size(PAGE_ROWS)
+        // A bloom filter of the ids in each row group: a lookup by id reads only the row
+        // groups that may hold one (ids are spread over the month by the spatial order).
+        .set_column_bloom_filter_enabled(ColumnPath::from("id"), true)
+        .set_column_bloom_filter_ndv(ColumnPath::from("id"), self.options.row_group_size as u64)
+        .set_column_bloom_filter_fpp(ColumnPath::from("id"), ID_BLOOM_FPP)
         .build();
         // The file metadata goes into the stored Arrow schema too (GeoPandas reads `geo`
         // from there when given a partition folder).
