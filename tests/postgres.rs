@@ -528,20 +528,14 @@ fn ok_out(child: Child, what: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_on_postgres_harvests_the_changed_days_again_with_a_worker_beside_it() {
-    use crate::sync::{assert_cache_is_the_archive, month_of_changes, mtimes};
+    use crate::sync::{assert_cache_is_the_archive, month_of_changes, mtimes, touched};
     let (first, last) = (day(2024, 5, 1), day(2024, 5, 31));
     let Some(s) = setup(first, last).await else {
         return;
     };
     ok(s.run(&["202405"]), "run");
     let report = s.emu.apply_changes(&month_of_changes(&s.emu)).unwrap();
-    let touched: BTreeSet<(Collection, chrono::NaiveDate)> = report
-        .added
-        .iter()
-        .chain(&report.revised)
-        .chain(&report.deleted)
-        .map(|c| (c.collection, c.day))
-        .collect();
+    let touched = touched(&report);
     // A worker that waits for work (no --exit-when-idle) shares the days to harvest again.
     let worker = s.spawn("worker", &["--max-concurrent-days", "2"]);
     let before = s.emu.counts().item_fetches;

@@ -229,6 +229,17 @@ fn watermark(p: &Paths, c: Collection) -> Option<String> {
         .unwrap()
 }
 
+/// The days a change set touched: late granules, revisions and deletions.
+pub(crate) fn touched(report: &ChangeReport) -> BTreeSet<(Collection, NaiveDate)> {
+    report
+        .added
+        .iter()
+        .chain(&report.revised)
+        .chain(&report.deleted)
+        .map(|c| (c.collection, c.day))
+        .collect()
+}
+
 /// A harvested May 2024, then the change set.
 async fn may_changed(per_day: u32) -> (Emulator, Paths, ChangeReport) {
     let emu = synthetic(day(2024, 5, 1), day(2024, 5, 31), per_day).await;
@@ -256,13 +267,7 @@ async fn a_sync_rewrites_what_changed_and_verify_proves_the_cache_current() {
     assert_eq!(report.revised.len(), 30);
     assert_eq!(report.deleted.len(), 20);
     // Days the change set did not touch.
-    let touched: BTreeSet<(Collection, NaiveDate)> = report
-        .added
-        .iter()
-        .chain(&report.revised)
-        .chain(&report.deleted)
-        .map(|c| (c.collection, c.day))
-        .collect();
+    let touched = touched(&report);
     let before = mtimes(&p.out);
 
     let o = verify(&emu, &p);

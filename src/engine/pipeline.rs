@@ -6,11 +6,9 @@ use crate::bbox::Bbox;
 use crate::collection::Collection;
 use crate::engine::checkpoint::sqlite::{StateStore, TaskKind, TaskOutput, TaskRow, TaskState};
 use crate::engine::dag::Dag;
-use crate::engine::events::{EventLog, Events};
 use crate::engine::report::RunReport;
-use crate::engine::scheduler::{
-    Executor, RunGraph, SchedulerSettings, requeue_downstream, run_tasks,
-};
+use crate::engine::scheduler::{Executor, SchedulerSettings, requeue_logged, run_tasks};
+use crate::engine::task::TaskId;
 use crate::error::{Error, Result};
 use crate::period::{DayRange, Month};
 use crate::progress::{Progress, UnitBar};
@@ -439,6 +437,17 @@ impl RetryFilter {
             && self.day.is_none_or(|d| t.spec.day == Some(d))
             && self.month.is_none_or(|m| t.spec.month == m)
     }
+
+    /// The failed tasks of `rows` that the filter names, by id.
+    pub fn failed(&self, rows: &HashMap<TaskId, TaskRow>) -> Vec<TaskId> {
+        let mut failed: Vec<TaskId> = rows
+            .values()
+            .filter(|t| t.state == TaskState::Failed && self.matches(t))
+            .map(|t| t.id)
+            .collect();
+        failed.sort_unstable();
+        failed
+    }
 }
 
 /// `hls-flow retry-failed`: re-queues the failed tasks that match, and runs them with the
@@ -462,31 +471,14 @@ pub async fn retry_failed(
     drop(probe);
     let state = open_state(&cfg)?;
     let mut rows: HashMap<i64, TaskRow> = state.tasks()?.into_iter().map(|t| (t.id, t)).collect();
-    let mut failed: Vec<i64> = rows
-        .values()
-        .filter(|t| t.state == TaskState::Failed && filter.matches(t))
-        .map(|t| t.id)
-        .collect();
+    let failed = filter.failed(&rows);
     if failed.is_empty() {
         return Ok(None);
     }
-    failed.sort_unstable();
-    let graph = RunGraph::new(&state.deps()?);
-    let mut log = Events::new();
-    log.subscribe(EventLog(state.clone()));
-    let events = log.sender(None);
-    let requeued = requeue_downstream(
-        state.as_ref(),
-        &graph,
-        &mut rows,
-        &failed,
-        "retry-failed",
-        &events,
-    )
-    .await;
-    drop(events);
-    log.close().await?;
-    let scope: HashSet<i64> = requeued?.into_iter().collect();
+    let scope: HashSet<i64> = requeue_logged(&state, &mut rows, &failed, "retry-failed")
+        .await?
+        .into_iter()
+        .collect();
     let report = execute(state.clone(), &cfg, scope, "retry-failed", cancel).await?;
     // A sync whose failed tasks these were completes now.
     crate::engine::sync::finish(state.as_ref(), &cfg.state.display().to_string()).await?;

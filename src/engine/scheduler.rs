@@ -168,6 +168,24 @@ pub async fn requeue_downstream<C: Checkpoint>(
     Ok(all)
 }
 
+/// [`requeue_downstream`] over the state's dependencies, its `requeued` events recorded in
+/// the state (outside any run): what `retry-failed` and `sync` do before they run.
+pub async fn requeue_logged<C: Checkpoint>(
+    state: &Arc<C>,
+    rows: &mut HashMap<TaskId, TaskRow>,
+    roots: &[TaskId],
+    why: &str,
+) -> Result<Vec<TaskId>> {
+    let graph = RunGraph::new(&state.deps().await?);
+    let mut log = Events::new();
+    log.subscribe(EventLog(state.clone()));
+    let events = log.sender(None);
+    let requeued = requeue_downstream(state.as_ref(), &graph, rows, roots, why, &events).await;
+    drop(events);
+    log.close().await?;
+    requeued
+}
+
 /// The concurrency slot of a kind: CMR work (harvests, changes queries) or repartitions.
 fn slot(kind: TaskKind) -> usize {
     match kind {

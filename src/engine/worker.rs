@@ -17,7 +17,7 @@ use crate::engine::events::{Event, EventKind};
 use crate::engine::events::{EventLog, Events};
 use crate::engine::pipeline::{Pipeline, RetryFilter, RunConfig};
 use crate::engine::report::{Outcome, RunReport, TaskOutcome};
-use crate::engine::scheduler::{Executor, RunGraph, delays, requeue_downstream, requeue_fresh};
+use crate::engine::scheduler::{Executor, RunGraph, delays, requeue_fresh, requeue_logged};
 use crate::engine::task::{TaskId, TaskKind, TaskState};
 use crate::error::{Error, Result, StateProblem, one_line};
 use crate::period::DayRange;
@@ -135,31 +135,11 @@ pub async fn retry_failed(
     let pg = connect(cfg).await?;
     let mut rows: HashMap<TaskId, TaskRow> =
         pg.tasks().await?.into_iter().map(|t| (t.id, t)).collect();
-    let mut failed: Vec<TaskId> = rows
-        .values()
-        .filter(|t| t.state == TaskState::Failed && filter.matches(t))
-        .map(|t| t.id)
-        .collect();
+    let failed = filter.failed(&rows);
     if failed.is_empty() {
         return Ok(None);
     }
-    failed.sort_unstable();
-    let graph = RunGraph::new(&pg.deps().await?);
-    let mut log = Events::new();
-    log.subscribe(EventLog(pg.clone()));
-    let events = log.sender(None);
-    let requeued = requeue_downstream(
-        pg.as_ref(),
-        &graph,
-        &mut rows,
-        &failed,
-        "retry-failed",
-        &events,
-    )
-    .await;
-    drop(events);
-    log.close().await?;
-    let scope = requeued?;
+    let scope = requeue_logged(&pg, &mut rows, &failed, "retry-failed").await?;
     let report = work_on(pg.clone(), cfg, &scope, "retry-failed", cancel).await?;
     // A sync whose failed tasks these were completes now.
     crate::engine::sync::finish(pg.as_ref(), pg.url()).await?;

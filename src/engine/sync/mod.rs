@@ -37,10 +37,9 @@ use crate::collection::Collection;
 use crate::engine::checkpoint::postgres::is_postgres_url;
 use crate::engine::checkpoint::sqlite::{StateStore, TaskKind, TaskRow, TaskSpec, TaskState};
 use crate::engine::checkpoint::{Checkpoint, stamp};
-use crate::engine::events::{EventLog, Events};
 use crate::engine::pipeline::{RunConfig, execute, open_state};
 use crate::engine::report::RunReport;
-use crate::engine::scheduler::{RunGraph, requeue_downstream};
+use crate::engine::scheduler::{RunGraph, requeue_logged};
 use crate::engine::task::TaskId;
 use crate::error::Result;
 use crate::period::Month;
@@ -287,15 +286,7 @@ async fn plan<C: Checkpoint>(
             })
         })
         .collect();
-    let graph = RunGraph::new(&state.deps().await?);
-    let mut log = Events::new();
-    log.subscribe(EventLog(state.clone()));
-    let events = log.sender(None);
-    let requeued =
-        requeue_downstream(state.as_ref(), &graph, &mut by_id, &roots, "sync", &events).await;
-    drop(events);
-    log.close().await?;
-    requeued?;
+    requeue_logged(state, &mut by_id, &roots, "sync").await?;
     let mut scope: HashSet<TaskId> = ids.iter().copied().collect();
     let ours = || {
         by_id
