@@ -15,6 +15,7 @@ use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter,
 };
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::bloom_filter::Sbbf;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use serde_json::{Map, Value};
@@ -50,17 +51,25 @@ pub struct SearchStats {
     pub more: bool,
 }
 
-/// Footers read, by (path, ETag).
-type Footers = HashMap<(String, Option<String>), ArrowReaderMetadata>;
+/// A version of a file: its path and ETag.
+type FileVersion = (String, Option<String>);
+
+/// Footers read, by file version.
+type Footers = HashMap<FileVersion, ArrowReaderMetadata>;
+
+/// The `id` bloom filters of a file's row groups (`None`: a row group without one).
+type Blooms = Arc<Vec<Option<Sbbf>>>;
 
 /// What receives the matches of a partition; `false` stops the search.
 type Sink<'a> = dyn FnMut(Map<String, Value>, &mut SearchStats) -> Result<bool> + Send + 'a;
 
-/// Searches one output; keeps the footers it read, by file version, for the next search.
+/// Searches one output; keeps the footers and `id` bloom filters it read, by file version,
+/// for the next search.
 #[derive(Debug, Clone)]
 pub struct Searcher {
     out: Arc<Output>,
     footers: Arc<Mutex<Footers>>,
+    blooms: Arc<Mutex<HashMap<FileVersion, Blooms>>>,
 }
 
 /// How many times a search reads a partition again that changed while it read it.
@@ -72,6 +81,7 @@ impl Searcher {
         Searcher {
             out: Arc::new(out),
             footers: Arc::default(),
+            blooms: Arc::default(),
         }
     }
 
@@ -264,28 +274,65 @@ impl Searcher {
         groups: Vec<usize>,
         q: &Query,
     ) -> Result<Vec<usize>> {
-        let descr = meta.metadata().file_metadata().schema_descr();
-        let Some(column) = descr
+        let blooms = self.id_blooms(p, meta).await?;
+        Ok(groups
+            .into_iter()
+            .filter(|&g| match blooms.get(g) {
+                Some(Some(bloom)) => q.ids.iter().any(|id| bloom.check(id.as_str())),
+                _ => true,
+            })
+            .collect())
+    }
+
+    /// The `id` bloom filters of the row groups of a partition (read once per file version,
+    /// all in one coalesced read): `None` for a row group without one.
+    async fn id_blooms(&self, p: &Partition, meta: &ArrowReaderMetadata) -> Result<Blooms> {
+        let key = (p.meta.location.to_string(), p.meta.e_tag.clone());
+        if let Some(b) = self.lock_blooms().get(&key) {
+            return Ok(b.clone());
+        }
+        let metadata = meta.metadata();
+        let column = metadata
+            .file_metadata()
+            .schema_descr()
             .columns()
             .iter()
-            .position(|c| c.path().string() == "id")
-        else {
-            return Ok(groups);
-        };
-        let mut builder =
-            ParquetRecordBatchStreamBuilder::new_with_metadata(self.reader(p), meta.clone());
-        let mut kept = Vec::with_capacity(groups.len());
-        for g in groups {
-            let bloom = builder
-                .get_row_group_column_bloom_filter(g, column)
-                .await
-                .map_err(|e| self.read_error(p, e))?;
-            match bloom {
-                Some(bloom) if !q.ids.iter().any(|id| bloom.check(id.as_str())) => {}
-                _ => kept.push(g),
-            }
+            .position(|c| c.path().string() == "id");
+        let ranges: Vec<Option<Range<u64>>> = metadata
+            .row_groups()
+            .iter()
+            .map(|g| {
+                let chunk = g.column(column?);
+                let start = u64::try_from(chunk.bloom_filter_offset()?).ok()?;
+                let len = u64::try_from(chunk.bloom_filter_length()?).ok()?;
+                Some(start..start + len)
+            })
+            .collect();
+        let wanted: Vec<Range<u64>> = ranges.iter().flatten().cloned().collect();
+        let mut read = self
+            .reader(p)
+            .get_byte_ranges(wanted)
+            .await
+            .map_err(|e| self.read_error(p, e))?
+            .into_iter();
+        let mut blooms = Vec::with_capacity(ranges.len());
+        for range in &ranges {
+            blooms.push(match (range, read.next()) {
+                (Some(_), Some(bytes)) => {
+                    Some(Sbbf::from_bytes(&bytes).map_err(|e| self.read_error(p, e))?)
+                }
+                _ => None,
+            });
         }
-        Ok(kept)
+        let blooms: Blooms = Arc::new(blooms);
+        let mut all = self.lock_blooms();
+        all.retain(|(path, _), _| *path != key.0);
+        all.insert(key, blooms.clone());
+        Ok(blooms)
+    }
+
+    fn lock_blooms(&self) -> std::sync::MutexGuard<'_, HashMap<FileVersion, Blooms>> {
+        self.blooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn to_items(&self, p: &Partition, batch: RecordBatch) -> Result<Vec<Map<String, Value>>> {
@@ -355,8 +402,18 @@ impl AsyncFileReader for SnapshotReader {
         &mut self,
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        let gets: Vec<_> = ranges.into_iter().map(|r| self.get(r)).collect();
-        async move { futures::future::try_join_all(gets).await }.boxed()
+        // The pages a row selection needs are many small ranges (one or two per column of
+        // each row group read): one request for each range less than
+        // `OBJECT_STORE_COALESCE_DEFAULT` (1 MB) apart from the next, all of the same version.
+        async move {
+            object_store::coalesce_ranges(
+                &ranges,
+                |r| self.get(r),
+                object_store::OBJECT_STORE_COALESCE_DEFAULT,
+            )
+            .await
+        }
+        .boxed()
     }
 
     fn get_metadata<'a>(
@@ -377,5 +434,152 @@ impl AsyncFileReader for SnapshotReader {
             Ok(Arc::new(meta))
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions,
+        PutOptions, PutPayload, PutResult,
+    };
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An in-memory store that counts the reads it serves.
+    #[derive(Debug, Default)]
+    struct Counting {
+        inner: InMemory,
+        gets: AtomicUsize,
+    }
+
+    impl std::fmt::Display for Counting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Counting({})", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Counting {
+        async fn put_opts(
+            &self,
+            location: &object_store::path::Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &object_store::path::Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &object_store::path::Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<object_store::path::Path>>,
+        ) -> BoxStream<'static, object_store::Result<object_store::path::Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    /// 3 MB whose every byte says where it is.
+    fn data() -> Bytes {
+        (0..3u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect::<Vec<u8>>()
+            .into()
+    }
+
+    /// The ranges of a row selection over a few row groups: one or two small pages per column,
+    /// out of order, some adjacent, some overlapping, gaps well under 1 MB.
+    fn pages() -> Vec<Range<u64>> {
+        let mut ranges: Vec<Range<u64>> = (0..300u64)
+            .map(|i| {
+                let start = (i * 7_919) % 3_000_000;
+                start..start + 500 + (i % 7) * 300
+            })
+            .collect();
+        ranges.push(10..20);
+        ranges.push(15..40);
+        ranges.push(40..41);
+        ranges
+    }
+
+    async fn stored(bytes: Bytes) -> (Arc<Counting>, ObjectMeta) {
+        let store = Arc::new(Counting::default());
+        let path = object_store::path::Path::from("part-0.parquet");
+        store.put(&path, bytes.into()).await.unwrap();
+        let meta = store.head(&path).await.unwrap();
+        store.gets.store(0, Ordering::SeqCst);
+        (store, meta)
+    }
+
+    #[tokio::test]
+    async fn the_pages_of_a_selection_are_read_in_few_requests_each_exactly() {
+        let bytes = data();
+        let (store, meta) = stored(bytes.clone()).await;
+        let mut reader = SnapshotReader::new(store.clone(), &meta);
+        let ranges = pages();
+        let got = reader.get_byte_ranges(ranges.clone()).await.unwrap();
+        assert_eq!(got.len(), ranges.len());
+        for (range, got) in ranges.iter().zip(&got) {
+            assert_eq!(
+                got,
+                &bytes.slice(range.start as usize..range.end as usize),
+                "{range:?}"
+            );
+        }
+        // 303 ranges less than 1 MB apart: read together (they were 303 requests before).
+        let gets = store.gets.load(Ordering::SeqCst);
+        assert!(gets <= 3, "{gets} requests for {} ranges", ranges.len());
+    }
+
+    #[tokio::test]
+    async fn coalesced_reads_of_a_file_replaced_meanwhile_fail() {
+        let (store, meta) = stored(data()).await;
+        let mut reader = SnapshotReader::new(store.clone(), &meta);
+        store
+            .put(&meta.location, Bytes::from(vec![0u8; 3 << 20]).into())
+            .await
+            .unwrap();
+        assert!(reader.get_byte_ranges(pages()).await.is_err());
     }
 }
