@@ -334,10 +334,9 @@ pub(crate) fn open_state(cfg: &RunConfig) -> Result<Arc<StateStore>> {
         ("bbox", bbox.as_str()),
         ("daily_prefix", cfg.daily_prefix.as_str()),
     ] {
-        match state.meta(key)? {
-            None => state.set_meta(key, value)?,
-            Some(stored) if stored == value => {}
-            Some(stored) => {
+        match state.claim_meta(key, value)? {
+            stored if stored == value => {}
+            stored => {
                 return Err(Error::State {
                     path: cfg.state.display().to_string(),
                     problem: crate::error::StateProblem::OtherSetting {

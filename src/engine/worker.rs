@@ -70,10 +70,9 @@ async fn check_settings<C: Checkpoint>(state: &C, cfg: &RunConfig) -> Result<()>
         ("bbox", bbox.as_str()),
         ("daily_prefix", cfg.daily_prefix.as_str()),
     ] {
-        match state.meta(key).await? {
-            None => state.set_meta(key, value).await?,
-            Some(stored) if stored == value => {}
-            Some(stored) => {
+        match state.claim_meta(key, value).await? {
+            stored if stored == value => {}
+            stored => {
                 return Err(Error::State {
                     path: cfg.state.display().to_string(),
                     problem: StateProblem::OtherSetting {

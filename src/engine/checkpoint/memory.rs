@@ -237,4 +237,13 @@ impl Checkpoint for MemoryCheckpoint {
         self.lock().meta.insert(key.to_string(), value.to_string());
         Ok(())
     }
+
+    async fn claim_meta(&self, key: &str, value: &str) -> Result<String> {
+        Ok(self
+            .lock()
+            .meta
+            .entry(key.to_string())
+            .or_insert_with(|| value.to_string())
+            .clone())
+    }
 }

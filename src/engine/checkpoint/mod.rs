@@ -142,6 +142,11 @@ pub trait Checkpoint: Send + Sync + 'static {
 
     /// Stores a setting.
     fn set_meta(&self, key: &str, value: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stores `value` as the setting `key` unless the setting is there already, in one step;
+    /// returns the setting as stored. Of two callers racing on a new state, both get the
+    /// value of the one that came first.
+    fn claim_meta(&self, key: &str, value: &str) -> impl Future<Output = Result<String>> + Send;
 }
 
 /// Now, as stored.

@@ -1064,6 +1064,21 @@ impl Checkpoint for PgCheckpoint {
         .await
         .map(|_| ())
     }
+
+    async fn claim_meta(&self, key: &str, value: &str) -> Result<String> {
+        // An upsert that changes nothing, so that the row comes back whoever inserted it: of
+        // two racing inserts the second waits for the first to commit, then takes its row.
+        let c = self.conn().await?;
+        let row = c
+            .query_one(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = meta.value RETURNING value",
+                &[&key, &value],
+            )
+            .await
+            .map_err(self.q())?;
+        Ok(row.get(0))
+    }
 }
 
 #[cfg(test)]

@@ -296,6 +296,18 @@ impl StateStore {
         })
     }
 
+    /// Stores `value` as the setting `key` unless it is there already; returns the stored one.
+    pub fn claim_meta(&self, key: &str, value: &str) -> Result<String> {
+        self.with(|c| {
+            c.query_row(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = value RETURNING value",
+                params![key, value],
+                |r| r.get(0),
+            )
+        })
+    }
+
     /// Records the start of a run.
     pub fn start_run(&self, command: &str) -> Result<i64> {
         self.with(|c| {
@@ -530,6 +542,9 @@ impl Checkpoint for StateStore {
     }
     async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         StateStore::set_meta(self, key, value)
+    }
+    async fn claim_meta(&self, key: &str, value: &str) -> Result<String> {
+        StateStore::claim_meta(self, key, value)
     }
 }
 

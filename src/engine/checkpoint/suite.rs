@@ -222,6 +222,30 @@ async fn one_claimer_wins<C: Checkpoint>(claimers: Vec<Arc<C>>) {
     );
 }
 
+/// Many callers claim one setting of a new state at once with different values: all get the
+/// same one, the one stored; a later claim gets it too.
+async fn one_setting_wins<C: Checkpoint>(claimers: Vec<Arc<C>>) {
+    let n = claimers.len() * 4;
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, c) in claimers.iter().cycle().take(n).enumerate() {
+        let (c, barrier) = (c.clone(), barrier.clone());
+        set.spawn(async move {
+            barrier.wait().await;
+            c.claim_meta("output", &format!("s3://out-{i}"))
+                .await
+                .unwrap()
+        });
+    }
+    let got: Vec<String> = set.join_all().await;
+    let stored = claimers[0].meta("output").await.unwrap().unwrap();
+    assert!(got.iter().all(|g| *g == stored), "{got:?}, stored {stored}");
+    assert!(stored.starts_with("s3://out-"));
+    for c in &claimers {
+        assert_eq!(c.claim_meta("output", "elsewhere").await.unwrap(), stored);
+    }
+}
+
 /// Keeps a sync's settings: watermarks per collection, the changes applied, the start of a
 /// sync not completed; refuses a stored value it cannot read.
 async fn keeps_sync_settings<C: Checkpoint>(c: C) {
@@ -405,6 +429,12 @@ macro_rules! suite {
                 let Some((_dir, c)) = $make else { return };
                 super::one_claimer_wins(vec![Arc::new(c)]).await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn one_setting_wins_a_race() {
+                let Some((_dir, c)) = $make else { return };
+                super::one_setting_wins(vec![Arc::new(c)]).await;
+            }
         }
     };
 }
@@ -441,6 +471,15 @@ async fn two_connections_to_one_state_file_race_and_one_wins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_connections_to_one_state_file_claim_one_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let first = StateStore::open_exclusive(&path).unwrap();
+    let second = StateStore::open_second_writer(&path).unwrap();
+    one_setting_wins(vec![Arc::new(first), Arc::new(second)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_pools_on_one_postgres_database_race_and_one_wins() {
     let Some(url) = pg_server::database() else {
         return;
@@ -449,4 +488,15 @@ async fn two_pools_on_one_postgres_database_race_and_one_wins() {
     let first = PgCheckpoint::connect(&url, lease).await.unwrap();
     let second = PgCheckpoint::connect(&url, lease).await.unwrap();
     one_claimer_wins(vec![Arc::new(first), Arc::new(second)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pools_on_one_postgres_database_claim_one_setting() {
+    let Some(url) = pg_server::database() else {
+        return;
+    };
+    let lease = LeaseSettings::default();
+    let first = PgCheckpoint::connect(&url, lease).await.unwrap();
+    let second = PgCheckpoint::connect(&url, lease).await.unwrap();
+    one_setting_wins(vec![Arc::new(first), Arc::new(second)]).await;
 }
