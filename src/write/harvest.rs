@@ -237,7 +237,8 @@ async fn list_and_fetch(
 }
 
 /// `--source echo10`: pages of ECHO10 records → items built from them. With `json`, the
-/// items are passed on as JSON bytes (for the fixed-schema writer), else as `stac::Item`s.
+/// granules' values are passed on as they are (the fixed-schema writer builds their rows
+/// from them), else as `stac::Item`s.
 async fn list_echo10(
     cmr: CmrClient,
     query: GranuleQuery,
@@ -270,7 +271,8 @@ async fn list_echo10(
                             },
                         })
                     } else if json {
-                        item_json(&id, &crate::source::hls::to_stac_item(&meta))
+                        // Straight into the fixed-schema writer's columns, no JSON between.
+                        Ok(ItemRow::Meta(Box::new(meta)))
                     } else {
                         item_from_value(&id, crate::source::hls::to_stac_item(&meta), collection)
                             .map(ItemRow::from)
@@ -300,18 +302,6 @@ async fn list_echo10(
     }
     bar.set_total(listing.listed);
     Ok(listing)
-}
-
-fn item_json(id: &str, value: &serde_json::Value) -> Result<ItemRow> {
-    serde_json::to_vec(value)
-        .map(|json| ItemRow::Json {
-            json: json.into(),
-            key: None,
-        })
-        .map_err(|e| Error::Granule {
-            id: id.to_string(),
-            problem: GranuleProblem::Serialize(e),
-        })
 }
 
 fn item_from_value(id: &str, value: serde_json::Value, collection: Collection) -> Result<Item> {

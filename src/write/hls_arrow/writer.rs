@@ -97,6 +97,8 @@ pub struct HlsGeoparquetWriter<W: Write + Send> {
     batch_rows: usize,
     items: u64,
     batches: u64,
+    /// Bounds of rows written as whole batches ([`write_batch`](Self::write_batch)).
+    extra_bounds: Option<[f64; 4]>,
 }
 
 impl<W: Write + Send> std::fmt::Debug for HlsGeoparquetWriter<W> {
@@ -152,6 +154,7 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
             batch_rows: options.batch_rows.max(1),
             items: 0,
             batches: 0,
+            extra_bounds: None,
         })
     }
 
@@ -165,6 +168,25 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
     pub fn write_item(&mut self, item: &stac::Item) -> Result<()> {
         self.builder.append_item(item)?;
         self.after_append()
+    }
+
+    /// Adds rows built by an [`HlsBatchBuilder`](super::HlsBatchBuilder) of the same
+    /// collection, as one record batch (after the rows buffered so far). Their geometries'
+    /// bounds must be given to [`include_bounds`](Self::include_bounds).
+    pub fn write_batch(&mut self, batch: &arrow_array::RecordBatch) -> Result<()> {
+        self.flush_batch()?;
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        crate::write::parquet::encoding(|| self.writer.write(batch))?;
+        self.items += batch.num_rows() as u64;
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// Widens the bounds written in the footer's `geo` metadata to include `bounds`.
+    pub fn include_bounds(&mut self, bounds: Option<[f64; 4]>) {
+        self.extra_bounds = crate::bbox::union_bounds(self.extra_bounds, bounds);
     }
 
     /// Items accepted so far.
@@ -203,7 +225,7 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
         let row_groups = self.writer.flushed_row_groups().len();
         let geo = metadata::wkb_multipolygons(
             super::schema::GEOMETRY,
-            self.builder.bounds(),
+            crate::bbox::union_bounds(self.builder.bounds(), self.extra_bounds),
             self.items > 0,
         )
         .map_err(HlsArrowError::Metadata)?;
