@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench end_to_end                 # 15,000- and 40,000-granule days, 3 runs each
-//! cargo bench --bench end_to_end -- --runs 5 --sizes 15000
+//! cargo bench --bench end_to_end -- --runs 5 --sizes 15000 --sources echo10
 //! ```
 //!
 //! For each day size and each source (`stac-json`, `echo10`) it runs `generate-daily` for
@@ -60,6 +60,9 @@ fn main() {
     let sizes: Vec<u32> = opt("--sizes")
         .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_else(|| vec![15_000, 40_000]);
+    let sources: Vec<String> = opt("--sources")
+        .map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|| vec!["stac-json".into(), "echo10".into()]);
     let work = PathBuf::from(std::env::var("HLS_FLOW_BENCH_DIR").unwrap_or_else(|_| {
         std::env::temp_dir()
             .join("hls-flow-bench")
@@ -75,7 +78,7 @@ fn main() {
     );
     for &size in &sizes {
         let emu = emulator("2024-05-14", "2024-05-16", size);
-        for source in ["stac-json", "echo10"] {
+        for source in sources.iter().map(String::as_str) {
             let (mut secs, mut rss, mut items, mut reqs) = (vec![], vec![], 0, 0);
             let mut first = f64::NAN;
             // Run 0 is untimed: it warms the emulator's rendered items.

@@ -26,16 +26,6 @@ pub fn render_granule(meta: &GranuleMeta) -> String {
     w.out
 }
 
-/// Appends a rendered `<Granule>` record to `out`.
-pub(crate) fn write_granule_into(out: &mut String, meta: &GranuleMeta) {
-    let mut w = Writer {
-        out: std::mem::take(out),
-        ..Writer::default()
-    };
-    write_granule(&mut w, meta);
-    *out = w.out;
-}
-
 fn write_granule(w: &mut Writer, meta: &GranuleMeta) {
     let d = Derived::of(meta);
     w.open("Granule");
@@ -416,21 +406,50 @@ pub fn render_page(hits: u64, took: u64, metas: &[GranuleMeta]) -> String {
 
 /// [`render_page`] with each granule's revision id (the `revision-id` of its `<result>`).
 pub fn render_page_revisions(hits: u64, took: u64, records: &[(&GranuleMeta, u32)]) -> String {
-    let mut out = String::with_capacity(200 + records.len() * 9_000);
+    let rendered: Vec<String> = records.iter().map(|(m, _)| render_granule(m)).collect();
+    let records: Vec<PageRecord<'_>> = records
+        .iter()
+        .zip(&rendered)
+        .map(|(&(meta, revision_id), xml)| PageRecord {
+            meta,
+            revision_id,
+            xml,
+        })
+        .collect();
+    render_page_records(hits, took, &records)
+}
+
+/// One `<result>` of a page: its granule, revision id, and its `<Granule>` record already
+/// rendered (by [`render_granule`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PageRecord<'a> {
+    /// The granule (its concept id and collection name the `<result>`).
+    pub meta: &'a GranuleMeta,
+    /// The `revision-id` of the `<result>`.
+    pub revision_id: u32,
+    /// The `<Granule>` record.
+    pub xml: &'a str,
+}
+
+/// Assembles a CMR echo10 results page from records rendered beforehand: the server renders
+/// each granule's record once and copies it into every page that lists it.
+pub fn render_page_records(hits: u64, took: u64, records: &[PageRecord<'_>]) -> String {
+    let size = records.iter().map(|r| r.xml.len() + 160).sum::<usize>();
+    let mut out = String::with_capacity(200 + size);
     out.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><results><hits>"#);
     out.push_str(&hits.to_string());
     out.push_str("</hits><took>");
     out.push_str(&took.to_string());
     out.push_str("</took>");
-    for (meta, revision_id) in records {
+    for r in records {
         out.push_str(r#"<result concept-id=""#);
-        out.push_str(&escape(meta.concept_id.as_str()));
+        out.push_str(&escape(r.meta.concept_id.as_str()));
         out.push_str(r#"" collection-concept-id=""#);
-        out.push_str(meta.collection.concept_id());
+        out.push_str(r.meta.collection.concept_id());
         out.push_str(r#"" revision-id=""#);
-        out.push_str(&revision_id.to_string());
+        out.push_str(&r.revision_id.to_string());
         out.push_str(r#"" format="application/echo10+xml">"#);
-        write_granule_into(&mut out, meta);
+        out.push_str(r.xml);
         out.push_str("</result>");
     }
     out.push_str("</results>");

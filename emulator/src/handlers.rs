@@ -204,22 +204,36 @@ async fn search_as(
             JSON_UTF8,
         ),
         Format::Echo10 => {
-            let metas: Vec<hls_flow::source::hls::GranuleMeta> = page
+            let stripped: Vec<hls_flow::source::hls::GranuleMeta> =
+                if faults.echo10_without_cloud_cover {
+                    page.iter()
+                        .map(|g| hls_flow::source::hls::GranuleMeta {
+                            cloud_cover: None,
+                            ..g.meta.clone()
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+            let rendered: Vec<String> =
+                stripped.iter().map(crate::echo10::render_granule).collect();
+            let records: Vec<crate::echo10::PageRecord<'_>> = page
                 .iter()
-                .map(|g| {
-                    let mut m = g.meta.clone();
-                    if faults.echo10_without_cloud_cover {
-                        m.cloud_cover = None;
-                    }
-                    m
+                .enumerate()
+                .map(|(i, g)| match (stripped.get(i), rendered.get(i)) {
+                    (Some(meta), Some(xml)) => crate::echo10::PageRecord {
+                        meta,
+                        revision_id: g.revision_id,
+                        xml,
+                    },
+                    _ => crate::echo10::PageRecord {
+                        meta: &g.meta,
+                        revision_id: g.revision_id,
+                        xml: g.echo10_record(),
+                    },
                 })
                 .collect();
-            let records: Vec<_> = metas
-                .iter()
-                .zip(&page)
-                .map(|(m, g)| (m, g.revision_id))
-                .collect();
-            let mut xml = crate::echo10::render_page_revisions(
+            let mut xml = crate::echo10::render_page_records(
                 hits.len() as u64,
                 started.elapsed().as_millis() as u64,
                 &records,

@@ -38,6 +38,7 @@ mod faults;
 mod handlers;
 mod inject;
 mod mgrs;
+pub mod published;
 pub mod replay;
 mod rng;
 mod search;

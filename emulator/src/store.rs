@@ -37,6 +37,9 @@ pub(crate) struct Granule {
     pub item: Option<String>,
     /// The `_stac.json` rendered from `meta`, once, on its first request.
     rendered: OnceLock<Bytes>,
+    /// The ECHO10 `<Granule>` record rendered from `meta`, once, for the first page that
+    /// lists it.
+    record: OnceLock<String>,
 }
 
 impl Granule {
@@ -55,6 +58,7 @@ impl Granule {
             entry: None,
             item: None,
             rendered: OnceLock::new(),
+            record: OnceLock::new(),
         })
     }
 
@@ -72,17 +76,28 @@ impl Granule {
         }
     }
 
+    /// The ECHO10 `<Granule>` record of `meta`, rendered on the first request of a page that
+    /// lists it and then copied into every such page, so that the emulator does not spend
+    /// the CPU of the harvest it serves (a revision makes a new [`Granule`]).
+    pub(crate) fn echo10_record(&self) -> &str {
+        self.record
+            .get_or_init(|| crate::echo10::render_granule(&self.meta))
+    }
+
     /// The CMR sort key.
     pub(crate) fn key(&self) -> SortKey {
         (self.begin_ms, self.concept_num)
     }
 }
 
-/// The `_stac.json` LP DAAC generates for `meta`: HLSS30 items of granules that begin
-/// after [`synthetic::last_day_with_thumbnail`] have no `thumbnail` asset (LP DAAC stopped
-/// publishing their `.jpg`).
+/// The `_stac.json` LP DAAC generates for `meta`: its geometry, bbox and datetimes as the
+/// generator writes them ([`published`](crate::published): 6-decimal coordinates rounded as
+/// Python does, microseconds), computed here independently of hls-flow's mapping; HLSS30
+/// items of granules that begin after [`synthetic::last_day_with_thumbnail`] have no
+/// `thumbnail` asset (LP DAAC stopped publishing their `.jpg`).
 pub(crate) fn rendered_item(meta: &GranuleMeta) -> serde_json::Value {
     let mut item = to_stac_item(meta);
+    crate::published::apply(&mut item, meta);
     if meta.collection == Collection::Hlss30
         && meta.begin.date_naive() > synthetic::last_day_with_thumbnail()
         && let Some(assets) = item.get_mut("assets").and_then(|a| a.as_object_mut())

@@ -4,6 +4,7 @@
 use crate::api::Endpoints;
 use crate::bbox::Bbox;
 use crate::collection::Collection;
+use crate::engine::checkpoint::Checkpoint;
 use crate::engine::checkpoint::sqlite::{StateStore, TaskKind, TaskOutput, TaskRow, TaskState};
 use crate::engine::dag::Dag;
 use crate::engine::report::RunReport;
@@ -76,6 +77,57 @@ impl Default for RunConfig {
             source: Source::StacJson,
             skip_existing: false,
         }
+    }
+}
+
+/// The settings a state describes (a state is of one output): recorded by the first run,
+/// checked by every later one, taken from it by the commands that act on a state as it is.
+pub(crate) const STATE_SETTINGS: [&str; 3] = ["output", "bbox", "daily_prefix"];
+
+impl RunConfig {
+    /// This configuration's value of each of [`STATE_SETTINGS`].
+    fn state_settings(&self) -> [(&'static str, String); 3] {
+        [
+            ("output", self.output.clone()),
+            ("bbox", self.bbox.map(|b| b.to_string()).unwrap_or_default()),
+            ("daily_prefix", self.daily_prefix.clone()),
+        ]
+    }
+
+    /// Records this configuration's settings in a new state, or checks that they are the
+    /// state's ([`StateProblem::OtherSetting`](crate::error::StateProblem::OtherSetting)
+    /// if not). Each is claimed in one statement, so two runs starting at once on a new
+    /// state cannot both record theirs.
+    pub(crate) async fn claim_settings<C: Checkpoint>(&self, state: &C) -> Result<()> {
+        for (key, value) in self.state_settings() {
+            let stored = state.claim_meta(key, &value).await?;
+            if stored != value {
+                return Err(Error::State {
+                    path: self.state.display().to_string(),
+                    problem: crate::error::StateProblem::OtherSetting {
+                        key,
+                        stored,
+                        given: value,
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// This configuration with the settings the state has recorded.
+    pub(crate) async fn with_state_settings<C: Checkpoint>(&self, state: &C) -> Result<RunConfig> {
+        let mut cfg = self.clone();
+        if let Some(o) = state.meta("output").await? {
+            cfg.output = o;
+        }
+        if let Some(b) = state.meta("bbox").await? {
+            cfg.bbox = if b.is_empty() { None } else { Some(b.parse()?) };
+        }
+        if let Some(p) = state.meta("daily_prefix").await? {
+            cfg.daily_prefix = p;
+        }
+        Ok(cfg)
     }
 }
 
@@ -326,28 +378,9 @@ fn scratch_dir(cfg: &RunConfig) -> Result<PathBuf> {
     Ok(dir)
 }
 
-pub(crate) fn open_state(cfg: &RunConfig) -> Result<Arc<StateStore>> {
+pub(crate) async fn open_state(cfg: &RunConfig) -> Result<Arc<StateStore>> {
     let state = StateStore::open_exclusive(&cfg.state)?;
-    let bbox = cfg.bbox.map(|b| b.to_string()).unwrap_or_default();
-    for (key, value) in [
-        ("output", cfg.output.as_str()),
-        ("bbox", bbox.as_str()),
-        ("daily_prefix", cfg.daily_prefix.as_str()),
-    ] {
-        match state.claim_meta(key, value)? {
-            stored if stored == value => {}
-            stored => {
-                return Err(Error::State {
-                    path: cfg.state.display().to_string(),
-                    problem: crate::error::StateProblem::OtherSetting {
-                        key,
-                        stored,
-                        given: value.to_string(),
-                    },
-                });
-            }
-        }
-    }
+    cfg.claim_settings(&state).await?;
     Ok(Arc::new(state))
 }
 
@@ -404,7 +437,7 @@ pub async fn run(
     cfg: &RunConfig,
     cancel: impl Future<Output = ()>,
 ) -> Result<RunReport> {
-    let state = open_state(cfg)?;
+    let state = open_state(cfg).await?;
     let done: HashSet<String> = state
         .tasks()?
         .into_iter()
@@ -457,18 +490,9 @@ pub async fn retry_failed(
     cancel: impl Future<Output = ()>,
 ) -> Result<Option<RunReport>> {
     let probe = StateStore::open_exclusive(&cfg.state)?;
-    let mut cfg = cfg.clone();
-    if let Some(o) = probe.meta("output")? {
-        cfg.output = o;
-    }
-    if let Some(b) = probe.meta("bbox")? {
-        cfg.bbox = if b.is_empty() { None } else { Some(b.parse()?) };
-    }
-    if let Some(p) = probe.meta("daily_prefix")? {
-        cfg.daily_prefix = p;
-    }
+    let cfg = cfg.with_state_settings(&probe).await?;
     drop(probe);
-    let state = open_state(&cfg)?;
+    let state = open_state(&cfg).await?;
     let mut rows: HashMap<i64, TaskRow> = state.tasks()?.into_iter().map(|t| (t.id, t)).collect();
     let failed = filter.failed(&rows);
     if failed.is_empty() {

@@ -15,11 +15,11 @@ use crate::engine::checkpoint::{Attempt, Change, Checkpoint, TaskOutput, TaskRow
 use crate::engine::dag::Dag;
 use crate::engine::events::{Event, EventKind};
 use crate::engine::events::{EventLog, Events};
-use crate::engine::pipeline::{Pipeline, RetryFilter, RunConfig};
+use crate::engine::pipeline::{Pipeline, RetryFilter, RunConfig, STATE_SETTINGS};
 use crate::engine::report::{Outcome, RunReport, TaskOutcome};
 use crate::engine::scheduler::{Executor, RunGraph, delays, requeue_fresh, requeue_logged};
 use crate::engine::task::{TaskId, TaskKind, TaskState};
-use crate::error::{Error, Result, StateProblem, one_line};
+use crate::error::{Error, Result, one_line};
 use crate::period::DayRange;
 use crate::progress::Progress;
 use crate::write::fence::{Fence, fenced};
@@ -61,47 +61,6 @@ pub async fn connect(cfg: &RunConfig) -> Result<Arc<PgCheckpoint>> {
     Ok(Arc::new(PgCheckpoint::connect(&url, lease).await?))
 }
 
-/// Records the run's settings (`output`, `bbox`, `daily_prefix`) in a new state, or checks
-/// that they are the state's.
-async fn check_settings<C: Checkpoint>(state: &C, cfg: &RunConfig) -> Result<()> {
-    let bbox = cfg.bbox.map(|b| b.to_string()).unwrap_or_default();
-    for (key, value) in [
-        ("output", cfg.output.as_str()),
-        ("bbox", bbox.as_str()),
-        ("daily_prefix", cfg.daily_prefix.as_str()),
-    ] {
-        match state.claim_meta(key, value).await? {
-            stored if stored == value => {}
-            stored => {
-                return Err(Error::State {
-                    path: cfg.state.display().to_string(),
-                    problem: StateProblem::OtherSetting {
-                        key,
-                        stored,
-                        given: value.to_string(),
-                    },
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The run configuration with the state's output settings (a worker takes them from there).
-pub async fn settings_from_state<C: Checkpoint>(state: &C, cfg: &RunConfig) -> Result<RunConfig> {
-    let mut cfg = cfg.clone();
-    if let Some(o) = state.meta("output").await? {
-        cfg.output = o;
-    }
-    if let Some(b) = state.meta("bbox").await? {
-        cfg.bbox = if b.is_empty() { None } else { Some(b.parse()?) };
-    }
-    if let Some(p) = state.meta("daily_prefix").await? {
-        cfg.daily_prefix = p;
-    }
-    Ok(cfg)
-}
-
 /// `hls-flow run --state postgres://…`: plans `range` (idempotently: tasks another run
 /// planned are shared), then works on it like a worker until every task of the range is
 /// done or waits on a failure.
@@ -111,7 +70,7 @@ pub async fn run(
     cancel: impl Future<Output = ()>,
 ) -> Result<RunReport> {
     let pg = connect(cfg).await?;
-    check_settings(pg.as_ref(), cfg).await?;
+    cfg.claim_settings(pg.as_ref()).await?;
     if pg.meta(CMR_SLOTS_KEY).await?.is_none() {
         pg.set_meta(CMR_SLOTS_KEY, &DEFAULT_CMR_SLOTS.to_string())
             .await?;
@@ -219,9 +178,6 @@ enum Ended {
     Lost,
 }
 
-/// The settings a run records in the state before it plans anything.
-const SETTINGS: [&str; 3] = ["output", "bbox", "daily_prefix"];
-
 /// The run configuration with the state's output settings, once a run has recorded them: a
 /// worker started before the first plan waits for it (with `exit_when_idle`, or when
 /// `cancel` completes first, `None`: there is nothing to do).
@@ -233,11 +189,11 @@ async fn recorded_settings(
 ) -> Result<Option<RunConfig>> {
     loop {
         let mut recorded = true;
-        for key in SETTINGS {
+        for key in STATE_SETTINGS {
             recorded &= pg.meta(key).await?.is_some();
         }
         if recorded {
-            return settings_from_state(pg, cfg).await.map(Some);
+            return cfg.with_state_settings(pg).await.map(Some);
         }
         if settings.exit_when_idle {
             return Ok(None);

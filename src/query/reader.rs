@@ -54,11 +54,16 @@ pub struct SearchStats {
 /// A version of a file: its path and ETag.
 type FileVersion = (String, Option<String>);
 
-/// Footers read, by file version.
-type Footers = HashMap<FileVersion, ArrowReaderMetadata>;
+/// What a searcher read of one version of a partition file: its footer, and the `id`
+/// bloom filters of its row groups once an `ids` search needed them.
+#[derive(Debug)]
+struct KnownFile {
+    footer: ArrowReaderMetadata,
+    id_blooms: tokio::sync::OnceCell<Blooms>,
+}
 
 /// The `id` bloom filters of a file's row groups (`None`: a row group without one).
-type Blooms = Arc<Vec<Option<Sbbf>>>;
+type Blooms = Vec<Option<Sbbf>>;
 
 /// What receives the matches of a partition; `false` stops the search.
 type Sink<'a> = dyn FnMut(Map<String, Value>, &mut SearchStats) -> Result<bool> + Send + 'a;
@@ -68,8 +73,7 @@ type Sink<'a> = dyn FnMut(Map<String, Value>, &mut SearchStats) -> Result<bool> 
 #[derive(Debug, Clone)]
 pub struct Searcher {
     out: Arc<Output>,
-    footers: Arc<Mutex<Footers>>,
-    blooms: Arc<Mutex<HashMap<FileVersion, Blooms>>>,
+    known: Arc<Mutex<HashMap<FileVersion, Arc<KnownFile>>>>,
 }
 
 /// How many times a search reads a partition again that changed while it read it.
@@ -80,8 +84,7 @@ impl Searcher {
     pub fn new(out: Output) -> Searcher {
         Searcher {
             out: Arc::new(out),
-            footers: Arc::default(),
-            blooms: Arc::default(),
+            known: Arc::default(),
         }
     }
 
@@ -110,7 +113,7 @@ impl Searcher {
     /// The footer of a partition as it is now (read once per file version).
     pub async fn footer(&self, p: &Partition) -> Result<ArrowReaderMetadata> {
         let mut reader = self.reader(p);
-        self.footer_with(p, &mut reader).await
+        Ok(self.known_file(p, &mut reader).await?.footer.clone())
     }
 
     /// Calls `each` with every match of `q` in order (collection, month, then the file's
@@ -185,14 +188,15 @@ impl Searcher {
         }
     }
 
-    async fn footer_with(
+    /// What is known of the listed version of a partition, its footer read if it was not.
+    async fn known_file(
         &self,
         p: &Partition,
         reader: &mut SnapshotReader,
-    ) -> Result<ArrowReaderMetadata> {
+    ) -> Result<Arc<KnownFile>> {
         let key = (p.meta.location.to_string(), p.meta.e_tag.clone());
-        if let Some(m) = self.lock().get(&key) {
-            return Ok(m.clone());
+        if let Some(known) = self.lock().get(&key) {
+            return Ok(known.clone());
         }
         // With the offset index (where the pages are): a row selection reads only the pages
         // it touches. Files written without one are read whole, as before.
@@ -200,15 +204,19 @@ impl Searcher {
         let meta = ArrowReaderMetadata::load_async(reader, options)
             .await
             .map_err(|e| self.read_error(p, e))?;
-        let mut footers = self.lock();
+        let known = Arc::new(KnownFile {
+            footer: meta,
+            id_blooms: tokio::sync::OnceCell::new(),
+        });
+        let mut all = self.lock();
         // Older versions of this file are of no more use.
-        footers.retain(|(path, _), _| *path != key.0);
-        footers.insert(key, meta.clone());
-        Ok(meta)
+        all.retain(|(path, _), _| *path != key.0);
+        all.insert(key, known.clone());
+        Ok(known)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Footers> {
-        self.footers.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileVersion, Arc<KnownFile>>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn read_error(&self, p: &Partition, e: ParquetError) -> Error {
@@ -227,10 +235,11 @@ impl Searcher {
         f: &mut Sink<'_>,
     ) -> Result<()> {
         let mut reader = self.reader(p);
-        let meta = self.footer_with(p, &mut reader).await?;
+        let known = self.known_file(p, &mut reader).await?;
+        let meta = &known.footer;
         let mut groups = prune::row_groups(meta.metadata(), meta.schema(), q);
         if !q.ids.is_empty() {
-            groups = self.may_hold_ids(p, &meta, groups, q).await?;
+            groups = self.may_hold_ids(p, &known, groups, q).await?;
         }
         stats.row_groups += meta.metadata().num_row_groups();
         stats.row_groups_read += groups.len();
@@ -270,11 +279,14 @@ impl Searcher {
     async fn may_hold_ids(
         &self,
         p: &Partition,
-        meta: &ArrowReaderMetadata,
+        known: &KnownFile,
         groups: Vec<usize>,
         q: &Query,
     ) -> Result<Vec<usize>> {
-        let blooms = self.id_blooms(p, meta).await?;
+        let blooms = known
+            .id_blooms
+            .get_or_try_init(|| self.read_id_blooms(p, &known.footer))
+            .await?;
         Ok(groups
             .into_iter()
             .filter(|&g| match blooms.get(g) {
@@ -284,13 +296,9 @@ impl Searcher {
             .collect())
     }
 
-    /// The `id` bloom filters of the row groups of a partition (read once per file version,
-    /// all in one coalesced read): `None` for a row group without one.
-    async fn id_blooms(&self, p: &Partition, meta: &ArrowReaderMetadata) -> Result<Blooms> {
-        let key = (p.meta.location.to_string(), p.meta.e_tag.clone());
-        if let Some(b) = self.lock_blooms().get(&key) {
-            return Ok(b.clone());
-        }
+    /// Reads the `id` bloom filters of the row groups of a partition, all in one coalesced
+    /// read: `None` for a row group without one.
+    async fn read_id_blooms(&self, p: &Partition, meta: &ArrowReaderMetadata) -> Result<Blooms> {
         let metadata = meta.metadata();
         let column = metadata
             .file_metadata()
@@ -324,15 +332,7 @@ impl Searcher {
                 _ => None,
             });
         }
-        let blooms: Blooms = Arc::new(blooms);
-        let mut all = self.lock_blooms();
-        all.retain(|(path, _), _| *path != key.0);
-        all.insert(key, blooms.clone());
         Ok(blooms)
-    }
-
-    fn lock_blooms(&self) -> std::sync::MutexGuard<'_, HashMap<FileVersion, Blooms>> {
-        self.blooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn to_items(&self, p: &Partition, batch: RecordBatch) -> Result<Vec<Map<String, Value>>> {

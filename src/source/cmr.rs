@@ -113,6 +113,26 @@ impl<E: FeedEntry> JsonPage<E> {
 /// One page of a granule search.
 pub type CmrPage = JsonPage<CmrEntry>;
 
+/// A page's paging headers, read before its body.
+#[derive(Debug, Clone)]
+struct PageHead {
+    /// `CMR-Hits`.
+    hits: u64,
+    /// `CMR-Search-After`.
+    search_after: Option<String>,
+}
+
+impl PageHead {
+    /// The page with its body read whole.
+    async fn with_body(self, url: &str, resp: reqwest::Response) -> Result<RawPage> {
+        Ok(RawPage {
+            hits: self.hits,
+            search_after: self.search_after,
+            body: crate::source::http::body_bytes(url, resp).await?,
+        })
+    }
+}
+
 /// One page as fetched: its paging headers and its body, in any format.
 #[derive(Debug, Clone)]
 pub struct RawPage {
@@ -205,44 +225,59 @@ impl CmrClient {
         url: &str,
         search_after: Option<&str>,
     ) -> Result<JsonPage<E>> {
-        self.parsed_page(url, search_after, |raw| JsonPage::parse(url, raw))
-            .await
+        self.fetched_page(url, search_after, |head, resp| async move {
+            JsonPage::parse(url, head.with_body(url, resp).await?)
+        })
+        .await
     }
 
     /// Fetches one page's headers and body (with retries), in any format.
     pub async fn raw_page(&self, url: &str, search_after: Option<&str>) -> Result<RawPage> {
-        self.parsed_page(url, search_after, Ok).await
+        self.fetched_page(url, search_after, |head, resp| head.with_body(url, resp))
+            .await
     }
 
-    /// Fetches one page and parses it, retrying the two together.
-    async fn parsed_page<P>(
+    /// Fetches one page's headers and reads its body with `read`, retrying the two
+    /// together; the request's permit is held until the body is read.
+    async fn fetched_page<P, F, Fut>(
         &self,
         url: &str,
         search_after: Option<&str>,
-        parse: impl Fn(RawPage) -> Result<P>,
-    ) -> Result<P> {
+        read: F,
+    ) -> Result<P>
+    where
+        F: Fn(PageHead, reqwest::Response) -> Fut,
+        Fut: std::future::Future<Output = Result<P>>,
+    {
         self.retry
             .run(url, || async {
                 // A Retry-After told to one request holds back all of them.
                 self.throttle.wait().await;
-                let raw =
-                    {
-                        let _permit = self.permits.acquire().await.map_err(|source| {
-                            Error::RequestsClosed {
-                                url: url.to_string(),
-                                source,
-                            }
+                let _permit =
+                    self.permits
+                        .acquire()
+                        .await
+                        .map_err(|source| Error::RequestsClosed {
+                            url: url.to_string(),
+                            source,
                         })?;
-                        self.page_once(url, search_after)
-                            .await
-                            .inspect_err(|e| self.throttle.note(e))?
-                    };
-                parse(raw)
+                let (head, resp) = self
+                    .respond(url, search_after)
+                    .await
+                    .inspect_err(|e| self.throttle.note(e))?;
+                read(head, resp)
+                    .await
+                    .inspect_err(|e| self.throttle.note(e))
             })
             .await
     }
 
-    async fn page_once(&self, url: &str, search_after: Option<&str>) -> Result<RawPage> {
+    /// Sends one page request and reads its paging headers; the body is left to read.
+    async fn respond(
+        &self,
+        url: &str,
+        search_after: Option<&str>,
+    ) -> Result<(PageHead, reqwest::Response)> {
         let mut req = self.http.get(url).header("Client-Id", &self.client_id);
         if let Some(sa) = search_after {
             req = req.header("CMR-Search-After", sa);
@@ -271,12 +306,7 @@ impl CmrClient {
             .parse::<u64>()
             .map_err(|e| malformed(CmrProblem::HitsNotANumber(e)))?;
         let search_after = header("CMR-Search-After");
-        let body = crate::source::http::body_bytes(url, resp).await?;
-        Ok(RawPage {
-            hits,
-            search_after,
-            body,
-        })
+        Ok((PageHead { hits, search_after }, resp))
     }
 
     /// Every page of a search, in order, fetched one after the other as the stream is
@@ -296,7 +326,8 @@ impl CmrClient {
     }
 
     /// Every page of a search in ECHO10 (`/search/granules.echo10`), paged like
-    /// [`pages`](CmrClient::pages); each page's records are parsed as it arrives.
+    /// [`pages`](CmrClient::pages); each page's records are parsed while its body arrives
+    /// ([`read_page`](crate::source::echo10::read_page)).
     pub fn echo10_pages(
         &self,
         q: &GranuleQuery,
@@ -306,21 +337,16 @@ impl CmrClient {
             let client = client.clone();
             async move {
                 client
-                    .parsed_page(&url, sa.as_deref(), |raw| {
-                        let malformed = |e| Error::CmrMalformed {
-                            url: url.clone(),
-                            problem: CmrProblem::Echo10(e),
-                        };
-                        let reader = crate::source::echo10::PageReader::new(&raw.body[..])
-                            .map_err(malformed)?;
-                        let records = reader
-                            .collect::<std::result::Result<Vec<_>, _>>()
-                            .map_err(malformed)?;
-                        Ok(Echo10Page {
-                            hits: raw.hits,
-                            search_after: raw.search_after,
-                            records,
-                        })
+                    .fetched_page(&url, sa.as_deref(), |head, resp| {
+                        let url = &url;
+                        async move {
+                            let records = crate::source::echo10::read_page(url, resp).await?;
+                            Ok(Echo10Page {
+                                hits: head.hits,
+                                search_after: head.search_after,
+                                records,
+                            })
+                        }
                     })
                     .await
             }

@@ -155,6 +155,33 @@ pub fn format_datetime(dt: &DateTime<Utc>) -> String {
     dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// Decimals of the published coordinates: LP DAAC's generator builds the geometry with
+/// Python's `geojson`, whose default precision is 6.
+pub const COORDINATE_DECIMALS: i32 = 6;
+
+/// Rounds a coordinate to 6 decimals exactly as Python's `round(x, 6)` does (what `geojson`
+/// applies to every coordinate): the exact binary value of `x` is rounded to the nearest
+/// multiple of 10⁻⁶, ties to even, and the result is the double nearest that decimal.
+/// So `23.2300555` (stored as `23.230055499999998…`) becomes `23.230055`, and `0.0078125`
+/// (an exact tie) becomes `0.007812`; the sign of a value rounded to zero is kept.
+pub fn round_coordinate(x: f64) -> f64 {
+    const SCALE: f64 = 1e6;
+    if !x.is_finite() || x.abs() >= 1e9 {
+        // Far outside any coordinate (and where x·10⁶ nears 2⁵³): kept as it is.
+        return x;
+    }
+    // x·10⁶ exactly is y + e: y the rounded product, e its rounding error (exact by FMA).
+    let y = x * SCALE;
+    let e = x.mul_add(SCALE, -y);
+    let floor = y.floor();
+    // y - floor and that minus one half are exact (|y| < 2⁵³, the fraction in [0, 1)).
+    let above_half = (y - floor) - 0.5;
+    // Above the half: up; below: down; exactly the half: to the even neighbour.
+    let up = above_half > -e || (above_half == -e && floor % 2.0 != 0.0);
+    let n = if up { floor + 1.0 } else { floor };
+    (n / SCALE).copysign(x)
+}
+
 /// Lower-cased instrument name, the part after a space if there is one
 /// (`Sentinel-2 MSI` → `msi`, `OLI` → `oli`).
 pub fn instrument_name(instrument: &str) -> String {
@@ -169,23 +196,29 @@ pub fn epsg_of_tile(tile: &str) -> Option<i64> {
 }
 
 impl GranuleMeta {
-    /// The geometry's rings, each closed by repeating its first point.
+    /// The published geometry's rings: each ring closed by repeating its first point (when
+    /// the record did not), then every coordinate rounded as [`round_coordinate`] does.
     pub fn closed_rings(&self) -> Vec<Vec<[f64; 2]>> {
         self.polygons
             .iter()
             .map(|ring| {
-                let mut pts: Vec<[f64; 2]> = ring.iter().map(|&(x, y)| [x, y]).collect();
-                if let (Some(first), Some(last)) = (pts.first().copied(), pts.last().copied())
-                    && first != last
-                {
-                    pts.push(first);
-                }
-                pts
+                let open = ring.len() > 1 && ring.first() != ring.last();
+                ring.iter()
+                    .chain(ring.first().filter(|_| open))
+                    .map(|&(x, y)| [round_coordinate(x), round_coordinate(y)])
+                    .collect()
             })
             .collect()
     }
 
-    /// `[minx, miny, maxx, maxy]` of all points, or `None` without any.
+    /// The published `bbox`: the bounds of the rounded geometry (so each bound is the
+    /// recorded one rounded as [`round_coordinate`] does), or `None` without any point.
+    pub fn published_bbox(&self) -> Option<[f64; 4]> {
+        self.bbox().map(|b| b.map(round_coordinate))
+    }
+
+    /// `[minx, miny, maxx, maxy]` of the recorded points (not rounded: CMR's own spatial
+    /// extent), or `None` without any.
     pub fn bbox(&self) -> Option<[f64; 4]> {
         let mut pts = self.polygons.iter().flatten();
         let &(x0, y0) = pts.next()?;
@@ -306,7 +339,7 @@ pub fn to_stac_item(meta: &GranuleMeta) -> Value {
     );
     item.insert("links".into(), Value::Array(links));
     item.insert("assets".into(), Value::Object(assets));
-    if let Some(b) = meta.bbox() {
+    if let Some(b) = meta.published_bbox() {
         item.insert("bbox".into(), json!(b));
     }
     item.insert("stac_extensions".into(), json!(STAC_EXTENSIONS));
@@ -393,6 +426,138 @@ mod tests {
         assert_eq!(assets.len(), 16);
         assert!(!assets.contains_key("B08"));
         assert_eq!(assets["B10"]["eo:bands"][0]["common_name"], "lwir11");
+    }
+
+    /// `(x, round(x, 6))` as CPython 3 computes them: values whose decimal spelling is a
+    /// tie but whose double is not (`23.2300555` is `23.23005549999…`), exact binary ties
+    /// (odd multiples of 1/128, rounded to even), signed zeros, the real records' values.
+    const PYTHON_ROUND_6: [(f64, f64); 35] = [
+        (23.2300555, 23.230055),
+        (0.0078125, 0.007812),
+        (0.0234375, 0.023438),
+        (-0.0078125, -0.007812),
+        (-0.0234375, -0.023438),
+        (1.0000005, 1.000001),
+        (2.6750005, 2.675),
+        (-2.6750005, -2.675),
+        (-1e-07, -0.0),
+        (4e-07, 0.0),
+        (5e-07, 0.0),
+        (-5e-07, -0.0),
+        (6e-07, 1e-06),
+        (23.15743429, 23.157434),
+        (62.17850011, 62.1785),
+        (-70.85016357, -70.850164),
+        (-10.2986663, -10.298666),
+        (179.9999995, 180.0),
+        (-179.9999995, -180.0),
+        (0.5000005, 0.5),
+        (1.5000005, 1.500001),
+        (89.99999949999999, 89.999999),
+        (61.61985876, 61.619859),
+        (0.0, 0.0),
+        (-0.0, -0.0),
+        (12345.0000005, 12345.000001),
+        (0.04296875, 0.042969),
+        (-135.192863671875, -135.192864),
+        (78.318197265625, 78.318197),
+        (136.756042578125, 136.756043),
+        (0.9921875, 0.992188),
+        (-0.9921875, -0.992188),
+        (1.0078125, 1.007812),
+        (96.4453125, 96.445312),
+        (-96.4453125, -96.445312),
+    ];
+
+    #[test]
+    fn coordinates_round_as_python_does() {
+        for (x, expected) in PYTHON_ROUND_6 {
+            let got = round_coordinate(x);
+            assert_eq!(
+                got.to_bits(),
+                expected.to_bits(),
+                "round({x:?}, 6) = {expected:?}, got {got:?}"
+            );
+        }
+        assert!(round_coordinate(f64::NAN).is_nan());
+    }
+
+    /// Python's rounding from its definition: the exact decimal expansion of the double
+    /// (Rust prints it exactly), rounded at the 6th decimal half to even, parsed back.
+    fn round6_by_digits(x: f64) -> f64 {
+        let exact = format!("{:.80}", x.abs());
+        let (int, frac) = exact.split_once('.').unwrap();
+        let (kept, rest) = frac.split_at(6);
+        let mut n: u64 = format!("{int}{kept}").parse().unwrap();
+        let rest = rest.trim_end_matches('0');
+        let up = match rest.as_bytes().first() {
+            Some(b'5') if rest.len() == 1 => n % 2 == 1,
+            Some(d) => *d >= b'5',
+            None => false,
+        };
+        n += u64::from(up);
+        let s = format!("{}.{:06}", n / 1_000_000, n % 1_000_000);
+        s.parse::<f64>().unwrap().copysign(x)
+    }
+
+    #[test]
+    fn coordinates_round_as_their_exact_decimal_expansion_does() {
+        // A fixed pseudo-random walk over [-180, 180], at 5 to 10 decimals and in binary.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for i in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+            let raw = unit * 360.0 - 180.0;
+            let x = match i % 4 {
+                0 => raw,
+                1 => (raw * 1e7).round() / 1e7,
+                2 => (raw * 1e8).round() / 1e8,
+                _ => ((raw * 128.0e6).round() + 64.0) / 128.0e6,
+            };
+            assert_eq!(
+                round_coordinate(x).to_bits(),
+                round6_by_digits(x).to_bits(),
+                "{x:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_published_geometry_and_bbox_are_rounded() {
+        let mut m = t01wev();
+        m.polygons = vec![vec![
+            (23.15743429, 62.17850011),
+            (23.73778725, 62.19339089),
+            (23.2300555, 61.62237083),
+            (23.226963, 61.61985876),
+        ]];
+        let rings = m.closed_rings();
+        assert_eq!(
+            rings,
+            vec![vec![
+                [23.157434, 62.1785],
+                [23.737787, 62.193391],
+                [23.230055, 61.622371],
+                [23.226963, 61.619859],
+                [23.157434, 62.1785],
+            ]]
+        );
+        assert_eq!(
+            m.published_bbox(),
+            Some([23.157434, 61.619859, 23.737787, 62.193391])
+        );
+        assert_eq!(
+            m.bbox(),
+            Some([23.15743429, 61.61985876, 23.73778725, 62.19339089])
+        );
+        // A ring is closed by its recorded first point, even when its rounded last point
+        // is already the same.
+        m.polygons = vec![vec![(1.0, 1.0), (2.0, 1.0), (2.0, 2.0), (1.0000001, 1.0)]];
+        assert_eq!(m.closed_rings()[0].len(), 5);
+        m.polygons = vec![vec![(1.0, 1.0), (2.0, 1.0), (2.0, 2.0), (1.0, 1.0)]];
+        assert_eq!(m.closed_rings()[0].len(), 4);
     }
 
     #[test]

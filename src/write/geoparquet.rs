@@ -1,11 +1,11 @@
 //! Writing stac-geoparquet files in batches on a blocking thread, to a temporary file that
 //! is published only once complete, and reading them back.
 
-use crate::bbox::union_bounds;
 use crate::collection::Collection;
 use crate::error::{Error, ReadError, Result, WriteError};
+use crate::source::hls::GranuleMeta;
 use crate::source::items::{ItemHead, RowKey};
-use crate::write::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions};
+use crate::write::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions, SortedRuns};
 use crate::write::output::Output;
 use crate::write::scratch::{Scratch, Scratched};
 use bytes::Bytes;
@@ -58,6 +58,10 @@ pub enum ItemRow {
     },
     /// A built item.
     Item(Box<Item>),
+    /// A granule's ECHO10 values (bulk mode): the fixed-schema writer builds its row
+    /// straight from them, the generic writer takes `to_stac_item` of them with its
+    /// `collection` set.
+    Meta(Box<GranuleMeta>),
 }
 
 impl From<Item> for ItemRow {
@@ -132,13 +136,13 @@ impl BatchWriter {
 /// so that writing the same items again gives the same bytes, whatever order they were
 /// fetched in.
 ///
-/// Every row's JSON is spilled, as it arrives, to [`Scratch`] space (a file in `tmp_dir`
-/// once the day is no longer small), and only its sort key and the bounds of its geometry
-/// are read and kept in memory. Once all rows are in, they are read back from the spill in
-/// order and written with the fixed-schema writer; if a row does not fit its schema, the
-/// file is dropped and the day written from the spill with the generic writer (as for
-/// [`WriterKind::Stac`]). The items are never fetched again and never held in memory
-/// together.
+/// With the fixed-schema writer, each row is parsed into Arrow as it arrives, in sorted runs
+/// ([`SortedRuns`]: in memory, spilled as Arrow IPC past a limit) that are merged into the
+/// file at the end, so that parsing overlaps fetching and memory stays bounded. Every row's
+/// JSON is also spilled to [`Scratch`] space as it arrives: if a row does not fit the fixed
+/// schema, the day is written from that spill with the generic writer (as for
+/// [`WriterKind::Stac`]), in the same order. The items are never fetched again and never
+/// held in memory together.
 fn write_sorted(
     label: String,
     tmp_dir: Option<std::path::PathBuf>,
@@ -150,8 +154,14 @@ fn write_sorted(
         source,
     };
     let mut spill = Spill::new(&tmp_dir);
-    let mut rows: Vec<SpilledRow> = Vec::new();
-    let mut bounds: Option<[f64; 4]> = None;
+    let mut pending: Vec<(Option<RowKey>, SpillAt)> = Vec::new();
+    let mut runs = match kind {
+        WriterKind::Fast(collection) => Some(SortedRuns::new(collection, tmp_dir.clone())),
+        WriterKind::Stac => None,
+    };
+    // Rows appended straight from ECHO10 values and not spilled: a later row outside the
+    // fixed shape cannot send the day to the generic writer then.
+    let mut unspilled = 0u64;
     while let Some(batch) = rx.blocking_recv() {
         for row in batch {
             let (json, key) = match row {
@@ -162,62 +172,73 @@ fn write_sorted(
                     ),
                     None,
                 ),
+                ItemRow::Meta(meta) => {
+                    if let Some(r) = runs.as_mut() {
+                        match r.push_meta(&meta) {
+                            Ok(()) => {
+                                unspilled += 1;
+                                continue;
+                            }
+                            Err(e) if e.is_shape_mismatch() && unspilled == 0 => {
+                                tracing::warn!("{label}: {e}; writing it with the generic writer");
+                                runs = None;
+                            }
+                            Err(e) => return Err(werr(WriteError::Hls(e))),
+                        }
+                    }
+                    (
+                        meta_json(&meta).map_err(|e| werr(WriteError::NotAnItem(e)))?,
+                        None,
+                    )
+                }
             };
             let at = spill.push(&json).map_err(|e| werr(WriteError::Spill(e)))?;
-            let key = match key {
-                Some(key) => key,
-                None => ItemHead::read(&json)
-                    .map_err(|e| werr(WriteError::NotAnItem(e)))?
-                    .key(),
-            };
-            bounds = union_bounds(bounds, key.bounds);
-            rows.push(SpilledRow {
-                order: (key.datetime, key.id),
-                at,
-            });
+            if let Some(r) = runs.as_mut() {
+                match r.push_json(&json) {
+                    Ok(()) => {}
+                    Err(e) if e.is_shape_mismatch() && unspilled == 0 => {
+                        // Not of the fixed shape: the generic writer takes the day from the
+                        // spill once all rows are in.
+                        tracing::warn!("{label}: {e}; writing it with the generic writer");
+                        runs = None;
+                    }
+                    Err(e) => return Err(werr(WriteError::Hls(e))),
+                }
+            }
+            pending.push((key, at));
         }
     }
-    rows.sort_unstable_by(|a, b| a.order.cmp(&b.order));
     let spilled = spill.finish().map_err(|e| werr(WriteError::Spill(e)))?;
-    let WriterKind::Fast(collection) = kind else {
-        return replay(&label, &tmp_dir, &spilled, &rows, None);
+    let (WriterKind::Fast(collection), Some(runs)) = (kind, runs) else {
+        let rows = sorted_rows(&label, &spilled, pending)?;
+        let collection = match kind {
+            WriterKind::Fast(c) => Some(c),
+            WriterKind::Stac => None,
+        };
+        return replay(&label, &tmp_dir, &spilled, &rows, collection);
     };
-    if rows.is_empty() {
+    drop(pending);
+    if runs.rows() == 0 {
         return Ok(None);
     }
     // A batch is a whole row group: its column writers (and their zstd contexts) live only
     // while it is encoded.
     let options = HlsWriterOptions::default()
-        .with_rows(rows.len() as u64)
+        .with_rows(runs.rows())
         .with_max_row_group_row_count(FAST_ROW_GROUP_SIZE)
         .with_batch_rows(FAST_ROW_GROUP_SIZE);
     let mut w = HlsGeoparquetWriter::with_bounds(
         Scratch::new(tmp_dir.clone()),
         collection,
         options,
-        bounds,
+        runs.bounds(),
     )
     .map_err(|e| werr(WriteError::Hls(e)))?;
-    if rows.len() <= crate::write::recent::RecentFiles::MAX_FILE_ROWS {
+    if runs.rows() <= crate::write::recent::RecentFiles::MAX_FILE_ROWS as u64 {
         w.keep_batches();
     }
-    let mut reader = spilled.ranges().map_err(|e| werr(WriteError::Spill(e)))?;
-    let mut json = Vec::new();
-    for row in &rows {
-        reader
-            .read(row.at.offset, row.at.len as usize, &mut json)
-            .map_err(|e| werr(WriteError::Spill(e)))?;
-        match w.write_json(&json) {
-            Ok(()) => {}
-            Err(e) if e.is_shape_mismatch() => {
-                // Not of the fixed shape: the generic writer takes the day from the spill
-                // (this file, unfinished, is dropped).
-                tracing::warn!("{label}: {e}; writing it with the generic writer");
-                return replay(&label, &tmp_dir, &spilled, &rows, Some(collection));
-            }
-            Err(e) => return Err(werr(WriteError::Hls(e))),
-        }
-    }
+    runs.write_into(&mut w, FAST_ROW_GROUP_SIZE)
+        .map_err(|e| werr(WriteError::Hls(e)))?;
     let (out, stats, decoded) = w.finish_decoded().map_err(|e| werr(WriteError::Hls(e)))?;
     let data = out.finish().map_err(|e| werr(WriteError::TempFile(e)))?;
     Ok(Some(FinishedFile {
@@ -225,6 +246,53 @@ fn write_sorted(
         rows: stats.items,
         decoded,
     }))
+}
+
+/// The JSON of a granule's item built from its ECHO10 values, with its `collection`.
+fn meta_json(meta: &GranuleMeta) -> std::result::Result<Bytes, serde_json::Error> {
+    let mut item = crate::source::hls::to_stac_item(meta);
+    if let Some(obj) = item.as_object_mut() {
+        obj.insert(
+            "collection".into(),
+            serde_json::Value::String(meta.collection.stac_id().to_string()),
+        );
+    }
+    serde_json::to_vec(&item).map(Bytes::from)
+}
+
+/// The spilled rows in (`datetime`, `id`) order; a row whose key was not read when it
+/// arrived is read from the spill.
+fn sorted_rows(
+    label: &str,
+    spilled: &Scratched,
+    pending: Vec<(Option<RowKey>, SpillAt)>,
+) -> Result<Vec<SpilledRow>> {
+    let werr = |source: WriteError| Error::Write {
+        path: label.to_string(),
+        source,
+    };
+    let mut reader = spilled.ranges().map_err(|e| werr(WriteError::Spill(e)))?;
+    let mut json = Vec::new();
+    let mut rows = Vec::with_capacity(pending.len());
+    for (key, at) in pending {
+        let key = match key {
+            Some(key) => key,
+            None => {
+                reader
+                    .read(at.offset, at.len as usize, &mut json)
+                    .map_err(|e| werr(WriteError::Spill(e)))?;
+                ItemHead::read(&json)
+                    .map_err(|e| werr(WriteError::NotAnItem(e)))?
+                    .key()
+            }
+        };
+        rows.push(SpilledRow {
+            order: (key.datetime, key.id),
+            at,
+        });
+    }
+    rows.sort_unstable_by(|a, b| a.order.cmp(&b.order));
+    Ok(rows)
 }
 
 /// One row in the spill file: its key and where its JSON is.

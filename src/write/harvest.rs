@@ -240,7 +240,8 @@ async fn list_and_fetch(
 }
 
 /// `--source echo10`: pages of ECHO10 records → items built from them. With `json`, the
-/// items are passed on as JSON bytes (for the fixed-schema writer), else as `stac::Item`s.
+/// granules' values are passed on as they are (the fixed-schema writer builds their rows
+/// from them), else as `stac::Item`s.
 async fn list_echo10(
     cmr: CmrClient,
     query: GranuleQuery,
@@ -251,9 +252,21 @@ async fn list_echo10(
     let mut listing = Listing::default();
     let mut filter = DayFilter::new(&query);
     let collection = query.collection;
+    // The next page is fetched and parsed while this one's records go to the writer (one
+    // page ahead: a page's records are ~4 MB parsed).
+    let (page_tx, mut page_rx) = mpsc::channel(1);
     let pages = cmr.echo10_pages(&query);
-    futures::pin_mut!(pages);
-    while let Some(page) = pages.next().await {
+    let reader = tokio::spawn(async move {
+        futures::pin_mut!(pages);
+        while let Some(page) = pages.next().await {
+            let failed = page.is_err();
+            if page_tx.send(page).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    let _reader = AbortOnDrop(reader);
+    while let Some(page) = page_rx.recv().await {
         let page = page?;
         listing.page(page.hits, &bar);
         for rec in page.records {
@@ -273,7 +286,8 @@ async fn list_echo10(
                             },
                         })
                     } else if json {
-                        item_json(&id, &crate::source::hls::to_stac_item(&meta))
+                        // Straight into the fixed-schema writer's columns, no JSON between.
+                        Ok(ItemRow::Meta(Box::new(meta)))
                     } else {
                         item_from_value(&id, crate::source::hls::to_stac_item(&meta), collection)
                             .map(ItemRow::from)
@@ -305,16 +319,13 @@ async fn list_echo10(
     Ok(listing)
 }
 
-fn item_json(id: &str, value: &serde_json::Value) -> Result<ItemRow> {
-    serde_json::to_vec(value)
-        .map(|json| ItemRow::Json {
-            json: json.into(),
-            key: None,
-        })
-        .map_err(|e| Error::Granule {
-            id: id.to_string(),
-            problem: GranuleProblem::Serialize(e),
-        })
+/// Aborts a spawned task when dropped (a listing that ends early stops its page reader).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn item_from_value(id: &str, value: serde_json::Value, collection: Collection) -> Result<Item> {

@@ -461,42 +461,47 @@ suite!(on_sqlite, Some(sqlite()));
 suite!(in_memory, Some(((), MemoryCheckpoint::new())));
 suite!(on_postgres, postgres().await);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_connections_to_one_state_file_race_and_one_wins() {
+/// Two connections to one state file (the second as another process would open it).
+fn two_sqlite_connections() -> (tempfile::TempDir, Vec<Arc<StateStore>>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sqlite");
     let first = StateStore::open_exclusive(&path).unwrap();
     let second = StateStore::open_second_writer(&path).unwrap();
-    one_claimer_wins(vec![Arc::new(first), Arc::new(second)]).await;
+    (dir, vec![Arc::new(first), Arc::new(second)])
+}
+
+/// Two pools on one new database of the test server (as two worker processes have);
+/// `None` without PostgreSQL.
+async fn two_postgres_pools() -> Option<Vec<Arc<PgCheckpoint>>> {
+    let url = pg_server::database()?;
+    let lease = LeaseSettings::default();
+    let first = PgCheckpoint::connect(&url, lease).await.unwrap();
+    let second = PgCheckpoint::connect(&url, lease).await.unwrap();
+    Some(vec![Arc::new(first), Arc::new(second)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_connections_to_one_state_file_race_and_one_wins() {
+    let (_dir, pair) = two_sqlite_connections();
+    one_claimer_wins(pair).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_connections_to_one_state_file_claim_one_setting() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.sqlite");
-    let first = StateStore::open_exclusive(&path).unwrap();
-    let second = StateStore::open_second_writer(&path).unwrap();
-    one_setting_wins(vec![Arc::new(first), Arc::new(second)]).await;
+    let (_dir, pair) = two_sqlite_connections();
+    one_setting_wins(pair).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_pools_on_one_postgres_database_race_and_one_wins() {
-    let Some(url) = pg_server::database() else {
-        return;
-    };
-    let lease = LeaseSettings::default();
-    let first = PgCheckpoint::connect(&url, lease).await.unwrap();
-    let second = PgCheckpoint::connect(&url, lease).await.unwrap();
-    one_claimer_wins(vec![Arc::new(first), Arc::new(second)]).await;
+    if let Some(pair) = two_postgres_pools().await {
+        one_claimer_wins(pair).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_pools_on_one_postgres_database_claim_one_setting() {
-    let Some(url) = pg_server::database() else {
-        return;
-    };
-    let lease = LeaseSettings::default();
-    let first = PgCheckpoint::connect(&url, lease).await.unwrap();
-    let second = PgCheckpoint::connect(&url, lease).await.unwrap();
-    one_setting_wins(vec![Arc::new(first), Arc::new(second)]).await;
+    if let Some(pair) = two_postgres_pools().await {
+        one_setting_wins(pair).await;
+    }
 }

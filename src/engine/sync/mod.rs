@@ -107,21 +107,6 @@ pub struct SyncReport {
     pub completed: bool,
 }
 
-/// The output, bounding box and daily prefix of the state file (it describes one output).
-pub(super) fn with_state_settings(cfg: &RunConfig, state: &StateStore) -> Result<RunConfig> {
-    let mut cfg = cfg.clone();
-    if let Some(o) = state.meta("output")? {
-        cfg.output = o;
-    }
-    if let Some(b) = state.meta("bbox")? {
-        cfg.bbox = if b.is_empty() { None } else { Some(b.parse()?) };
-    }
-    if let Some(p) = state.meta("daily_prefix")? {
-        cfg.daily_prefix = p;
-    }
-    Ok(cfg)
-}
-
 pub(super) fn cmr_client(cfg: &RunConfig) -> Result<CmrClient> {
     let http = crate::source::http::client(&cfg.endpoints.http)?;
     Ok(CmrClient::new(
@@ -176,7 +161,7 @@ pub async fn sync(
     if is_postgres_url(&cfg.state.to_string_lossy()) {
         // Shared with workers: they run the days requeued as they run any ready task.
         let pg = crate::engine::worker::connect(cfg).await?;
-        let cfg = crate::engine::worker::settings_from_state(pg.as_ref(), cfg).await?;
+        let cfg = cfg.with_state_settings(pg.as_ref()).await?;
         let path = pg.url().to_string();
         let Some(plan) = plan(&pg, opts, &cfg, &path).await? else {
             return Ok(None);
@@ -195,9 +180,9 @@ pub async fn sync(
             .map(Some);
     }
     let probe = StateStore::open_exclusive(&cfg.state)?;
-    let cfg = with_state_settings(cfg, &probe)?;
+    let cfg = cfg.with_state_settings(&probe).await?;
     drop(probe);
-    let state = open_state(&cfg)?;
+    let state = open_state(&cfg).await?;
     let path = cfg.state.display().to_string();
     let Some(plan) = plan(&state, opts, &cfg, &path).await? else {
         return Ok(None);

@@ -1,6 +1,6 @@
 //! `hls-flow verify`: the cache against CMR, day by day.
 
-use super::{cmr_client, harvests_of, with_state_settings};
+use super::{cmr_client, harvests_of};
 use crate::collection::Collection;
 use crate::engine::checkpoint::sqlite::{StateStore, TaskKind, TaskState};
 use crate::engine::pipeline::RunConfig;
@@ -87,7 +87,7 @@ impl VerifyReport {
 /// partition against its rows. Reads the state file only (a live run may hold it).
 pub async fn verify(range: Option<DayRange>, cfg: &RunConfig) -> Result<VerifyReport> {
     let state = StateStore::open_read_only(&cfg.state)?;
-    let cfg = with_state_settings(cfg, &state)?;
+    let cfg = cfg.with_state_settings(&state).await?;
     let rows = state.tasks()?;
     drop(state);
     let output = Output::parse_with_options(&cfg.output, &cfg.output_options)?;

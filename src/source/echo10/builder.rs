@@ -48,6 +48,7 @@ pub(crate) enum Tag {
 }
 
 impl Tag {
+    #[cfg(test)]
     const NAMED: [Tag; 28] = [
         Tag::Granule,
         Tag::GranuleUR,
@@ -81,10 +82,37 @@ impl Tag {
 
     /// The tag of an element's local name.
     pub(crate) fn of(local_name: &str) -> Tag {
-        Tag::NAMED
-            .into_iter()
-            .find(|t| t.name() == local_name)
-            .unwrap_or(Tag::Other)
+        match local_name {
+            "Granule" => Tag::Granule,
+            "GranuleUR" => Tag::GranuleUR,
+            "InsertTime" => Tag::InsertTime,
+            "LastUpdate" => Tag::LastUpdate,
+            "Collection" => Tag::Collection,
+            "DataSetId" => Tag::DataSetId,
+            "ShortName" => Tag::ShortName,
+            "Temporal" => Tag::Temporal,
+            "RangeDateTime" => Tag::RangeDateTime,
+            "BeginningDateTime" => Tag::BeginningDateTime,
+            "EndingDateTime" => Tag::EndingDateTime,
+            "Spatial" => Tag::Spatial,
+            "HorizontalSpatialDomain" => Tag::HorizontalSpatialDomain,
+            "Geometry" => Tag::Geometry,
+            "GPolygon" => Tag::GPolygon,
+            "Boundary" => Tag::Boundary,
+            "Point" => Tag::Point,
+            "PointLongitude" => Tag::PointLongitude,
+            "PointLatitude" => Tag::PointLatitude,
+            "Platforms" => Tag::Platforms,
+            "Platform" => Tag::Platform,
+            "Instruments" => Tag::Instruments,
+            "Instrument" => Tag::Instrument,
+            "AdditionalAttributes" => Tag::AdditionalAttributes,
+            "AdditionalAttribute" => Tag::AdditionalAttribute,
+            "Name" => Tag::Name,
+            "Values" => Tag::Values,
+            "Value" => Tag::Value,
+            _ => Tag::Other,
+        }
     }
 
     /// The element name (`"element"` for [`Tag::Other`]).
@@ -223,16 +251,23 @@ impl GranuleBuilder {
         }
     }
 
+    /// Whether character data here can be part of a value kept ([`text`](Self::text)
+    /// ignores it otherwise).
+    pub(crate) fn wants_text(&self) -> bool {
+        self.path.last().is_some_and(|t| t.is_value_leaf())
+    }
+
     /// Character data (entities already resolved).
     pub(crate) fn text(&mut self, text: &str) {
-        if self.path.last().is_some_and(|t| t.is_value_leaf()) {
+        if self.wants_text() {
             self.text.push_str(text);
         }
     }
 
     /// The innermost element ends.
     pub(crate) fn end(&mut self) {
-        let text = std::mem::take(&mut self.text);
+        // The buffer is given back (cleared) below: it is reused for every element.
+        let mut text = std::mem::take(&mut self.text);
         let value = text.trim();
         match self.path.as_slice() {
             [Granule, GranuleUR] => set_once(&mut self.granule_ur, value),
@@ -277,6 +312,8 @@ impl GranuleBuilder {
             _ => {}
         }
         self.path.pop();
+        text.clear();
+        self.text = text;
     }
 
     /// Whether the path is `Granule/…/GPolygon/Boundary/Point`.

@@ -8,6 +8,7 @@
 //! - [`parse_granule`]: one `<Granule>` record → [`GranuleMeta`] (streaming, no DOM), plus
 //!   the names of the optional values that were missing or unusable ([`Missing`]);
 //! - [`PageReader`]: CMR's echo10 results pages, read one `<result>` at a time;
+//! - [`read_page`]: a page's records parsed while its body downloads (never held whole);
 //! - [`item_from_record`]: a record straight to the STAC item, through
 //!   [`hls::to_stac_item`](crate::source::hls::to_stac_item) (the one item builder).
 
@@ -15,10 +16,12 @@ mod builder;
 mod error;
 mod page;
 mod parse;
+mod stream;
 
 pub use error::Echo10Error;
 pub use page::{PageReader, PageRecord};
 pub use parse::parse_granule;
+pub use stream::read_page;
 
 use crate::source::hls::{GranuleMeta, to_stac_item};
 

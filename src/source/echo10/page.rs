@@ -196,14 +196,13 @@ impl<R: BufRead> PageReader<R> {
             let granule = record
                 .as_ref()
                 .and_then(|r| r.as_ref().ok())
-                .map(|(m, _)| m.granule_ur.clone());
-            let is_granule = match next_event(&mut self.reader, &mut self.buf, granule.as_deref())?
-            {
+                .map(|(m, _)| m.granule_ur.as_str());
+            let is_granule = match next_event(&mut self.reader, &mut self.buf, granule)? {
                 Event::Start(e) => Tag::of(e.local_name().as_ref()) == Tag::Granule,
                 Event::End(_) => break,
                 Event::Eof => {
                     return Err(Echo10Error::Truncated {
-                        granule,
+                        granule: granule.map(str::to_string),
                         inside: "result",
                     });
                 }
@@ -216,6 +215,7 @@ impl<R: BufRead> PageReader<R> {
                 read_granule(&mut self.reader, &mut self.buf, &mut builder)?;
                 record = Some(builder.finish(&concept_id));
             } else {
+                let granule = granule.map(str::to_string);
                 self.skip_element("result", granule.as_deref())?;
             }
         }

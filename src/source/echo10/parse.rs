@@ -122,23 +122,24 @@ pub(crate) fn read_granule<R: BufRead>(
     buf: &mut Vec<u8>,
     builder: &mut GranuleBuilder,
 ) -> Result<(), Echo10Error> {
+    // The granule's id, for errors only (it is read early in the record).
+    let granule = |builder: &GranuleBuilder| builder.granule_ur().map(str::to_string);
     loop {
         buf.clear();
-        let granule = builder.granule_ur().map(str::to_string);
         let event = reader
             .read_event_into(buf)
             .map_err(|source| Echo10Error::Xml {
-                granule: granule.clone(),
+                granule: granule(builder),
                 position: reader.error_position(),
                 source,
             })?;
         match event {
             Event::Start(e) => {
-                check_attributes(&e, reader, granule.as_deref())?;
+                check_attributes(&e, reader, builder.granule_ur())?;
                 builder.start(Tag::of(e.local_name().as_ref()));
             }
             Event::Empty(e) => {
-                check_attributes(&e, reader, granule.as_deref())?;
+                check_attributes(&e, reader, builder.granule_ur())?;
                 builder.start(Tag::of(e.local_name().as_ref()));
                 builder.end();
             }
@@ -148,6 +149,9 @@ pub(crate) fn read_granule<R: BufRead>(
                     return Ok(());
                 }
             }
+            // Text outside the elements whose values are kept (the indentation between
+            // elements, mostly) is not decoded.
+            Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) if !builder.wants_text() => {}
             Event::Text(t) => builder.text(&t.xml10_content()),
             Event::CData(c) => builder.text(&c.xml10_content()),
             Event::GeneralRef(r) => match resolve_reference(&r) {
@@ -155,7 +159,7 @@ pub(crate) fn read_granule<R: BufRead>(
                 Some(Resolved::Str(s)) => builder.text(s),
                 None => {
                     return Err(Echo10Error::Entity {
-                        granule,
+                        granule: granule(builder),
                         position: reader.buffer_position(),
                         entity: clip(&r),
                     });
@@ -163,7 +167,7 @@ pub(crate) fn read_granule<R: BufRead>(
             },
             Event::Eof => {
                 return Err(Echo10Error::Truncated {
-                    granule,
+                    granule: granule(builder),
                     inside: builder.innermost(),
                 });
             }

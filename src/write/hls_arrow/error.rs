@@ -73,6 +73,14 @@ pub enum HlsArrowError {
     /// Encoding the file metadata failed.
     #[error("metadata: {0}")]
     Metadata(#[source] serde_json::Error),
+    /// Spilling sorted rows to the scratch folder, or reading them back, failed.
+    #[error("spilling sorted rows to {}: {source}", .path.as_deref().map_or_else(|| "the temporary folder".to_string(), |p| p.display().to_string()))]
+    Spill {
+        /// The spill file, or the scratch folder it was to be created in.
+        path: Option<std::path::PathBuf>,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// What is wrong with a value ([`HlsArrowError::InvalidValue`]).
@@ -127,7 +135,10 @@ impl HlsArrowError {
     pub fn is_shape_mismatch(&self) -> bool {
         !matches!(
             self,
-            HlsArrowError::Arrow(_) | HlsArrowError::Parquet(_) | HlsArrowError::Metadata(_)
+            HlsArrowError::Arrow(_)
+                | HlsArrowError::Parquet(_)
+                | HlsArrowError::Metadata(_)
+                | HlsArrowError::Spill { .. }
         )
     }
 

@@ -35,6 +35,8 @@ mod builder;
 mod error;
 mod item;
 mod json;
+mod meta;
+mod runs;
 mod schema;
 mod stac_item;
 mod wkb;
@@ -45,6 +47,7 @@ mod tests;
 
 pub use builder::HlsBatchBuilder;
 pub use error::{HlsArrowError, Result, ValueProblem};
+pub use runs::SortedRuns;
 pub use schema::{AssetSlot, GEOMETRY, THUMBNAIL, asset_slots, geometry_field, hls_schema};
 pub use writer::{HlsGeoparquetWriter, HlsWriterOptions, WriteStats};
 
@@ -55,6 +58,36 @@ impl HlsBatchBuilder {
     /// a row; on error nothing is appended.
     pub fn append_json(&mut self, json: &[u8]) -> Result<()> {
         let item = json::parse_item(json, self.slots(), self.collection_id())?;
+        self.append(&item);
+        Ok(())
+    }
+
+    /// Appends the item of a granule's ECHO10 values as a row, built straight from them
+    /// (the row `append_json` makes of `to_stac_item(meta)`). A granule of another
+    /// collection, or without geometry, is refused as `append_json` would refuse its item;
+    /// on error nothing is appended.
+    pub fn append_meta(&mut self, meta: &crate::source::hls::GranuleMeta) -> Result<()> {
+        let invalid = |field: &str, problem| HlsArrowError::InvalidValue {
+            id: Some(meta.granule_ur.clone()),
+            field: field.to_string(),
+            problem,
+        };
+        if meta.collection.stac_id() != self.collection_id() {
+            return Err(invalid(
+                "collection",
+                ValueProblem::OtherCollection {
+                    found: meta.collection.stac_id().to_string(),
+                    expected: self.collection_id(),
+                },
+            ));
+        }
+        if meta.polygons.is_empty() || meta.polygons.iter().any(Vec::is_empty) {
+            return Err(invalid(
+                "geometry.coordinates",
+                ValueProblem::Rings("empty MultiPolygon"),
+            ));
+        }
+        let item = meta::from_meta(meta, self.slots());
         self.append(&item);
         Ok(())
     }

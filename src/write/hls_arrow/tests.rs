@@ -554,3 +554,92 @@ fn numbers_keep_every_digit() {
         (x + 300.0).to_bits()
     );
 }
+
+/// The JSON bytes of `meta`'s item as published (no `collection`).
+fn published_json(meta: &GranuleMeta) -> Vec<u8> {
+    serde_json::to_vec(&to_stac_item(meta)).unwrap()
+}
+
+#[test]
+fn rows_from_echo10_values_equal_rows_from_their_items() {
+    for collection in [Collection::Hlss30, Collection::Hlsl30] {
+        let metas: Vec<GranuleMeta> = (0..300).map(|i| meta(collection, i)).collect();
+        let mut from_json = HlsBatchBuilder::new(collection);
+        let mut from_meta = HlsBatchBuilder::new(collection);
+        for m in &metas {
+            from_json.append_json(&published_json(m)).unwrap();
+            from_meta.append_meta(m).unwrap();
+        }
+        assert_eq!(from_meta.bounds(), from_json.bounds());
+        assert_eq!(from_meta.finish().unwrap(), from_json.finish().unwrap());
+    }
+}
+
+#[test]
+fn echo10_values_of_another_collection_or_without_geometry_are_refused() {
+    let mut b = HlsBatchBuilder::new(Collection::Hlss30);
+    let e = b.append_meta(&meta(Collection::Hlsl30, 1)).unwrap_err();
+    assert!(e.is_shape_mismatch(), "{e}");
+    assert!(e.to_string().contains("HLSL30_2.0"), "{e}");
+    let mut empty = meta(Collection::Hlss30, 1);
+    empty.polygons.clear();
+    let e = b.append_meta(&empty).unwrap_err();
+    assert!(e.to_string().contains("geometry"), "{e}");
+    assert!(b.is_empty());
+}
+
+/// The file of `metas` written one by one in (datetime, id) order, in batches of 64.
+fn sorted_file(collection: Collection, metas: &[GranuleMeta]) -> Vec<u8> {
+    let mut sorted: Vec<&GranuleMeta> = metas.iter().collect();
+    sorted.sort_by(|a, b| (a.begin, &a.granule_ur).cmp(&(b.begin, &b.granule_ur)));
+    let jsons: Vec<Vec<u8>> = sorted.iter().map(|m| published_json(m)).collect();
+    fast_file_from_json(collection, &jsons).0.to_vec()
+}
+
+fn runs_file(runs: SortedRuns, collection: Collection) -> (Vec<u8>, u64) {
+    let mut w = HlsGeoparquetWriter::new(Vec::new(), collection, small_batches()).unwrap();
+    runs.write_into(&mut w, 64).unwrap();
+    let (buf, stats) = w.finish_into_inner().unwrap();
+    (buf, stats.items)
+}
+
+#[test]
+fn sorted_runs_write_the_bytes_of_the_rows_written_in_order() {
+    let collection = Collection::Hlss30;
+    // Out of order, with equal datetimes (ordered by id then) and a row per time edge.
+    let mut metas: Vec<GranuleMeta> = (0..230).map(|i| meta(collection, (i * 37) % 230)).collect();
+    metas[5].begin = metas[6].begin;
+    metas[5].end = metas[6].begin;
+    let expected = sorted_file(collection, &metas);
+    let dir = tempfile::tempdir().unwrap();
+    // (run rows, memory limit): one run; runs in memory; runs spilled as soon as made.
+    for (run_rows, limit) in [(10_000, usize::MAX), (17, usize::MAX), (17, 0), (64, 0)] {
+        let mut runs =
+            SortedRuns::with_limits(collection, Some(dir.path().into()), run_rows, limit);
+        for (i, m) in metas.iter().enumerate() {
+            if i % 2 == 0 {
+                runs.push_json(&published_json(m)).unwrap();
+            } else {
+                runs.push_meta(m).unwrap();
+            }
+        }
+        assert_eq!(runs.rows(), 230);
+        if limit == 0 {
+            assert_eq!(runs.spilled_runs(), 230 / run_rows);
+        } else {
+            assert_eq!(runs.spilled_runs(), 0);
+        }
+        let (bytes, items) = runs_file(runs, collection);
+        assert_eq!(items, 230);
+        assert!(bytes == expected, "run rows {run_rows}, limit {limit}");
+    }
+    // The spill files are gone once written.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn sorted_runs_of_nothing_write_an_empty_file() {
+    let runs = SortedRuns::new(Collection::Hlsl30, None);
+    let (_, items) = runs_file(runs, Collection::Hlsl30);
+    assert_eq!(items, 0);
+}

@@ -119,6 +119,8 @@ pub struct HlsGeoparquetWriter<W: Write + Send> {
     schema: std::sync::Arc<arrow_schema::Schema>,
     /// The batches written, when they are kept ([`keep_batches`](Self::keep_batches)).
     kept: Option<Vec<arrow_array::RecordBatch>>,
+    /// Bounds of rows written as whole batches ([`write_batch`](Self::write_batch)).
+    extra_bounds: Option<[f64; 4]>,
 }
 
 impl<W: Write + Send> std::fmt::Debug for HlsGeoparquetWriter<W> {
@@ -177,6 +179,7 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
             batches: 0,
             schema,
             kept: None,
+            extra_bounds: None,
         })
     }
 
@@ -197,6 +200,28 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
     pub fn write_item(&mut self, item: &stac::Item) -> Result<()> {
         self.builder.append_item(item)?;
         self.after_append()
+    }
+
+    /// Adds rows built by an [`HlsBatchBuilder`](super::HlsBatchBuilder) of the same
+    /// collection, as one record batch (after the rows buffered so far). Their geometries'
+    /// bounds must be given to [`include_bounds`](Self::include_bounds).
+    pub fn write_batch(&mut self, batch: &arrow_array::RecordBatch) -> Result<()> {
+        self.flush_batch()?;
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        crate::write::parquet::encoding(|| self.writer.write(batch))?;
+        if let Some(kept) = &mut self.kept {
+            kept.push(batch.clone());
+        }
+        self.items += batch.num_rows() as u64;
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// Widens the bounds written in the footer's `geo` metadata to include `bounds`.
+    pub fn include_bounds(&mut self, bounds: Option<[f64; 4]>) {
+        self.extra_bounds = crate::bbox::union_bounds(self.extra_bounds, bounds);
     }
 
     /// Items accepted so far.
@@ -245,7 +270,7 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
         let row_groups = self.writer.flushed_row_groups().len();
         let geo = metadata::wkb_multipolygons(
             super::schema::GEOMETRY,
-            self.builder.bounds(),
+            crate::bbox::union_bounds(self.builder.bounds(), self.extra_bounds),
             self.items > 0,
         )
         .map_err(HlsArrowError::Metadata)?;
