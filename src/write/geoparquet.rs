@@ -136,13 +136,15 @@ impl BatchWriter {
 /// so that writing the same items again gives the same bytes, whatever order they were
 /// fetched in.
 ///
-/// With the fixed-schema writer, each row is parsed into Arrow as it arrives, in sorted runs
-/// ([`SortedRuns`]: in memory, spilled as Arrow IPC past a limit) that are merged into the
-/// file at the end, so that parsing overlaps fetching and memory stays bounded. Every row's
-/// JSON is also spilled to [`Scratch`] space as it arrives: if a row does not fit the fixed
-/// schema, the day is written from that spill with the generic writer (as for
-/// [`WriterKind::Stac`]), in the same order. The items are never fetched again and never
-/// held in memory together.
+/// Rows that come as JSON bytes (fetched items) are spilled to [`Scratch`] space as they
+/// arrive, and only their sort keys kept; once all are in, they are read back in order and
+/// written with the fixed-schema writer (or, for a row outside its shape, the whole day with
+/// the generic writer, as for [`WriterKind::Stac`]). Rows built from ECHO10 values (bulk
+/// mode) are appended to the Arrow builders as they arrive, in sorted runs ([`SortedRuns`]:
+/// in memory, spilled as Arrow IPC past a limit), merged into the file at the end. (The runs
+/// made fetched days slower: their CPU is taken by the fetches, and a run costs a sort and a
+/// merge that reading the spill in order does not.) The items are never fetched again and
+/// never held in memory together.
 fn write_sorted(
     label: String,
     tmp_dir: Option<std::path::PathBuf>,
@@ -155,13 +157,10 @@ fn write_sorted(
     };
     let mut spill = Spill::new(&tmp_dir);
     let mut pending: Vec<(Option<RowKey>, SpillAt)> = Vec::new();
-    let mut runs = match kind {
-        WriterKind::Fast(collection) => Some(SortedRuns::new(collection, tmp_dir.clone())),
-        WriterKind::Stac => None,
-    };
-    // Rows appended straight from ECHO10 values and not spilled: a later row outside the
-    // fixed shape cannot send the day to the generic writer then.
-    let mut unspilled = 0u64;
+    // Bulk mode's rows, once the first of them was appended (while nothing was spilled).
+    let mut runs: Option<SortedRuns> = None;
+    // Whether the fixed-schema writer can still take the day.
+    let mut fixed = matches!(kind, WriterKind::Fast(_));
     while let Some(batch) = rx.blocking_recv() {
         for row in batch {
             let (json, key) = match row {
@@ -173,15 +172,18 @@ fn write_sorted(
                     None,
                 ),
                 ItemRow::Meta(meta) => {
-                    if let Some(r) = runs.as_mut() {
+                    if let (true, true, WriterKind::Fast(collection)) =
+                        (fixed, pending.is_empty(), kind)
+                    {
+                        let r = runs
+                            .get_or_insert_with(|| SortedRuns::new(collection, tmp_dir.clone()));
                         match r.push_meta(&meta) {
-                            Ok(()) => {
-                                unspilled += 1;
-                                continue;
-                            }
-                            Err(e) if e.is_shape_mismatch() && unspilled == 0 => {
+                            Ok(()) => continue,
+                            // The first row: the day goes to the generic writer, by the spill.
+                            Err(e) if e.is_shape_mismatch() && r.rows() == 0 => {
                                 tracing::warn!("{label}: {e}; writing it with the generic writer");
                                 runs = None;
+                                fixed = false;
                             }
                             Err(e) => return Err(werr(WriteError::Hls(e))),
                         }
@@ -192,45 +194,61 @@ fn write_sorted(
                     )
                 }
             };
-            let at = spill.push(&json).map_err(|e| werr(WriteError::Spill(e)))?;
             if let Some(r) = runs.as_mut() {
-                match r.push_json(&json) {
-                    Ok(()) => {}
-                    Err(e) if e.is_shape_mismatch() && unspilled == 0 => {
-                        // Not of the fixed shape: the generic writer takes the day from the
-                        // spill once all rows are in.
-                        tracing::warn!("{label}: {e}; writing it with the generic writer");
-                        runs = None;
-                    }
-                    Err(e) => return Err(werr(WriteError::Hls(e))),
-                }
+                // After rows built from values (one day has one source: not expected), in
+                // the runs too; nothing was spilled to give the generic writer.
+                r.push_json(&json).map_err(|e| werr(WriteError::Hls(e)))?;
+                continue;
             }
+            let at = spill.push(&json).map_err(|e| werr(WriteError::Spill(e)))?;
             pending.push((key, at));
         }
     }
     let spilled = spill.finish().map_err(|e| werr(WriteError::Spill(e)))?;
-    let (WriterKind::Fast(collection), Some(runs)) = (kind, runs) else {
-        let rows = sorted_rows(&label, &spilled, pending)?;
-        let collection = match kind {
-            WriterKind::Fast(c) => Some(c),
-            WriterKind::Stac => None,
-        };
-        return replay(&label, &tmp_dir, &spilled, &rows, collection);
+    let collection = match kind {
+        WriterKind::Fast(c) => Some(c),
+        WriterKind::Stac => None,
     };
-    drop(pending);
+    if let (Some(runs), Some(collection)) = (runs, collection) {
+        return write_runs(&label, &tmp_dir, runs, collection);
+    }
+    let (rows, bounds) = sorted_rows(&label, &spilled, pending)?;
+    match collection {
+        Some(collection) if fixed => {
+            write_fixed(&label, &tmp_dir, &spilled, &rows, bounds, collection)
+        }
+        _ => replay(&label, &tmp_dir, &spilled, &rows, collection),
+    }
+}
+
+/// The options of a daily file of `rows` rows written by the fixed-schema writer. A batch
+/// is a whole row group: its column writers (and their zstd contexts) live only while it is
+/// encoded.
+fn daily_options(rows: u64) -> HlsWriterOptions {
+    HlsWriterOptions::default()
+        .with_rows(rows)
+        .with_max_row_group_row_count(FAST_ROW_GROUP_SIZE)
+        .with_batch_rows(FAST_ROW_GROUP_SIZE)
+}
+
+/// Writes the rows of sorted runs, merged, with the fixed-schema writer.
+fn write_runs(
+    label: &str,
+    tmp_dir: &Option<std::path::PathBuf>,
+    runs: SortedRuns,
+    collection: Collection,
+) -> Result<Option<FinishedFile>> {
+    let werr = |source: WriteError| Error::Write {
+        path: label.to_string(),
+        source,
+    };
     if runs.rows() == 0 {
         return Ok(None);
     }
-    // A batch is a whole row group: its column writers (and their zstd contexts) live only
-    // while it is encoded.
-    let options = HlsWriterOptions::default()
-        .with_rows(runs.rows())
-        .with_max_row_group_row_count(FAST_ROW_GROUP_SIZE)
-        .with_batch_rows(FAST_ROW_GROUP_SIZE);
     let mut w = HlsGeoparquetWriter::with_bounds(
         Scratch::new(tmp_dir.clone()),
         collection,
-        options,
+        daily_options(runs.rows()),
         runs.bounds(),
     )
     .map_err(|e| werr(WriteError::Hls(e)))?;
@@ -239,6 +257,61 @@ fn write_sorted(
     }
     runs.write_into(&mut w, FAST_ROW_GROUP_SIZE)
         .map_err(|e| werr(WriteError::Hls(e)))?;
+    finish_fixed(label, w)
+}
+
+/// Writes the spilled rows, in the order of `rows`, with the fixed-schema writer; a row
+/// that does not fit its schema sends the day to the generic writer ([`replay`]).
+fn write_fixed(
+    label: &str,
+    tmp_dir: &Option<std::path::PathBuf>,
+    spilled: &Scratched,
+    rows: &[SpilledRow],
+    bounds: Option<[f64; 4]>,
+    collection: Collection,
+) -> Result<Option<FinishedFile>> {
+    let werr = |source: WriteError| Error::Write {
+        path: label.to_string(),
+        source,
+    };
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut w = HlsGeoparquetWriter::with_bounds(
+        Scratch::new(tmp_dir.clone()),
+        collection,
+        daily_options(rows.len() as u64),
+        bounds,
+    )
+    .map_err(|e| werr(WriteError::Hls(e)))?;
+    if rows.len() <= crate::write::recent::RecentFiles::MAX_FILE_ROWS {
+        w.keep_batches();
+    }
+    let mut reader = spilled.ranges().map_err(|e| werr(WriteError::Spill(e)))?;
+    let mut json = Vec::new();
+    for row in rows {
+        reader
+            .read(row.at.offset, row.at.len as usize, &mut json)
+            .map_err(|e| werr(WriteError::Spill(e)))?;
+        match w.write_json(&json) {
+            Ok(()) => {}
+            Err(e) if e.is_shape_mismatch() => {
+                // Not of the fixed shape: the generic writer takes the day from the spill
+                // (this file, unfinished, is dropped).
+                tracing::warn!("{label}: {e}; writing it with the generic writer");
+                return replay(label, tmp_dir, spilled, rows, Some(collection));
+            }
+            Err(e) => return Err(werr(WriteError::Hls(e))),
+        }
+    }
+    finish_fixed(label, w)
+}
+
+fn finish_fixed(label: &str, w: HlsGeoparquetWriter<Scratch>) -> Result<Option<FinishedFile>> {
+    let werr = |source: WriteError| Error::Write {
+        path: label.to_string(),
+        source,
+    };
     let (out, stats, decoded) = w.finish_decoded().map_err(|e| werr(WriteError::Hls(e)))?;
     let data = out.finish().map_err(|e| werr(WriteError::TempFile(e)))?;
     Ok(Some(FinishedFile {
@@ -260,13 +333,13 @@ fn meta_json(meta: &GranuleMeta) -> std::result::Result<Bytes, serde_json::Error
     serde_json::to_vec(&item).map(Bytes::from)
 }
 
-/// The spilled rows in (`datetime`, `id`) order; a row whose key was not read when it
-/// arrived is read from the spill.
+/// The spilled rows in (`datetime`, `id`) order, and the bounds of their geometries; a row
+/// whose key was not read when it arrived is read from the spill.
 fn sorted_rows(
     label: &str,
     spilled: &Scratched,
     pending: Vec<(Option<RowKey>, SpillAt)>,
-) -> Result<Vec<SpilledRow>> {
+) -> Result<(Vec<SpilledRow>, Option<[f64; 4]>)> {
     let werr = |source: WriteError| Error::Write {
         path: label.to_string(),
         source,
@@ -274,6 +347,7 @@ fn sorted_rows(
     let mut reader = spilled.ranges().map_err(|e| werr(WriteError::Spill(e)))?;
     let mut json = Vec::new();
     let mut rows = Vec::with_capacity(pending.len());
+    let mut bounds = None;
     for (key, at) in pending {
         let key = match key {
             Some(key) => key,
@@ -286,13 +360,14 @@ fn sorted_rows(
                     .key()
             }
         };
+        bounds = crate::bbox::union_bounds(bounds, key.bounds);
         rows.push(SpilledRow {
             order: (key.datetime, key.id),
             at,
         });
     }
     rows.sort_unstable_by(|a, b| a.order.cmp(&b.order));
-    Ok(rows)
+    Ok((rows, bounds))
 }
 
 /// One row in the spill file: its key and where its JSON is.
