@@ -240,6 +240,43 @@ impl GranuleMeta {
             id = self.granule_ur
         )
     }
+
+    /// The href of the asset of band `band` (`B01`, `Fmask`, …): a COG in LP DAAC's
+    /// protected bucket.
+    pub fn band_href(&self, band: &str) -> String {
+        format!(
+            "{LPDAAC_PROTECTED}/{}/{id}/{id}.{band}.tif",
+            self.collection.bucket_folder(),
+            id = self.granule_ur
+        )
+    }
+
+    /// The href of the `thumbnail` asset: a JPEG in LP DAAC's public bucket.
+    pub fn thumbnail_href(&self) -> String {
+        format!(
+            "{LPDAAC_PUBLIC}/{}/{id}/{id}.jpg",
+            self.collection.bucket_folder(),
+            id = self.granule_ur
+        )
+    }
+
+    /// The href of the `cite-as` link, when the record has a DOI.
+    pub fn doi_href(&self) -> Option<String> {
+        self.doi
+            .as_ref()
+            .map(|doi| format!("https://doi.org/{doi}"))
+    }
+
+    /// `proj:transform`, when the resolution and the upper left corner are known.
+    pub fn proj_transform(&self) -> Option<[f64; 9]> {
+        let (res, ulx, uly) = (self.resolution?, self.ulx?, self.uly?);
+        Some([res, 0.0, ulx, 0.0, -res, uly, 0.0, 0.0, 1.0])
+    }
+
+    /// `proj:shape` (rows, columns), when both are known.
+    pub fn proj_shape(&self) -> Option<[u32; 2]> {
+        Some([self.nrows?, self.ncols?])
+    }
 }
 
 /// Builds the STAC item LP DAAC publishes for a granule, key for key in the published order.
@@ -247,7 +284,6 @@ impl GranuleMeta {
 pub fn to_stac_item(meta: &GranuleMeta) -> Value {
     let c = meta.collection;
     let id = meta.granule_ur.as_str();
-    let folder = c.bucket_folder();
     let mut props = Map::new();
     props.insert("start_datetime".into(), json!(format_datetime(&meta.begin)));
     props.insert("end_datetime".into(), json!(format_datetime(&meta.end)));
@@ -259,14 +295,11 @@ pub fn to_stac_item(meta: &GranuleMeta) -> Value {
     if let Some(cc) = meta.cloud_cover {
         props.insert("eo:cloud_cover".into(), json!(cc));
     }
-    if let (Some(res), Some(ulx), Some(uly)) = (meta.resolution, meta.ulx, meta.uly) {
-        props.insert(
-            "proj:transform".into(),
-            json!([res, 0.0, ulx, 0.0, -res, uly, 0.0, 0.0, 1.0]),
-        );
+    if let Some(transform) = meta.proj_transform() {
+        props.insert("proj:transform".into(), json!(transform));
     }
-    if let (Some(rows), Some(cols)) = (meta.nrows, meta.ncols) {
-        props.insert("proj:shape".into(), json!([rows, cols]));
+    if let Some(shape) = meta.proj_shape() {
+        props.insert("proj:shape".into(), json!(shape));
     }
     if let Some(epsg) = meta.mgrs_tile.as_deref().and_then(epsg_of_tile) {
         props.insert("proj:epsg".into(), json!(epsg));
@@ -287,8 +320,8 @@ pub fn to_stac_item(meta: &GranuleMeta) -> Value {
         "href": meta.stac_json_href(),
         "type": "application/json",
     })];
-    if let Some(doi) = &meta.doi {
-        links.push(json!({"rel": "cite-as", "href": format!("https://doi.org/{doi}")}));
+    if let Some(href) = meta.doi_href() {
+        links.push(json!({"rel": "cite-as", "href": href}));
     }
 
     let mut assets = Map::new();
@@ -307,7 +340,7 @@ pub fn to_stac_item(meta: &GranuleMeta) -> Value {
         assets.insert(
             b.name.into(),
             json!({
-                "href": format!("{LPDAAC_PROTECTED}/{folder}/{id}/{id}.{}.tif", b.name),
+                "href": meta.band_href(b.name),
                 "type": COG_MEDIA_TYPE,
                 "eo:bands": [Value::Object(eo_band)],
                 "roles": ["data"],
@@ -317,7 +350,7 @@ pub fn to_stac_item(meta: &GranuleMeta) -> Value {
     assets.insert(
         "thumbnail".into(),
         json!({
-            "href": format!("{LPDAAC_PUBLIC}/{folder}/{id}/{id}.jpg"),
+            "href": meta.thumbnail_href(),
             "type": "image/jpeg",
             "roles": ["thumbnail"],
         }),

@@ -151,10 +151,7 @@ fn write_sorted(
     mut rx: mpsc::Receiver<Vec<ItemRow>>,
     kind: WriterKind,
 ) -> Result<Option<FinishedFile>> {
-    let werr = |source: WriteError| Error::Write {
-        path: label.clone(),
-        source,
-    };
+    let werr = write_error(&label);
     let mut spill = Spill::new(&tmp_dir);
     let mut pending: Vec<(Option<RowKey>, SpillAt)> = Vec::new();
     // Bulk mode's rows, once the first of them was appended (while nothing was spilled).
@@ -221,14 +218,40 @@ fn write_sorted(
     }
 }
 
-/// The options of a daily file of `rows` rows written by the fixed-schema writer. A batch
-/// is a whole row group: its column writers (and their zstd contexts) live only while it is
-/// encoded.
-fn daily_options(rows: u64) -> HlsWriterOptions {
-    HlsWriterOptions::default()
+/// What went wrong writing the file `label`.
+fn write_error(label: &str) -> impl Fn(WriteError) -> Error + '_ {
+    move |source| Error::Write {
+        path: label.to_string(),
+        source,
+    }
+}
+
+/// The fixed-schema writer of a daily file of `rows` rows whose geometries are within
+/// `bounds`; it keeps its batches decoded when the file is small enough to be handed to its
+/// month's repartition. A batch is a whole row group: its column writers (and their zstd
+/// contexts) live only while it is encoded.
+fn daily_writer(
+    label: &str,
+    tmp_dir: &Option<std::path::PathBuf>,
+    collection: Collection,
+    rows: u64,
+    bounds: Option<[f64; 4]>,
+) -> Result<HlsGeoparquetWriter<Scratch>> {
+    let options = HlsWriterOptions::default()
         .with_rows(rows)
         .with_max_row_group_row_count(FAST_ROW_GROUP_SIZE)
-        .with_batch_rows(FAST_ROW_GROUP_SIZE)
+        .with_batch_rows(FAST_ROW_GROUP_SIZE);
+    let mut w = HlsGeoparquetWriter::with_bounds(
+        Scratch::new(tmp_dir.clone()),
+        collection,
+        options,
+        bounds,
+    )
+    .map_err(|e| write_error(label)(WriteError::Hls(e)))?;
+    if rows <= crate::write::recent::RecentFiles::MAX_FILE_ROWS as u64 {
+        w.keep_batches();
+    }
+    Ok(w)
 }
 
 /// Writes the rows of sorted runs, merged, with the fixed-schema writer.
@@ -238,25 +261,12 @@ fn write_runs(
     runs: SortedRuns,
     collection: Collection,
 ) -> Result<Option<FinishedFile>> {
-    let werr = |source: WriteError| Error::Write {
-        path: label.to_string(),
-        source,
-    };
     if runs.rows() == 0 {
         return Ok(None);
     }
-    let mut w = HlsGeoparquetWriter::with_bounds(
-        Scratch::new(tmp_dir.clone()),
-        collection,
-        daily_options(runs.rows()),
-        runs.bounds(),
-    )
-    .map_err(|e| werr(WriteError::Hls(e)))?;
-    if runs.rows() <= crate::write::recent::RecentFiles::MAX_FILE_ROWS as u64 {
-        w.keep_batches();
-    }
+    let mut w = daily_writer(label, tmp_dir, collection, runs.rows(), runs.bounds())?;
     runs.write_into(&mut w, FAST_ROW_GROUP_SIZE)
-        .map_err(|e| werr(WriteError::Hls(e)))?;
+        .map_err(|e| write_error(label)(WriteError::Hls(e)))?;
     finish_fixed(label, w)
 }
 
@@ -270,23 +280,11 @@ fn write_fixed(
     bounds: Option<[f64; 4]>,
     collection: Collection,
 ) -> Result<Option<FinishedFile>> {
-    let werr = |source: WriteError| Error::Write {
-        path: label.to_string(),
-        source,
-    };
+    let werr = write_error(label);
     if rows.is_empty() {
         return Ok(None);
     }
-    let mut w = HlsGeoparquetWriter::with_bounds(
-        Scratch::new(tmp_dir.clone()),
-        collection,
-        daily_options(rows.len() as u64),
-        bounds,
-    )
-    .map_err(|e| werr(WriteError::Hls(e)))?;
-    if rows.len() <= crate::write::recent::RecentFiles::MAX_FILE_ROWS {
-        w.keep_batches();
-    }
+    let mut w = daily_writer(label, tmp_dir, collection, rows.len() as u64, bounds)?;
     let mut reader = spilled.ranges().map_err(|e| werr(WriteError::Spill(e)))?;
     let mut json = Vec::new();
     for row in rows {
@@ -308,10 +306,7 @@ fn write_fixed(
 }
 
 fn finish_fixed(label: &str, w: HlsGeoparquetWriter<Scratch>) -> Result<Option<FinishedFile>> {
-    let werr = |source: WriteError| Error::Write {
-        path: label.to_string(),
-        source,
-    };
+    let werr = write_error(label);
     let (out, stats, decoded) = w.finish_decoded().map_err(|e| werr(WriteError::Hls(e)))?;
     let data = out.finish().map_err(|e| werr(WriteError::TempFile(e)))?;
     Ok(Some(FinishedFile {
@@ -340,10 +335,7 @@ fn sorted_rows(
     spilled: &Scratched,
     pending: Vec<(Option<RowKey>, SpillAt)>,
 ) -> Result<(Vec<SpilledRow>, Option<[f64; 4]>)> {
-    let werr = |source: WriteError| Error::Write {
-        path: label.to_string(),
-        source,
-    };
+    let werr = write_error(label);
     let mut reader = spilled.ranges().map_err(|e| werr(WriteError::Spill(e)))?;
     let mut json = Vec::new();
     let mut rows = Vec::with_capacity(pending.len());
@@ -388,10 +380,7 @@ fn replay(
     collection: Option<Collection>,
 ) -> Result<Option<FinishedFile>> {
     use crate::write::stac_arrow::{FlatRow, GenericWriter, Inference};
-    let werr = |source: WriteError| Error::Write {
-        path: label.to_string(),
-        source,
-    };
+    let werr = write_error(label);
     let gerr = |e| werr(WriteError::Generic(e));
     if rows.is_empty() {
         return Ok(None);

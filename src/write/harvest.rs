@@ -256,7 +256,9 @@ async fn list_echo10(
     // page ahead: a page's records are ~4 MB parsed).
     let (page_tx, mut page_rx) = mpsc::channel(1);
     let pages = cmr.echo10_pages(&query);
-    let reader = tokio::spawn(async move {
+    // Aborted when the listing ends, early or not.
+    let mut reader = tokio::task::JoinSet::new();
+    reader.spawn(async move {
         futures::pin_mut!(pages);
         while let Some(page) = pages.next().await {
             let failed = page.is_err();
@@ -265,7 +267,6 @@ async fn list_echo10(
             }
         }
     });
-    let _reader = AbortOnDrop(reader);
     while let Some(page) = page_rx.recv().await {
         let page = page?;
         listing.page(page.hits, &bar);
@@ -317,15 +318,6 @@ async fn list_echo10(
     }
     bar.set_total(listing.listed);
     Ok(listing)
-}
-
-/// Aborts a spawned task when dropped (a listing that ends early stops its page reader).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn item_from_value(id: &str, value: serde_json::Value, collection: Collection) -> Result<Item> {

@@ -215,8 +215,7 @@ impl<R: BufRead> PageReader<R> {
                 read_granule(&mut self.reader, &mut self.buf, &mut builder)?;
                 record = Some(builder.finish(&concept_id));
             } else {
-                let granule = granule.map(str::to_string);
-                self.skip_element("result", granule.as_deref())?;
+                self.skip_element("result", granule)?;
             }
         }
         let record = match record {

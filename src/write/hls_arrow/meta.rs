@@ -5,8 +5,7 @@
 use super::item::{HlsAsset, HlsBand, HlsItem, HlsLink, micros};
 use super::schema::AssetSlot;
 use crate::source::hls::{
-    COG_MEDIA_TYPE, GranuleMeta, LPDAAC_PROTECTED, LPDAAC_PUBLIC, STAC_EXTENSIONS, epsg_of_tile,
-    instrument_name,
+    COG_MEDIA_TYPE, GranuleMeta, STAC_EXTENSIONS, epsg_of_tile, instrument_name,
 };
 use std::borrow::Cow;
 
@@ -14,16 +13,15 @@ use std::borrow::Cow;
 /// `to_stac_item(meta)` gives. `slots` are the asset slots of `meta`'s collection.
 pub(crate) fn from_meta<'a>(meta: &'a GranuleMeta, slots: &[AssetSlot]) -> HlsItem<'a> {
     let id = meta.granule_ur.as_str();
-    let folder = meta.collection.bucket_folder();
     let begin = micros(&meta.begin);
     let mut links = vec![HlsLink {
         href: Cow::Owned(meta.stac_json_href()),
         rel: Cow::Borrowed("self"),
         media_type: Some(Cow::Borrowed("application/json")),
     }];
-    if let Some(doi) = &meta.doi {
+    if let Some(href) = meta.doi_href() {
         links.push(HlsLink {
-            href: Cow::Owned(format!("https://doi.org/{doi}")),
+            href: Cow::Owned(href),
             rel: Cow::Borrowed("cite-as"),
             media_type: None,
         });
@@ -33,10 +31,7 @@ pub(crate) fn from_meta<'a>(meta: &'a GranuleMeta, slots: &[AssetSlot]) -> HlsIt
         .map(|slot| {
             Some(match slot.band {
                 Some(band) => HlsAsset {
-                    href: Cow::Owned(format!(
-                        "{LPDAAC_PROTECTED}/{folder}/{id}/{id}.{}.tif",
-                        band.name
-                    )),
+                    href: Cow::Owned(meta.band_href(band.name)),
                     media_type: Some(Cow::Borrowed(COG_MEDIA_TYPE)),
                     roles: Some(vec![Cow::Borrowed("data")]),
                     bands: Some(vec![HlsBand {
@@ -47,7 +42,7 @@ pub(crate) fn from_meta<'a>(meta: &'a GranuleMeta, slots: &[AssetSlot]) -> HlsIt
                     }]),
                 },
                 None => HlsAsset {
-                    href: Cow::Owned(format!("{LPDAAC_PUBLIC}/{folder}/{id}/{id}.jpg")),
+                    href: Cow::Owned(meta.thumbnail_href()),
                     media_type: Some(Cow::Borrowed("image/jpeg")),
                     roles: Some(vec![Cow::Borrowed("thumbnail")]),
                     bands: None,
@@ -55,16 +50,6 @@ pub(crate) fn from_meta<'a>(meta: &'a GranuleMeta, slots: &[AssetSlot]) -> HlsIt
             })
         })
         .collect();
-    let proj_transform = match (meta.resolution, meta.ulx, meta.uly) {
-        (Some(res), Some(ulx), Some(uly)) => {
-            Some(vec![res, 0.0, ulx, 0.0, -res, uly, 0.0, 0.0, 1.0])
-        }
-        _ => None,
-    };
-    let proj_shape = match (meta.nrows, meta.ncols) {
-        (Some(rows), Some(cols)) => Some(vec![i64::from(rows), i64::from(cols)]),
-        _ => None,
-    };
     HlsItem {
         id: Cow::Borrowed(id),
         stac_version: "1.0.0",
@@ -79,8 +64,8 @@ pub(crate) fn from_meta<'a>(meta: &'a GranuleMeta, slots: &[AssetSlot]) -> HlsIt
         platform: Some(Cow::Owned(meta.platform.to_ascii_lowercase())),
         instruments: Some(vec![Cow::Owned(instrument_name(&meta.instrument))]),
         cloud_cover: meta.cloud_cover,
-        proj_transform,
-        proj_shape,
+        proj_transform: meta.proj_transform().map(Vec::from),
+        proj_shape: meta.proj_shape().map(|s| s.map(i64::from).to_vec()),
         proj_epsg: meta.mgrs_tile.as_deref().and_then(epsg_of_tile),
         sun_azimuth: meta.sun_azimuth,
         view_azimuth: meta.view_azimuth,
