@@ -13,6 +13,11 @@
 //! that the peak RSS is the repartition's alone; it prints the median wall time, items/s
 //! and peak RSS.
 
+/// The allocator of the `hls-flow` binary, so that the repartition measured is the one it runs.
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use hls_flow::Collection;
 use hls_flow::source::hls::{GranuleMeta, to_stac_item};

@@ -219,6 +219,10 @@ async fn all_succeeded(pg: &PgCheckpoint) -> BTreeMap<String, usize> {
         assert_eq!(t.state, TaskState::Succeeded, "{t:?}");
         let events = pg.events(t.id).await.unwrap();
         let n = events.iter().filter(|e| e.1 == "started").count();
+        if n > 1 {
+            // What made it start again, for the assertion that follows in the caller.
+            eprintln!("{} started {n} times: {events:?}", t.key);
+        }
         started.insert(t.key, n);
     }
     started

@@ -14,7 +14,7 @@ use std::io::Write;
 /// Options of [`HlsGeoparquetWriter`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HlsWriterOptions {
-    /// Parquet compression codec (default ZSTD level 3).
+    /// Parquet compression codec (default ZSTD at [`ZSTD_LEVEL`](crate::write::parquet::ZSTD_LEVEL)).
     pub compression: Compression,
     /// Maximum number of rows in a row group (default 150,000, as the `stac` writer).
     pub max_row_group_row_count: usize,

@@ -8,12 +8,13 @@
 //!    ([`schema::merge_schemas`]: a column missing on some days becomes nulls there), and
 //!    their `geo` / `stac-geoparquet` metadata, which are combined ([`metadata`]).
 //! 2. Each daily file is read batch by batch; every row gets the 32-bit Hilbert key of its
-//!    bbox centroid ([`hilbert`]) and goes to one of 256 bucket files (Arrow IPC, in a
-//!    temporary folder) by the key's top byte ([`spill`]). Item ids are checked on the way:
+//!    bbox centroid ([`hilbert`]) and goes to one of 64 bucket files (Arrow IPC, in a
+//!    temporary folder, written by a thread of their own) by the key's top 6 bits
+//!    ([`spill`]). Item ids are checked on the way:
 //!    an id found twice in a month's daily files is an error ([`Error::DuplicateItem`]),
 //!    not silently dropped, since the two copies may differ and neither is known to be right.
 //! 3. The buckets are taken in key order; each is sorted in memory by key, then id (a bucket
-//!    larger than [`RepartitionOptions::bucket_bytes`] is first split again by the next byte
+//!    larger than [`RepartitionOptions::bucket_bytes`] is first split again by the next 6 bits
 //!    of the key), and written as row groups of [`RepartitionOptions::row_group_size`] rows.
 //! 4. The finished file is published in one step ([`Output::publish_file`]): readers see
 //!    the old partition or the new one, never a part. The temporary folder, with every
@@ -480,7 +481,7 @@ impl Job {
             &self.dir,
             "b",
             self.schema.clone(),
-            24,
+            spill::shift_of(0),
             self.options.spill_buffer_bytes,
         );
         let mut seen: HashMap<Box<str>, u32> = HashMap::new();
@@ -638,7 +639,7 @@ impl Job {
             })
         };
         if bucket.bytes > self.options.bucket_bytes as u64 && level < 3 {
-            let shift = 16 - 8 * level;
+            let shift = spill::shift_of(level + 1);
             let name = bucket
                 .path
                 .file_stem()
