@@ -292,6 +292,21 @@ async fn a_worker_killed_mid_task_loses_its_lease_and_another_completes() {
         .filter(|t| t.state == TaskState::Running)
         .map(|t| t.id)
         .collect();
+    // The claim and its `started` event are two statements: kill the worker once both are
+    // in, so that the history below is the one of a task killed mid-work.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in &taken {
+        while !pg
+            .events(*id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.1 == "started")
+        {
+            assert!(Instant::now() < deadline, "no started event for task {id}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     a.kill().unwrap(); // SIGKILL
     a.wait().unwrap();
     s.emu.set_faults(Faults::default());

@@ -9,8 +9,8 @@
 //!    their `geo` / `stac-geoparquet` metadata, which are combined ([`metadata`]).
 //! 2. Each daily file is read batch by batch; every row gets the 32-bit Hilbert key of its
 //!    bbox centroid ([`hilbert`]) and goes to one of 64 bucket files (Arrow IPC, in a
-//!    temporary folder, written by a thread of their own) by the key's top 6 bits
-//!    ([`spill`]). Item ids are checked on the way:
+//!    temporary folder) by the key's top 6 bits ([`spill`]: rows put in bucket order and
+//!    written out by two threads of their own while the next are read). Item ids are checked on the way:
 //!    an id found twice in a month's daily files is an error ([`Error::DuplicateItem`]),
 //!    not silently dropped, since the two copies may differ and neither is known to be right.
 //! 3. The buckets are taken in key order; each is sorted in memory by key, then id (a bucket
@@ -54,8 +54,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Rows per batch read from a daily file.
-pub const DEFAULT_BATCH_SIZE: usize = 8192;
+/// Rows per batch read from a daily file. One batch is on its way to the spill's
+/// distributor at a time (~25 MB of Arrow data at 4,096 HLS rows; 8,192 cost 90 MB more of
+/// peak RSS for no speed).
+pub const DEFAULT_BATCH_SIZE: usize = 4096;
 /// Largest bucket sorted in memory as is (bytes of Arrow data); larger ones are split again.
 pub const DEFAULT_BUCKET_BYTES: usize = 96 * 1024 * 1024;
 /// Rows buffered in memory while spilling, at most (bytes of Arrow data).

@@ -52,12 +52,13 @@ pub enum SpillError {
         /// Keys given.
         keys: usize,
     },
-    /// The thread writing the bucket files could not be started.
-    #[error("starting the thread writing bucket files: {0}")]
+    /// A thread of the spill (putting rows in bucket order, writing the bucket files)
+    /// could not be started.
+    #[error("starting a thread of the spill: {0}")]
     Thread(#[source] std::io::Error),
-    /// The thread writing the bucket files panicked.
-    #[error("the thread writing bucket files panicked")]
-    WriterPanicked,
+    /// A thread of the spill panicked.
+    #[error("a thread of the spill panicked")]
+    ThreadPanicked,
     /// Arrow failed on a bucket's rows (reading a batch back, gathering sorted rows).
     #[error("{0}")]
     Arrow(#[source] ArrowError),
@@ -187,6 +188,7 @@ impl Bucket {
     }
 }
 
+#[derive(Default)]
 struct Slot {
     /// The bucket's rows not yet written: slices of batches already in bucket order.
     pending: Vec<RecordBatch>,
@@ -287,46 +289,49 @@ impl WriterThread {
         drop(self.tx);
         self.thread
             .join()
-            .unwrap_or(Err(SpillError::WriterPanicked))
+            .unwrap_or(Err(SpillError::ThreadPanicked))
     }
 }
 
 /// Distributes rows over [`FANOUT`] bucket files by `(key >> shift) % FANOUT`, buffering a
 /// little in memory so that each IPC message holds a useful number of rows.
 ///
-/// Each batch pushed is put in bucket order at once (one gather within the batch, whose
-/// columns are small enough to stay in the CPU's caches), so that a bucket's rows in it are
-/// one slice; a bucket's slices are joined (sequential copies) and written out by a thread
-/// of its own. Gathering a bucket's rows straight from every batch held instead took a
-/// cache miss per value, and all on one core: half of a month's repartition.
+/// The rows are held as they come until they pass the budget (a small month is sorted in
+/// memory from them and never touches the disk). Past it, the spill is a pipeline of three
+/// threads: the caller's reads the rows (and checks them); a [`Distributor`] puts each batch
+/// in bucket order by one gather (the batch's columns are small enough to stay in the CPU's
+/// caches), so that a bucket's rows in it are one slice; the bucket files' writer joins a
+/// bucket's slices (sequential copies) and writes them out. Gathering a bucket's rows
+/// straight from every batch held instead took a cache miss per value, and all on one core:
+/// half of a month's repartition.
 pub struct Spiller {
     schema: SchemaRef,
     paths: Vec<PathBuf>,
     shift: u32,
-    slots: Vec<Slot>,
-    /// The batches pushed as they came, with their keys, while nothing is written out (a
-    /// small month is sorted in memory from them).
-    held: Vec<(RecordBatch, Vec<u32>)>,
-    pending_bytes: usize,
     budget: usize,
-    writer: Option<WriterThread>,
+    /// The batches pushed as they came, with their keys, while the spill is in memory.
+    held: Vec<(RecordBatch, Vec<u32>)>,
+    held_bytes: usize,
+    /// The distributor's thread, once the rows passed the budget.
+    distributor: Option<DistributorThread>,
 }
 
 impl std::fmt::Debug for Spiller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Spiller")
             .field("shift", &self.shift)
-            .field("pending_bytes", &self.pending_bytes)
+            .field("held_bytes", &self.held_bytes)
+            .field("spilling", &self.distributor.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Drop for Spiller {
-    /// A spill given up (on an error) still waits for its writer thread, so that no bucket
-    /// file is written after the temporary folder is removed.
+    /// A spill given up (on an error) still waits for its threads, so that no bucket file is
+    /// written after the temporary folder is removed.
     fn drop(&mut self) {
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+        if let Some(d) = self.distributor.take() {
+            let _ = d.join();
         }
     }
 }
@@ -337,47 +342,120 @@ const FLUSH_ROWS: usize = 4096;
 impl Spiller {
     /// A spiller writing `{dir}/{name}-XX.arrows` files, buffering up to `budget` bytes.
     pub fn new(dir: &Path, name: &str, schema: SchemaRef, shift: u32, budget: usize) -> Spiller {
-        let paths = (0..FANOUT)
-            .map(|i| dir.join(format!("{name}-{i:02x}.arrows")))
-            .collect();
-        let slots = (0..FANOUT)
-            .map(|_| Slot {
-                pending: Vec::new(),
-                pending_rows: 0,
-                pending_bytes: 0,
-                rows: 0,
-                bytes: 0,
-            })
-            .collect();
         Spiller {
             schema,
-            paths,
+            paths: (0..FANOUT)
+                .map(|i| dir.join(format!("{name}-{i:02x}.arrows")))
+                .collect(),
             shift,
-            slots,
-            held: Vec::new(),
-            pending_bytes: 0,
             budget,
-            writer: None,
+            held: Vec::new(),
+            held_bytes: 0,
+            distributor: None,
         }
-    }
-
-    /// The bucket of a key.
-    pub fn bucket_of(&self, key: u32) -> usize {
-        (key >> self.shift) as usize % FANOUT
     }
 
     /// Adds a batch (of the spiller's schema) whose rows have `keys`.
     pub fn push(&mut self, batch: &RecordBatch, keys: &[u32]) -> Result<(), SpillError> {
-        if batch.num_rows() == 0 {
+        let rows = batch.num_rows();
+        if keys.len() != rows {
+            return Err(SpillError::Keys {
+                rows,
+                keys: keys.len(),
+            });
+        }
+        if rows == 0 {
             return Ok(());
         }
+        let rows = (batch.clone(), keys.to_vec());
+        match self.distributor.take() {
+            Some(d) => self.distributor = Some(d.send(rows)?),
+            None => {
+                self.held_bytes += batch.get_array_memory_size();
+                self.held.push(rows);
+                if self.held_bytes > self.budget {
+                    self.distributor = Some(self.start()?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the distributor and hands it the rows held.
+    fn start(&mut self) -> Result<DistributorThread, SpillError> {
+        let mut d = DistributorThread::start(Distributor {
+            shift: self.shift,
+            budget: self.budget,
+            slots: (0..FANOUT).map(|_| Slot::default()).collect(),
+            pending_bytes: 0,
+            files: Some(BucketFiles {
+                schema: self.schema.clone(),
+                paths: self.paths.clone(),
+                writers: (0..FANOUT).map(|_| None).collect(),
+            }),
+            writer: None,
+        })?;
+        self.held_bytes = 0;
+        for rows in std::mem::take(&mut self.held) {
+            d = d.send(rows)?;
+        }
+        Ok(d)
+    }
+
+    /// Ends the spill: the rows as they are held when nothing was written out yet and they
+    /// take at most `in_memory_bytes` (a small month never touches the disk), else every
+    /// buffered row written out and the non-empty buckets in key order.
+    pub fn finish(mut self, in_memory_bytes: usize) -> Result<Spilled, SpillError> {
+        let d = match self.distributor.take() {
+            Some(d) => d,
+            None if self.held_bytes <= in_memory_bytes => {
+                let held = std::mem::take(&mut self.held);
+                return Ok(Spilled::InMemory(
+                    held.into_iter().map(|(b, _)| b).collect(),
+                ));
+            }
+            None => self.start()?,
+        };
+        let slots = d.join()?;
+        Ok(Spilled::Buckets(
+            slots
+                .into_iter()
+                .zip(&self.paths)
+                .filter(|(slot, _)| slot.rows > 0)
+                .map(|(slot, path)| Bucket {
+                    path: path.clone(),
+                    rows: slot.rows,
+                    bytes: slot.bytes,
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Puts batches in bucket order and hands each bucket's rows to the bucket files' writer:
+/// the middle of the spill's pipeline, on a thread of its own.
+struct Distributor {
+    shift: u32,
+    budget: usize,
+    slots: Vec<Slot>,
+    /// Bytes of the rows in the slots.
+    pending_bytes: usize,
+    /// The bucket files, until the writer thread takes them at the first flush.
+    files: Option<BucketFiles>,
+    writer: Option<WriterThread>,
+}
+
+impl Drop for Distributor {
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Distributor {
+    fn push(&mut self, batch: &RecordBatch, keys: &[u32]) -> Result<(), SpillError> {
         self.pending_bytes += batch.get_array_memory_size();
-        if self.pending_bytes <= self.budget && !self.any_written() {
-            // Nothing written yet: the month may fit in memory as it is.
-            self.held.push((batch.clone(), keys.to_vec()));
-            return Ok(());
-        }
-        self.distribute_held()?;
         self.distribute(batch, keys)?;
         // Half the budget pending, half on its way to the writer.
         if self.pending_bytes > self.budget / 2 {
@@ -392,30 +470,14 @@ impl Spiller {
         Ok(())
     }
 
-    fn distribute_held(&mut self) -> Result<(), SpillError> {
-        for (batch, keys) in std::mem::take(&mut self.held) {
-            self.distribute(&batch, &keys)?;
-        }
-        Ok(())
-    }
-
-    fn any_written(&self) -> bool {
-        self.writer.is_some() || self.slots.iter().any(|s| s.pending_rows > 0)
-    }
-
     /// Puts a batch's rows in bucket order (a counting sort of their buckets, then one
     /// gather) and gives each bucket its slice.
     fn distribute(&mut self, batch: &RecordBatch, keys: &[u32]) -> Result<(), SpillError> {
         let rows = batch.num_rows();
-        if keys.len() != rows {
-            return Err(SpillError::Keys {
-                rows,
-                keys: keys.len(),
-            });
-        }
+        let bucket_of = |key: u32| (key >> self.shift) as usize % FANOUT;
         let mut counts = [0u32; FANOUT];
         for &key in keys {
-            counts[self.bucket_of(key)] += 1;
+            counts[bucket_of(key)] += 1;
         }
         let mut next = [0u32; FANOUT];
         let mut start = 0u32;
@@ -426,13 +488,13 @@ impl Spiller {
         let starts = next;
         let mut order = vec![0u32; rows];
         for (row, &key) in keys.iter().enumerate() {
-            let b = self.bucket_of(key);
+            let b = bucket_of(key);
             order[next[b] as usize] = row as u32;
             next[b] += 1;
         }
         let sorted = arrow_select::take::take_record_batch(batch, &UInt32Array::from(order))
             .map_err(SpillError::Arrow)?;
-        let per_row = sorted.get_array_memory_size() as u64 / rows as u64;
+        let per_row = sorted.get_array_memory_size() as u64 / rows.max(1) as u64;
         for (b, slot) in self.slots.iter_mut().enumerate() {
             let n = counts[b] as usize;
             if n > 0 {
@@ -468,54 +530,67 @@ impl Spiller {
         slot.bytes += slot.pending_bytes;
         slot.pending_rows = 0;
         slot.pending_bytes = 0;
-        let writer = match &mut self.writer {
-            Some(w) => w,
-            None => self.writer.insert(WriterThread::start(BucketFiles {
-                schema: self.schema.clone(),
-                paths: self.paths.clone(),
-                writers: (0..FANOUT).map(|_| None).collect(),
-            })?),
+        let writer = match (self.writer.take(), self.files.take()) {
+            (Some(w), _) => w,
+            (None, Some(files)) => WriterThread::start(files)?,
+            (None, None) => return Err(SpillError::ThreadPanicked),
         };
         if writer.tx.send(flush).is_err() {
             // The writer stopped on an error: that error says what went wrong.
-            return Err(self
-                .writer
-                .take()
-                .map(WriterThread::join)
-                .and_then(Result::err)
-                .unwrap_or(SpillError::WriterPanicked));
+            return Err(writer.join().err().unwrap_or(SpillError::ThreadPanicked));
         }
+        self.writer = Some(writer);
         Ok(())
     }
 
-    /// Ends the spill: the rows as they are held when nothing was written out yet and they
-    /// take at most `in_memory_bytes` (a small month never touches the disk), else every
-    /// buffered row written out and the non-empty buckets in key order.
-    pub fn finish(mut self, in_memory_bytes: usize) -> Result<Spilled, SpillError> {
-        if !self.any_written() && self.pending_bytes <= in_memory_bytes {
-            let held = std::mem::take(&mut self.held);
-            return Ok(Spilled::InMemory(
-                held.into_iter().map(|(b, _)| b).collect(),
-            ));
-        }
-        self.distribute_held()?;
+    /// Writes out what is pending, waits for the writer, and gives the slots' counts.
+    fn finish(mut self) -> Result<Vec<Slot>, SpillError> {
         self.flush_all()?;
-        if let Some(writer) = self.writer.take() {
-            writer.join()?;
+        if let Some(w) = self.writer.take() {
+            w.join()?;
         }
-        let slots = std::mem::take(&mut self.slots);
-        Ok(Spilled::Buckets(
-            slots
-                .into_iter()
-                .zip(&self.paths)
-                .filter(|(slot, _)| slot.rows > 0)
-                .map(|(slot, path)| Bucket {
-                    path: path.clone(),
-                    rows: slot.rows,
-                    bytes: slot.bytes,
-                })
-                .collect(),
-        ))
+        Ok(std::mem::take(&mut self.slots))
+    }
+}
+
+/// The distributor's thread, and the channel of batches to it.
+struct DistributorThread {
+    tx: std::sync::mpsc::SyncSender<(RecordBatch, Vec<u32>)>,
+    thread: std::thread::JoinHandle<Result<Vec<Slot>, SpillError>>,
+}
+
+impl DistributorThread {
+    fn start(distributor: Distributor) -> Result<DistributorThread, SpillError> {
+        // One batch on its way: a batch of a daily file can be ~50 MB of Arrow data.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(RecordBatch, Vec<u32>)>(1);
+        let thread = std::thread::Builder::new()
+            .name("repartition-distribute".into())
+            .spawn(move || {
+                let mut d = distributor;
+                for (batch, keys) in rx {
+                    d.push(&batch, &keys)?;
+                }
+                d.finish()
+            })
+            .map_err(SpillError::Thread)?;
+        Ok(DistributorThread { tx, thread })
+    }
+
+    /// Hands the distributor a batch; if it stopped, the error it stopped on.
+    fn send(self, rows: (RecordBatch, Vec<u32>)) -> Result<DistributorThread, SpillError> {
+        match self.tx.send(rows) {
+            Ok(()) => Ok(self),
+            Err(_) => Err(self.join().err().unwrap_or(SpillError::ThreadPanicked)),
+        }
+    }
+
+    /// Closes the channel, waits for the distributor to write everything out, and gives
+    /// its buckets' counts.
+    fn join(self) -> Result<Vec<Slot>, SpillError> {
+        drop(self.tx);
+        self.thread
+            .join()
+            .unwrap_or(Err(SpillError::ThreadPanicked))
     }
 }
 
