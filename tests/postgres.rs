@@ -25,12 +25,17 @@ use std::time::{Duration, Instant};
 /// Leases in these tests: short, so that a dead worker's task comes back quickly.
 const LEASE_MS: u64 = 1500;
 const HEARTBEAT_MS: u64 = 300;
+/// Leases of the tests where no worker dies and each task must start once: long enough
+/// that a worker slowed by the rest of the suite on two cores never loses one (a lease
+/// lost is taken over by design, and the task starts twice).
+const LONG_LEASE_MS: u64 = 30_000;
 
 struct Setup {
     _dir: tempfile::TempDir,
     out: PathBuf,
     url: String,
     emu: Emulator,
+    lease_ms: u64,
 }
 
 async fn setup(start: chrono::NaiveDate, end: chrono::NaiveDate) -> Option<Setup> {
@@ -41,13 +46,21 @@ async fn setup(start: chrono::NaiveDate, end: chrono::NaiveDate) -> Option<Setup
         _dir: dir,
         url,
         emu: synthetic(start, end, 4).await,
+        lease_ms: LEASE_MS,
     })
+}
+
+/// [`setup`] with [`LONG_LEASE_MS`].
+async fn setup_long_leases(start: chrono::NaiveDate, end: chrono::NaiveDate) -> Option<Setup> {
+    let mut s = setup(start, end).await?;
+    s.lease_ms = LONG_LEASE_MS;
+    Some(s)
 }
 
 impl Setup {
     async fn pg(&self) -> PgCheckpoint {
         let lease = LeaseSettings {
-            lease: Duration::from_millis(LEASE_MS),
+            lease: Duration::from_millis(self.lease_ms),
             heartbeat: Duration::from_millis(HEARTBEAT_MS),
         };
         PgCheckpoint::connect(&self.url, lease).await.unwrap()
@@ -88,7 +101,7 @@ impl Setup {
             .args(["--state", &self.url, "--no-progress"])
             .args(["--cmr-url", &self.emu.base_url()])
             .args(["--retry-min-delay-ms", "5", "--retry-max-delay-ms", "20"])
-            .env("HLS_FLOW_LEASE_MS", LEASE_MS.to_string())
+            .env("HLS_FLOW_LEASE_MS", self.lease_ms.to_string())
             .env("HLS_FLOW_HEARTBEAT_MS", HEARTBEAT_MS.to_string())
             .env_remove("HLS_FLOW_STATE")
             .env_remove("HLS_FLOW_LOG");
@@ -239,7 +252,7 @@ fn slow(ms: u64) -> Faults {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_and_a_run_share_a_month_each_task_once() {
-    let Some(s) = setup(day(2025, 2, 1), day(2025, 2, 28)).await else {
+    let Some(s) = setup_long_leases(day(2025, 2, 1), day(2025, 2, 28)).await else {
         return;
     };
     let pg = s.pg().await;
@@ -412,7 +425,7 @@ async fn a_worker_paused_past_its_lease_cannot_publish_over_the_newer_attempt() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_planning_the_same_range_at_once_create_each_task_once() {
     // A whole month, so that the plan has repartitions and dependencies too.
-    let Some(s) = setup(day(2025, 2, 1), day(2025, 2, 28)).await else {
+    let Some(s) = setup_long_leases(day(2025, 2, 1), day(2025, 2, 28)).await else {
         return;
     };
     let range = ["202502"];
