@@ -1,8 +1,8 @@
 //! Items/s of the stac-geoparquet write paths, side by side, from JSON bytes in memory:
 //! (a) the `stac` crate's writer with its default options (ZSTD 15), (b) the `stac` crate's
-//! writer with ZSTD(3), (c) the fast HLS path (`hls_arrow`, hls-flow's compression: ZSTD(1)).
-//! Every path includes parsing the JSON; items are half HLSL30, half HLSS30, one file per
-//! collection.
+//! writer with ZSTD(3), (c) the fast HLS path (`hls_arrow`, hls-flow's compression: ZSTD at
+//! `ZSTD_LEVEL`). Every path includes parsing the JSON; items are half HLSL30, half HLSS30,
+//! one file per collection.
 //!
 //! `cargo bench --bench write_path -- [--items N] [--runs R]`
 
@@ -11,6 +11,7 @@ mod items;
 
 use hls_flow::Collection;
 use hls_flow::write::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions};
+use hls_flow::write::parquet::ZSTD_LEVEL;
 use parquet::basic::{Compression, ZstdLevel};
 use stac::geoparquet::{WriterBuilder, WriterOptions};
 use std::time::Instant;
@@ -94,6 +95,7 @@ fn main() {
     );
 
     let zstd3 = Compression::ZSTD(ZstdLevel::try_new(3).unwrap());
+    let fast_label = format!("(c) fast HLS path, ZSTD({ZSTD_LEVEL})");
     type Path<'a> = (&'a str, Box<dyn Fn() -> usize + 'a>);
     let paths: Vec<Path> = vec![
         (
@@ -104,7 +106,7 @@ fn main() {
             "(b) stac writer, ZSTD(3)",
             Box::new(|| stac_path(&items, WriterOptions::new().with_compression(zstd3))),
         ),
-        ("(c) fast HLS path, ZSTD(1)", Box::new(|| fast_path(&items))),
+        (&fast_label, Box::new(|| fast_path(&items))),
     ];
 
     let mut rows = Vec::new();

@@ -10,9 +10,10 @@
 //! 2. Each daily file is read batch by batch; every row gets the 32-bit Hilbert key of its
 //!    bbox centroid ([`hilbert`]) and goes to one of 64 bucket files (Arrow IPC, in a
 //!    temporary folder) by the key's top 6 bits ([`spill`]: rows put in bucket order and
-//!    written out by two threads of their own while the next are read). Item ids are checked on the way:
-//!    an id found twice in a month's daily files is an error ([`Error::DuplicateItem`]),
-//!    not silently dropped, since the two copies may differ and neither is known to be right.
+//!    written out by two threads of their own while the next are read). Item ids are
+//!    checked on the way: an id found twice in a month's daily files is an error
+//!    ([`Error::DuplicateItem`]), not silently dropped, since the two copies may differ and
+//!    neither is known to be right.
 //! 3. The buckets are taken in key order; each is sorted in memory by key, then id (a bucket
 //!    larger than [`RepartitionOptions::bucket_bytes`] is first split again by the next 6 bits
 //!    of the key), and written as row groups of [`RepartitionOptions::row_group_size`] rows.

@@ -59,6 +59,10 @@ pub enum SpillError {
     /// A thread of the spill panicked.
     #[error("a thread of the spill panicked")]
     ThreadPanicked,
+    /// A thread of the spill was handed rows after it had stopped on an error (returned
+    /// then).
+    #[error("the spill stopped on an earlier error")]
+    Stopped,
     /// Arrow failed on a bucket's rows (reading a batch back, gathering sorted rows).
     #[error("{0}")]
     Arrow(#[source] ArrowError),
@@ -214,8 +218,11 @@ struct BucketFiles {
     writers: Vec<Option<StreamWriter<BufWriter<File>>>>,
 }
 
-impl BucketFiles {
-    fn write(&mut self, flush: Flush) -> Result<(), SpillError> {
+impl StageWork for BucketFiles {
+    type Item = Flush;
+    type Output = ();
+
+    fn take(&mut self, flush: Flush) -> Result<(), SpillError> {
         let b = flush.bucket;
         let batch = arrow_select::concat::concat_batches(&self.schema, &flush.slices)
             .map_err(|source| SpillError::Gather { bucket: b, source })?;
@@ -244,7 +251,7 @@ impl BucketFiles {
     }
 
     /// Ends every bucket file written to.
-    fn finish(self) -> Result<(), SpillError> {
+    fn end(self) -> Result<(), SpillError> {
         for (writer, path) in self.writers.into_iter().zip(&self.paths) {
             if let Some(mut w) = writer {
                 w.finish().map_err(|source| SpillError::Ipc {
@@ -257,41 +264,85 @@ impl BucketFiles {
     }
 }
 
-/// The thread writing the bucket files, and the channel to it.
-struct WriterThread {
-    tx: std::sync::mpsc::SyncSender<Flush>,
-    thread: std::thread::JoinHandle<Result<(), SpillError>>,
+/// What runs on the thread of a [`Stage`] of the spill's pipeline.
+trait StageWork: Send + 'static {
+    /// What it is handed.
+    type Item: Send + 'static;
+    /// What it gives back once its channel is closed.
+    type Output: Send + 'static;
+    /// Takes the next item; an error stops the stage.
+    fn take(&mut self, item: Self::Item) -> Result<(), SpillError>;
+    /// Ends the work once every item was taken.
+    fn end(self) -> Result<Self::Output, SpillError>;
 }
 
-impl WriterThread {
-    /// Buckets' rows on their way to the writer, at most: all that one
-    /// [`Spiller::flush_all`] hands over, so that the rows are read and put in bucket order
-    /// while the writer writes the previous ones out.
-    const QUEUE: usize = FANOUT;
+/// A stage of the spill's pipeline: its work on a thread of its own, fed through a bounded
+/// channel. Dropped (a spill given up on an error), it still waits for its thread, so that
+/// no bucket file is written after the temporary folder is removed.
+struct Stage<W: StageWork> {
+    tx: Option<std::sync::mpsc::SyncSender<W::Item>>,
+    thread: Option<std::thread::JoinHandle<Result<W::Output, SpillError>>>,
+}
 
-    fn start(files: BucketFiles) -> Result<WriterThread, SpillError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Flush>(Self::QUEUE);
+impl<W: StageWork> Stage<W> {
+    /// Starts `work` on a thread named `name`, with at most `queue` items on their way.
+    fn start(name: &str, queue: usize, mut work: W) -> Result<Stage<W>, SpillError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<W::Item>(queue);
         let thread = std::thread::Builder::new()
-            .name("repartition-spill".into())
+            .name(name.into())
             .spawn(move || {
-                let mut files = files;
-                for flush in rx {
-                    files.write(flush)?;
+                for item in rx {
+                    work.take(item)?;
                 }
-                files.finish()
+                work.end()
             })
             .map_err(SpillError::Thread)?;
-        Ok(WriterThread { tx, thread })
+        Ok(Stage {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
-    /// Waits for the writer to end (once the channel is closed) and gives its result.
-    fn join(self) -> Result<(), SpillError> {
-        drop(self.tx);
-        self.thread
-            .join()
-            .unwrap_or(Err(SpillError::ThreadPanicked))
+    /// Hands the stage an item; if it stopped, the error it stopped on.
+    fn send(&mut self, item: W::Item) -> Result<(), SpillError> {
+        let sent = match &self.tx {
+            Some(tx) => tx.send(item).is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        Err(self.stop().err().unwrap_or(SpillError::Stopped))
+    }
+
+    /// Closes the channel, waits for the work to end, and gives what it ended with.
+    fn join(mut self) -> Result<W::Output, SpillError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<W::Output, SpillError> {
+        self.tx = None;
+        let thread = self.thread.take().ok_or(SpillError::Stopped)?;
+        thread.join().unwrap_or(Err(SpillError::ThreadPanicked))
     }
 }
+
+impl<W: StageWork> Drop for Stage<W> {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// Buckets' rows on their way to the bucket files' writer, at most: all that one
+/// [`Distributor::flush_all`] hands over, so that the rows are read and put in bucket order
+/// while the writer writes the previous ones out.
+const WRITE_QUEUE: usize = FANOUT;
+
+/// Batches on their way to the distributor, at most: a batch of a daily file is ~25 MB of
+/// Arrow data.
+const DISTRIBUTE_QUEUE: usize = 1;
 
 /// Distributes rows over [`FANOUT`] bucket files by `(key >> shift) % FANOUT`, buffering a
 /// little in memory so that each IPC message holds a useful number of rows.
@@ -313,7 +364,7 @@ pub struct Spiller {
     held: Vec<(RecordBatch, Vec<u32>)>,
     held_bytes: usize,
     /// The distributor's thread, once the rows passed the budget.
-    distributor: Option<DistributorThread>,
+    distributor: Option<Stage<Distributor>>,
 }
 
 impl std::fmt::Debug for Spiller {
@@ -323,16 +374,6 @@ impl std::fmt::Debug for Spiller {
             .field("held_bytes", &self.held_bytes)
             .field("spilling", &self.distributor.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Spiller {
-    /// A spill given up (on an error) still waits for its threads, so that no bucket file is
-    /// written after the temporary folder is removed.
-    fn drop(&mut self) {
-        if let Some(d) = self.distributor.take() {
-            let _ = d.join();
-        }
     }
 }
 
@@ -368,8 +409,8 @@ impl Spiller {
             return Ok(());
         }
         let rows = (batch.clone(), keys.to_vec());
-        match self.distributor.take() {
-            Some(d) => self.distributor = Some(d.send(rows)?),
+        match &mut self.distributor {
+            Some(d) => d.send(rows)?,
             None => {
                 self.held_bytes += batch.get_array_memory_size();
                 self.held.push(rows);
@@ -382,22 +423,23 @@ impl Spiller {
     }
 
     /// Starts the distributor and hands it the rows held.
-    fn start(&mut self) -> Result<DistributorThread, SpillError> {
-        let mut d = DistributorThread::start(Distributor {
+    fn start(&mut self) -> Result<Stage<Distributor>, SpillError> {
+        let files = BucketFiles {
+            schema: self.schema.clone(),
+            paths: self.paths.clone(),
+            writers: (0..FANOUT).map(|_| None).collect(),
+        };
+        let distributor = Distributor {
             shift: self.shift,
             budget: self.budget,
             slots: (0..FANOUT).map(|_| Slot::default()).collect(),
             pending_bytes: 0,
-            files: Some(BucketFiles {
-                schema: self.schema.clone(),
-                paths: self.paths.clone(),
-                writers: (0..FANOUT).map(|_| None).collect(),
-            }),
-            writer: None,
-        })?;
+            writer: Stage::start("repartition-spill", WRITE_QUEUE, files)?,
+        };
+        let mut d = Stage::start("repartition-distribute", DISTRIBUTE_QUEUE, distributor)?;
         self.held_bytes = 0;
         for rows in std::mem::take(&mut self.held) {
-            d = d.send(rows)?;
+            d.send(rows)?;
         }
         Ok(d)
     }
@@ -440,16 +482,23 @@ struct Distributor {
     slots: Vec<Slot>,
     /// Bytes of the rows in the slots.
     pending_bytes: usize,
-    /// The bucket files, until the writer thread takes them at the first flush.
-    files: Option<BucketFiles>,
-    writer: Option<WriterThread>,
+    /// The bucket files' writer.
+    writer: Stage<BucketFiles>,
 }
 
-impl Drop for Distributor {
-    fn drop(&mut self) {
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
-        }
+impl StageWork for Distributor {
+    type Item = (RecordBatch, Vec<u32>);
+    type Output = Vec<Slot>;
+
+    fn take(&mut self, (batch, keys): Self::Item) -> Result<(), SpillError> {
+        self.push(&batch, &keys)
+    }
+
+    /// Writes out what is pending, waits for the writer, and gives the slots' counts.
+    fn end(mut self) -> Result<Vec<Slot>, SpillError> {
+        self.flush_all()?;
+        self.writer.join()?;
+        Ok(self.slots)
     }
 }
 
@@ -515,7 +564,7 @@ impl Distributor {
         Ok(())
     }
 
-    /// Hands a bucket's pending rows to the writer thread (started at the first).
+    /// Hands a bucket's pending rows to the writer.
     fn flush(&mut self, b: usize) -> Result<(), SpillError> {
         let slot = &mut self.slots[b];
         if slot.pending.is_empty() {
@@ -530,67 +579,7 @@ impl Distributor {
         slot.bytes += slot.pending_bytes;
         slot.pending_rows = 0;
         slot.pending_bytes = 0;
-        let writer = match (self.writer.take(), self.files.take()) {
-            (Some(w), _) => w,
-            (None, Some(files)) => WriterThread::start(files)?,
-            (None, None) => return Err(SpillError::ThreadPanicked),
-        };
-        if writer.tx.send(flush).is_err() {
-            // The writer stopped on an error: that error says what went wrong.
-            return Err(writer.join().err().unwrap_or(SpillError::ThreadPanicked));
-        }
-        self.writer = Some(writer);
-        Ok(())
-    }
-
-    /// Writes out what is pending, waits for the writer, and gives the slots' counts.
-    fn finish(mut self) -> Result<Vec<Slot>, SpillError> {
-        self.flush_all()?;
-        if let Some(w) = self.writer.take() {
-            w.join()?;
-        }
-        Ok(std::mem::take(&mut self.slots))
-    }
-}
-
-/// The distributor's thread, and the channel of batches to it.
-struct DistributorThread {
-    tx: std::sync::mpsc::SyncSender<(RecordBatch, Vec<u32>)>,
-    thread: std::thread::JoinHandle<Result<Vec<Slot>, SpillError>>,
-}
-
-impl DistributorThread {
-    fn start(distributor: Distributor) -> Result<DistributorThread, SpillError> {
-        // One batch on its way: a batch of a daily file can be ~50 MB of Arrow data.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(RecordBatch, Vec<u32>)>(1);
-        let thread = std::thread::Builder::new()
-            .name("repartition-distribute".into())
-            .spawn(move || {
-                let mut d = distributor;
-                for (batch, keys) in rx {
-                    d.push(&batch, &keys)?;
-                }
-                d.finish()
-            })
-            .map_err(SpillError::Thread)?;
-        Ok(DistributorThread { tx, thread })
-    }
-
-    /// Hands the distributor a batch; if it stopped, the error it stopped on.
-    fn send(self, rows: (RecordBatch, Vec<u32>)) -> Result<DistributorThread, SpillError> {
-        match self.tx.send(rows) {
-            Ok(()) => Ok(self),
-            Err(_) => Err(self.join().err().unwrap_or(SpillError::ThreadPanicked)),
-        }
-    }
-
-    /// Closes the channel, waits for the distributor to write everything out, and gives
-    /// its buckets' counts.
-    fn join(self) -> Result<Vec<Slot>, SpillError> {
-        drop(self.tx);
-        self.thread
-            .join()
-            .unwrap_or(Err(SpillError::ThreadPanicked))
+        self.writer.send(flush)
     }
 }
 
@@ -654,6 +643,14 @@ mod tests {
         .unwrap()
     }
 
+    /// Pushes `rows` in batches of `chunk`, each with its keys.
+    fn push_chunks(spiller: &mut Spiller, rows: &[(&str, f64, f64)], chunk: usize) {
+        for chunk in rows.chunks(chunk) {
+            let b = batch(chunk);
+            spiller.push(&b, &batch_keys(&b).unwrap()).unwrap();
+        }
+    }
+
     #[test]
     fn buckets_come_back_in_key_order_with_every_row() {
         let dir = tempfile::tempdir().unwrap();
@@ -673,11 +670,7 @@ mod tests {
             shift_of(0),
             1 << 20,
         );
-        for chunk in refs.chunks(300) {
-            let b = batch(chunk);
-            let keys = batch_keys(&b).unwrap();
-            spiller.push(&b, &keys).unwrap();
-        }
+        push_chunks(&mut spiller, &refs, 300);
         let Spilled::Buckets(buckets) = spiller.finish(0).unwrap() else {
             panic!("a spill past its in-memory limit ends in buckets");
         };
@@ -721,11 +714,7 @@ mod tests {
             shift_of(0),
             1 << 30,
         );
-        for chunk in refs.chunks(300) {
-            let b = batch(chunk);
-            let keys = batch_keys(&b).unwrap();
-            spiller.push(&b, &keys).unwrap();
-        }
+        push_chunks(&mut spiller, &refs, 300);
         let Spilled::InMemory(batches) = spiller.finish(1 << 30).unwrap() else {
             panic!("a small spill stays in memory");
         };
