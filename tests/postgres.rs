@@ -562,7 +562,7 @@ fn ok_out(child: Child, what: &str) -> String {
 async fn sync_on_postgres_harvests_the_changed_days_again_with_a_worker_beside_it() {
     use crate::sync::{assert_cache_is_the_archive, month_of_changes, mtimes, touched};
     let (first, last) = (day(2024, 5, 1), day(2024, 5, 31));
-    let Some(s) = setup(first, last).await else {
+    let Some(s) = setup_long_leases(first, last).await else {
         return;
     };
     ok(s.run(&["202405"]), "run");
