@@ -20,6 +20,11 @@
 //! clients (a fixed number of searches each, the 8 boxes in turn: searches per second).
 //! The targets are printed next to the figures, with `MISSED` where one is missed.
 
+/// The allocator of the `hls-flow` binary, so that the `search` measured is the one it runs.
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use chrono::{Datelike, Duration, NaiveDate, TimeZone, Utc};
 use hls_flow::Collection;
 use hls_flow::query::{Query, SearchOptions, SearchStats, Searcher};
@@ -346,8 +351,9 @@ async fn main() -> Result<(), BoxError> {
     let ids = make_daily(n, &dir.join("daily")).await?;
     let rg = row_group_size.unwrap_or(RepartitionOptions::default().row_group_size);
     let cache = dir.join(format!(
-        "cache-rg{rg}-page{}",
-        hls_flow::write::repartition::PAGE_ROWS
+        "cache-rg{rg}-page{}-{}b-stats",
+        hls_flow::write::repartition::PAGE_ROWS,
+        hls_flow::write::repartition::PAGE_BYTES
     ));
     make_cache(&dir, &cache, row_group_size).await?;
 

@@ -571,7 +571,26 @@ async fn sync_on_postgres_harvests_the_changed_days_again_with_a_worker_beside_i
     // A worker that waits for work (no --exit-when-idle) shares the days to harvest again.
     let worker = s.spawn("worker", &["--max-concurrent-days", "2"]);
     let before = s.emu.counts().item_fetches;
-    let stdout = ok_out(s.spawn("sync", &[]), "sync");
+    let (code, stdout, stderr) = finish(s.spawn("sync", &[]), "sync");
+    if code != Some(0) {
+        // Why (this failed once under the full suite's load): the worker's log, and the tasks
+        // that did not succeed with their events.
+        let pid = worker.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let (_, worker_out, worker_err) = finish(worker, "the worker");
+        let pg = s.pg().await;
+        let mut unfinished = String::new();
+        for t in pg.tasks().await.unwrap() {
+            if t.state != TaskState::Succeeded {
+                let events = pg.events(t.id).await.unwrap();
+                unfinished.push_str(&format!("{t:?}\n  {events:?}\n"));
+            }
+        }
+        panic!(
+            "sync: exit {code:?}\n{stdout}{stderr}\nthe worker:\n{worker_out}{worker_err}\n\
+             tasks not succeeded:\n{unfinished}"
+        );
+    }
     assert!(stdout.contains("watermark now"), "{stdout}");
     let pid = worker.id().to_string();
     let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();

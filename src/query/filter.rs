@@ -134,6 +134,24 @@ impl Query {
         self.collections.is_empty() || self.collections.contains(&c)
     }
 
+    /// The columns [`Query::row_mask`] reads for this query (none: every row passes it).
+    pub fn mask_columns(&self) -> Vec<&'static str> {
+        let mut columns = Vec::new();
+        if !self.ids.is_empty() || self.tile.is_some() {
+            columns.push("id");
+        }
+        if self.start.is_some() || self.end.is_some() {
+            columns.push("datetime");
+        }
+        if self.max_cloud_cover.is_some() {
+            columns.push("eo:cloud_cover");
+        }
+        if self.bbox().is_some() {
+            columns.push("bbox");
+        }
+        columns
+    }
+
     /// The mask of the rows of `batch` (holding at least the filter columns present in the
     /// file: `id`, `datetime`, `eo:cloud_cover`, `bbox`) that can match: every condition but
     /// the exact geometry one, which [`Query::footprint_matches`] checks.

@@ -3,6 +3,7 @@
 use super::filter::Query;
 use super::partitions::{self, Partition};
 use super::prune;
+use super::row_group::{self, FetchedRowGroup};
 use crate::error::{Error, OutputProblem, ReadError, Result};
 use crate::write::output::Output;
 use arrow_array::{RecordBatch, RecordBatchIterator};
@@ -10,18 +11,16 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter,
-};
-use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection};
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::arrow::{FieldLevels, ProjectionMask, parquet_to_arrow_field_levels};
 use parquet::bloom_filter::Sbbf;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// Which page of the matches to return.
 #[derive(Debug, Clone, Copy, Default)]
@@ -59,6 +58,8 @@ type FileVersion = (String, Option<String>);
 #[derive(Debug)]
 struct KnownFile {
     footer: ArrowReaderMetadata,
+    /// The footer's columns, all of them, as the record batch reader takes them.
+    all: Arc<FieldLevels>,
     id_blooms: tokio::sync::OnceCell<Blooms>,
 }
 
@@ -204,8 +205,16 @@ impl Searcher {
         let meta = ArrowReaderMetadata::load_async(reader, options)
             .await
             .map_err(|e| self.read_error(p, e))?;
+        let descr = meta.metadata().file_metadata().schema_descr();
+        let all = parquet_to_arrow_field_levels(
+            descr,
+            ProjectionMask::all(),
+            Some(meta.schema().fields()),
+        )
+        .map_err(|e| self.read_error(p, e))?;
         let known = Arc::new(KnownFile {
             footer: meta,
+            all: Arc::new(all),
             id_blooms: tokio::sync::OnceCell::new(),
         });
         let mut all = self.lock();
@@ -246,32 +255,46 @@ impl Searcher {
         if groups.is_empty() {
             return Ok(());
         }
-        let descr = meta.metadata().file_metadata().schema_descr_ptr();
-        let filter_roots: Vec<usize> = ["id", "datetime", "eo:cloud_cover", "bbox"]
-            .iter()
-            .filter_map(|name| meta.schema().index_of(name).ok())
-            .collect();
-        let query = q.clone();
-        let predicate = ArrowPredicateFn::new(
-            ProjectionMask::roots(&descr, filter_roots),
-            move |batch: RecordBatch| query.row_mask(&batch),
-        );
-        let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta.clone())
-            .with_row_groups(groups)
-            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
-            .with_batch_size(1024)
-            .build()
-            .map_err(|e| self.read_error(p, e))?;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| self.read_error(p, e))?;
-            stats.candidates += batch.num_rows();
-            for item in self.to_items(p, batch)? {
+        let plan = Arc::new(ReadPlan {
+            meta: meta.metadata().clone(),
+            mask: mask_levels(meta, q).map_err(|e| self.read_error(p, e))?,
+            all: known.all.clone(),
+            query: q.clone(),
+        });
+        let mut found = futures::stream::iter(groups)
+            .map(|g| self.read_row_group(p, &plan, g))
+            .buffered(*READ_AHEAD);
+        while let Some(group) = found.next().await {
+            let group = group?;
+            stats.candidates += group.candidates;
+            for item in group.items {
                 if q.footprint_matches(&item) && q.filter_matches(&item)? && !f(item, stats)? {
                     return Ok(());
                 }
             }
         }
         Ok(())
+    }
+
+    /// Reads row group `g` of a partition in one request and decodes its candidates on a
+    /// blocking thread.
+    async fn read_row_group(&self, p: &Partition, plan: &Arc<ReadPlan>, g: usize) -> Result<Found> {
+        let range = row_group::byte_range(&plan.meta, g);
+        let start = range.start;
+        let bytes = self
+            .reader(p)
+            .get(range)
+            .await
+            .map_err(|e| self.read_error(p, e))?;
+        let plan = plan.clone();
+        let path = self.out.show(&p.meta.location);
+        match tokio::task::spawn_blocking(move || plan.decode(g, start, bytes)).await {
+            Ok(found) => found.map_err(|source| Error::Read { path, source }),
+            Err(source) => Err(Error::Join {
+                task: format!("reading {path}"),
+                source,
+            }),
+        }
     }
 
     /// The row groups of `groups` whose `id` bloom filter may hold one of the ids asked for
@@ -334,20 +357,95 @@ impl Searcher {
         }
         Ok(blooms)
     }
+}
 
-    fn to_items(&self, p: &Partition, batch: RecordBatch) -> Result<Vec<Map<String, Value>>> {
-        let bad = |e: stac::Error| Error::Read {
-            path: self.out.show(&p.meta.location),
-            source: ReadError::Stac(e),
-        };
-        let batch = stac::geoarrow::add_wkb_metadata(batch, "geometry").map_err(bad)?;
-        let schema = batch.schema();
-        stac::geoarrow::json::from_record_batch_reader(RecordBatchIterator::new(
-            [Ok(batch)],
-            schema,
-        ))
-        .map_err(bad)
+/// Row groups read at once by a search: twice this machine's cores (decoded on blocking
+/// threads, so that one is fetched while another is decoded).
+static READ_AHEAD: LazyLock<usize> =
+    LazyLock::new(|| std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)) * 2);
+
+/// Rows per record batch of the matches.
+const BATCH_ROWS: usize = 1024;
+
+/// The candidates of one row group: the rows that passed the row mask, as items.
+#[derive(Debug, Default)]
+struct Found {
+    candidates: usize,
+    items: Vec<Map<String, Value>>,
+}
+
+/// How one search reads the row groups of one partition.
+struct ReadPlan {
+    meta: Arc<ParquetMetaData>,
+    /// The columns of the row mask (`None`: the query has no row conditions).
+    mask: Option<FieldLevels>,
+    /// Every column.
+    all: Arc<FieldLevels>,
+    query: Query,
+}
+
+/// The columns of a file that the row mask of `q` reads, or `None` when it reads none.
+fn mask_levels(
+    meta: &ArrowReaderMetadata,
+    q: &Query,
+) -> std::result::Result<Option<FieldLevels>, ParquetError> {
+    let roots: Vec<usize> = q
+        .mask_columns()
+        .iter()
+        .filter_map(|name| meta.schema().index_of(name).ok())
+        .collect();
+    if roots.is_empty() {
+        return Ok(None);
     }
+    let descr = meta.metadata().file_metadata().schema_descr();
+    let mask = ProjectionMask::roots(descr, roots);
+    parquet_to_arrow_field_levels(descr, mask, Some(meta.schema().fields())).map(Some)
+}
+
+impl ReadPlan {
+    /// Decodes row group `g`, whose bytes from offset `start` on are `bytes`: first the mask
+    /// columns of every row, then every column of the rows the mask keeps (only the pages
+    /// that hold them, where the file has an offset index).
+    fn decode(&self, g: usize, start: u64, bytes: Bytes) -> std::result::Result<Found, ReadError> {
+        let fetched = || FetchedRowGroup::new(&self.meta, g, start, bytes.clone());
+        let selection = match &self.mask {
+            None => None,
+            Some(levels) => {
+                let rows = usize::try_from(self.meta.row_group(g).num_rows()).unwrap_or(0);
+                let mut masks = Vec::new();
+                let batches = fetched()
+                    .read(levels, None, rows.max(1))
+                    .map_err(ReadError::Parquet)?;
+                for batch in batches {
+                    let batch = batch.map_err(ReadError::Arrow)?;
+                    masks.push(self.query.row_mask(&batch).map_err(ReadError::Arrow)?);
+                }
+                let selection = RowSelection::from_filters(&masks);
+                if !selection.selects_any() {
+                    return Ok(Found::default());
+                }
+                Some(selection)
+            }
+        };
+        let mut found = Found::default();
+        let batches = fetched()
+            .read(&self.all, selection, BATCH_ROWS)
+            .map_err(ReadError::Parquet)?;
+        for batch in batches {
+            let batch = batch.map_err(ReadError::Arrow)?;
+            found.candidates += batch.num_rows();
+            found.items.extend(to_items(batch)?);
+        }
+        Ok(found)
+    }
+}
+
+/// The rows of `batch` as items.
+fn to_items(batch: RecordBatch) -> std::result::Result<Vec<Map<String, Value>>, ReadError> {
+    let batch = stac::geoarrow::add_wkb_metadata(batch, "geometry").map_err(ReadError::Stac)?;
+    let schema = batch.schema();
+    stac::geoarrow::json::from_record_batch_reader(RecordBatchIterator::new([Ok(batch)], schema))
+        .map_err(ReadError::Stac)
 }
 
 /// Reads one version of a file: every range with `If-Match` on the ETag it was listed with,
