@@ -11,7 +11,9 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector,
+};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::{FieldLevels, ProjectionMask, parquet_to_arrow_field_levels};
 use parquet::bloom_filter::Sbbf;
@@ -140,11 +142,13 @@ impl Searcher {
             }
             let mut p = partition.clone();
             let mut attempt = 0;
+            // Matches still wanted, and one more to know whether there are more.
+            let remaining = wanted.map(|w| w.saturating_sub(stats.matches) + 1);
             loop {
                 attempt += 1;
                 let before = stats;
                 let result = self
-                    .search_partition(&p, q, &mut stats, &mut |item, stats| {
+                    .search_partition(&p, q, remaining, &mut stats, &mut |item, stats| {
                         stats.matches += 1;
                         if stats.matches <= options.skip {
                             return Ok(true);
@@ -240,6 +244,7 @@ impl Searcher {
         &self,
         p: &Partition,
         q: &Query,
+        remaining: Option<usize>,
         stats: &mut SearchStats,
         f: &mut Sink<'_>,
     ) -> Result<()> {
@@ -259,6 +264,8 @@ impl Searcher {
             meta: meta.metadata().clone(),
             mask: mask_levels(meta, q).map_err(|e| self.read_error(p, e))?,
             all: known.all.clone(),
+            // Where every row the mask keeps is a match, no more rows than are wanted.
+            cap: remaining.filter(|_| q.geometry.is_none() && q.filter.is_none()),
             query: q.clone(),
         });
         let mut found = futures::stream::iter(groups)
@@ -381,6 +388,8 @@ struct ReadPlan {
     mask: Option<FieldLevels>,
     /// Every column.
     all: Arc<FieldLevels>,
+    /// Rows of a row group to decode at most (the first ones the mask keeps).
+    cap: Option<usize>,
     query: Query,
 }
 
@@ -408,10 +417,10 @@ impl ReadPlan {
     /// that hold them, where the file has an offset index).
     fn decode(&self, g: usize, start: u64, bytes: Bytes) -> std::result::Result<Found, ReadError> {
         let fetched = || FetchedRowGroup::new(&self.meta, g, start, bytes.clone());
+        let rows = usize::try_from(self.meta.row_group(g).num_rows()).unwrap_or(0);
         let selection = match &self.mask {
             None => None,
             Some(levels) => {
-                let rows = usize::try_from(self.meta.row_group(g).num_rows()).unwrap_or(0);
                 let mut masks = Vec::new();
                 let batches = fetched()
                     .read(levels, None, rows.max(1))
@@ -427,6 +436,10 @@ impl ReadPlan {
                 Some(selection)
             }
         };
+        let selection = match self.cap {
+            Some(n) => Some(first_rows(selection, rows, n)),
+            None => selection,
+        };
         let mut found = Found::default();
         let batches = fetched()
             .read(&self.all, selection, BATCH_ROWS)
@@ -438,6 +451,29 @@ impl ReadPlan {
         }
         Ok(found)
     }
+}
+
+/// The first `n` rows of `selection` (`None`: all `rows` rows).
+fn first_rows(selection: Option<RowSelection>, rows: usize, n: usize) -> RowSelection {
+    let selectors: Vec<RowSelector> = match selection {
+        Some(s) => s.iter().cloned().collect(),
+        None => vec![RowSelector::select(rows)],
+    };
+    let mut first = Vec::new();
+    let mut left = n;
+    for s in selectors {
+        if left == 0 {
+            break;
+        }
+        if s.skip {
+            first.push(s);
+        } else {
+            let take = s.row_count.min(left);
+            first.push(RowSelector::select(take));
+            left -= take;
+        }
+    }
+    first.into()
 }
 
 /// The rows of `batch` as items.
@@ -668,6 +704,31 @@ mod tests {
         // 303 ranges less than 1 MB apart: read together (they were 303 requests before).
         let gets = store.gets.load(Ordering::SeqCst);
         assert!(gets <= 3, "{gets} requests for {} ranges", ranges.len());
+    }
+
+    #[test]
+    fn first_rows_keeps_the_first_selected_rows_and_the_skips_between() {
+        let rows = |s: &RowSelection| -> Vec<usize> {
+            let mut at = 0;
+            let mut kept = Vec::new();
+            for r in s.iter() {
+                if !r.skip {
+                    kept.extend(at..at + r.row_count);
+                }
+                at += r.row_count;
+            }
+            kept
+        };
+        let mask = arrow_array::BooleanArray::from(
+            (0..50).map(|i| i % 7 == 3 || i == 4).collect::<Vec<_>>(),
+        );
+        let all = RowSelection::from_filters(&[mask]);
+        assert_eq!(rows(&all), [3, 4, 10, 17, 24, 31, 38, 45]);
+        assert_eq!(rows(&first_rows(Some(all.clone()), 50, 3)), [3, 4, 10]);
+        assert_eq!(rows(&first_rows(Some(all.clone()), 50, 100)), rows(&all));
+        assert_eq!(rows(&first_rows(None, 5, 3)), [0, 1, 2]);
+        assert_eq!(rows(&first_rows(None, 2, 3)), [0, 1]);
+        assert!(!first_rows(Some(all), 50, 0).selects_any());
     }
 
     #[tokio::test]
