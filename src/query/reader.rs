@@ -416,13 +416,13 @@ impl ReadPlan {
     /// columns of every row, then every column of the rows the mask keeps (only the pages
     /// that hold them, where the file has an offset index).
     fn decode(&self, g: usize, start: u64, bytes: Bytes) -> std::result::Result<Found, ReadError> {
-        let fetched = || FetchedRowGroup::new(&self.meta, g, start, bytes.clone());
+        let fetched = FetchedRowGroup::new(self.meta.clone(), g, start, bytes);
         let rows = usize::try_from(self.meta.row_group(g).num_rows()).unwrap_or(0);
         let selection = match &self.mask {
             None => None,
             Some(levels) => {
                 let mut masks = Vec::new();
-                let batches = fetched()
+                let batches = fetched
                     .read(levels, None, rows.max(1))
                     .map_err(ReadError::Parquet)?;
                 for batch in batches {
@@ -441,7 +441,7 @@ impl ReadPlan {
             None => selection,
         };
         let mut found = Found::default();
-        let batches = fetched()
+        let batches = fetched
             .read(&self.all, selection, BATCH_ROWS)
             .map_err(ReadError::Parquet)?;
         for batch in batches {

@@ -17,7 +17,6 @@ use parquet::basic::Compression;
 use parquet::column::page::{Page, PageMetadata, PageReader};
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{FileMetaData, ParquetMetaData, RowGroupMetaData};
-use parquet::file::page_index::offset_index::PageLocation;
 use parquet::file::reader::{ChunkReader, FileReader, Length, RowGroupReader};
 use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::record::reader::RowIter;
@@ -42,8 +41,9 @@ pub(crate) fn byte_range(meta: &ParquetMetaData, row_group: usize) -> Range<u64>
 pub(crate) struct FetchedRowGroup {
     /// The file's metadata with this row group only.
     meta: ParquetMetaData,
-    /// Where each column's pages are (the offset index), when the file has one.
-    locations: Option<Vec<Vec<PageLocation>>>,
+    /// The whole file's metadata (its offset index says where each column's pages are).
+    file: Arc<ParquetMetaData>,
+    index: usize,
     bytes: Arc<ChunkBytes>,
 }
 
@@ -51,11 +51,11 @@ impl FetchedRowGroup {
     /// Row group `index` of the file of `file` metadata, whose bytes from offset `start` on
     /// are `bytes`.
     pub(crate) fn new(
-        file: &ParquetMetaData,
+        file: Arc<ParquetMetaData>,
         index: usize,
         start: u64,
         bytes: Bytes,
-    ) -> FetchedRowGroup {
+    ) -> Arc<FetchedRowGroup> {
         let group = file.row_group(index).clone();
         let f = file.file_metadata();
         let file_meta = FileMetaData::new(
@@ -66,26 +66,23 @@ impl FetchedRowGroup {
             f.schema_descr_ptr(),
             f.column_orders().cloned(),
         );
-        let locations = file
-            .offset_index()
-            .and_then(|all| all.get(index))
-            .map(|columns| columns.iter().map(|c| c.page_locations().clone()).collect());
-        FetchedRowGroup {
+        Arc::new(FetchedRowGroup {
             meta: ParquetMetaData::new(file_meta, vec![group]),
-            locations,
+            file,
+            index,
             bytes: Arc::new(ChunkBytes { start, bytes }),
-        }
+        })
     }
 
     /// Reads the columns of `levels`, the rows of `selection` (all: `None`), in batches of
     /// `batch_size` rows.
     pub(crate) fn read(
-        self,
+        self: &Arc<Self>,
         levels: &FieldLevels,
         selection: Option<RowSelection>,
         batch_size: usize,
     ) -> Result<ParquetRecordBatchReader> {
-        let file: Arc<dyn FileReader> = Arc::new(self);
+        let file: Arc<dyn FileReader> = self.clone();
         ParquetRecordBatchReader::try_new_with_row_groups(levels, &file, batch_size, selection)
     }
 }
@@ -130,12 +127,12 @@ impl RowGroupReader for GroupReader<'_> {
     fn get_column_page_reader(&self, i: usize) -> Result<Box<dyn PageReader>> {
         let column = self.metadata().column(i);
         let rows = usize::try_from(self.metadata().num_rows())?;
-        let locations = self
-            .fetched
-            .locations
-            .as_ref()
-            .and_then(|l| l.get(i))
-            .cloned();
+        let fetched = self.fetched;
+        let locations = fetched
+            .file
+            .offset_index()
+            .and_then(|all| all.get(fetched.index)?.get(i))
+            .map(|c| c.page_locations().clone());
         if !matches!(column.compression(), Compression::ZSTD(_)) {
             let pages =
                 SerializedPageReader::new(self.fetched.bytes.clone(), column, rows, locations)?;
@@ -220,63 +217,28 @@ impl<R: ChunkReader> Iterator for Decompressing<R> {
 
 impl<R: ChunkReader> PageReader for Decompressing<R> {
     fn get_next_page(&mut self) -> Result<Option<Page>> {
-        let Some(page) = self.pages.get_next_page()? else {
+        let Some(mut page) = self.pages.get_next_page()? else {
             return Ok(None);
         };
-        Ok(Some(match page {
-            Page::DataPage {
-                buf,
-                num_values,
-                encoding,
-                def_level_encoding,
-                rep_level_encoding,
-                statistics,
-            } => Page::DataPage {
-                buf: decompress(&buf, 0)?,
-                num_values,
-                encoding,
-                def_level_encoding,
-                rep_level_encoding,
-                statistics,
-            },
+        match &mut page {
+            Page::DataPage { buf, .. } | Page::DictionaryPage { buf, .. } => {
+                *buf = decompress(buf, 0)?;
+            }
             Page::DataPageV2 {
                 buf,
-                num_values,
-                encoding,
-                num_nulls,
-                num_rows,
                 def_levels_byte_len,
                 rep_levels_byte_len,
                 is_compressed,
-                statistics,
-            } => Page::DataPageV2 {
-                buf: if is_compressed {
-                    let levels = usize::try_from(def_levels_byte_len + rep_levels_byte_len)?;
-                    decompress(&buf, levels)?
-                } else {
-                    buf
-                },
-                num_values,
-                encoding,
-                num_nulls,
-                num_rows,
-                def_levels_byte_len,
-                rep_levels_byte_len,
-                is_compressed: false,
-                statistics,
-            },
-            Page::DictionaryPage {
-                buf,
-                num_values,
-                encoding,
-                is_sorted,
-            } => Page::DictionaryPage {
-                buf: decompress(&buf, 0)?,
-                num_values,
-                encoding,
-                is_sorted,
-            },
-        }))
+                ..
+            } => {
+                if *is_compressed {
+                    let levels = usize::try_from(*def_levels_byte_len + *rep_levels_byte_len)?;
+                    *buf = decompress(buf, levels)?;
+                    *is_compressed = false;
+                }
+            }
+        }
+        Ok(Some(page))
     }
 
     fn peek_next_page(&mut self) -> Result<Option<PageMetadata>> {
@@ -418,6 +380,7 @@ mod tests {
         let meta = ParquetMetaDataReader::new()
             .with_offset_index_policy(PageIndexPolicy::Optional)
             .parse_and_finish(bytes)
+            .map(Arc::new)
             .unwrap();
         let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
         let arrow =
@@ -432,7 +395,7 @@ mod tests {
         for g in 0..meta.num_row_groups() {
             let range = byte_range(&meta, g);
             let part = bytes.slice(range.start as usize..range.end as usize);
-            let ours: Vec<RecordBatch> = FetchedRowGroup::new(&meta, g, range.start, part)
+            let ours: Vec<RecordBatch> = FetchedRowGroup::new(meta.clone(), g, range.start, part)
                 .read(&levels, selection(g), 64)
                 .unwrap()
                 .map(Result::unwrap)
