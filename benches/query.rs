@@ -351,9 +351,10 @@ async fn main() -> Result<(), BoxError> {
     let ids = make_daily(n, &dir.join("daily")).await?;
     let rg = row_group_size.unwrap_or(RepartitionOptions::default().row_group_size);
     let cache = dir.join(format!(
-        "cache-rg{rg}-page{}-{}b-stats",
+        "cache-rg{rg}-page{}-{}b-stats-dict{}",
         hls_flow::write::repartition::PAGE_ROWS,
-        hls_flow::write::repartition::PAGE_BYTES
+        hls_flow::write::repartition::PAGE_BYTES,
+        hls_flow::write::repartition::DICTIONARY_BYTES
     ));
     make_cache(&dir, &cache, row_group_size).await?;
 
@@ -370,6 +371,12 @@ async fn main() -> Result<(), BoxError> {
         )
         .await?;
 
+    for p in searcher.partitions().await? {
+        eprintln!(
+            "FOOTER {}",
+            searcher.footer(&p).await?.metadata().memory_size()
+        );
+    }
     println!(
         "{:<44} {:>10} {:>9} {:>12} {:>8}  target",
         "case", "median ms", "matches", "row groups", "share"

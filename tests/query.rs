@@ -322,6 +322,36 @@ async fn search_finds_what_duckdb_finds_and_reads_few_row_groups() {
     assert_eq!(found, duckdb_ids(&cache, &ids));
     assert_eq!(found.len(), 2, "two of the ids are in the cache: {found:?}");
     assert!(read * 5 < total, "ids: read {read} of {total} row groups");
+
+    // A searcher whose footer cache holds less than one footer keeps only the last one
+    // read, and finds the same; one with the default budget keeps the three partitions'.
+    let everything = |searcher: hls_flow::query::Searcher| async move {
+        let mut all = BTreeSet::new();
+        for q in [
+            hls_flow::query::Query::default(),
+            hls_flow::query::Query {
+                ids: some_ids.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+        ] {
+            searcher
+                .search(&q, Default::default(), |item| {
+                    all.insert(item["id"].as_str().unwrap().to_string());
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        (all, searcher.footers_kept())
+    };
+    let output = || Output::parse(cache.to_str().unwrap()).unwrap();
+    let (small, (kept, bytes)) =
+        everything(hls_flow::query::Searcher::with_footer_cache(output(), 1)).await;
+    assert_eq!(kept, 1, "{bytes} bytes kept");
+    let (default, (kept, _)) = everything(hls_flow::query::Searcher::new(output())).await;
+    assert_eq!(kept, 3);
+    assert_eq!(small, default);
+    assert_eq!(small, duckdb_ids(&cache, &json!({})));
 }
 
 #[test]

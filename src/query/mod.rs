@@ -34,4 +34,4 @@ mod row_group;
 
 pub use cql::Cql2Filter;
 pub use filter::Query;
-pub use reader::{SearchOptions, SearchStats, Searcher};
+pub use reader::{FOOTER_CACHE_BYTES, SearchOptions, SearchStats, Searcher};

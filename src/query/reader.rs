@@ -63,6 +63,9 @@ struct KnownFile {
     /// The footer's columns, all of them, as the record batch reader takes them.
     all: Arc<FieldLevels>,
     id_blooms: tokio::sync::OnceCell<Blooms>,
+    /// Bytes it takes in memory, about: the footer's, and those of its `id` bloom filters
+    /// (counted before they are read).
+    bytes: usize,
 }
 
 /// The `id` bloom filters of a file's row groups (`None`: a row group without one).
@@ -72,11 +75,83 @@ type Blooms = Vec<Option<Sbbf>>;
 type Sink<'a> = dyn FnMut(Map<String, Value>, &mut SearchStats) -> Result<bool> + Send + 'a;
 
 /// Searches one output; keeps the footers and `id` bloom filters it read, by file version,
-/// for the next search.
+/// for the next search (those used least recently go past [`FOOTER_CACHE_BYTES`]).
 #[derive(Debug, Clone)]
 pub struct Searcher {
     out: Arc<Output>,
-    known: Arc<Mutex<HashMap<FileVersion, Arc<KnownFile>>>>,
+    known: Arc<Mutex<KnownFiles>>,
+}
+
+/// Bytes of footers (with their page index and `id` bloom filters) a [`Searcher`] keeps at
+/// most. A month of 300,000 HLSS30 items has a footer of ~14 MB in memory: a `serve` that
+/// has answered over the whole archive (~250 partitions) would otherwise hold gigabytes.
+pub const FOOTER_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The files a searcher knows, and when each was last used.
+#[derive(Debug)]
+struct KnownFiles {
+    files: HashMap<FileVersion, (Arc<KnownFile>, u64)>,
+    /// Bytes of the files held, as [`KnownFile::bytes`] counts them.
+    bytes: usize,
+    /// The most that `bytes` may reach (the last file read is kept even when larger).
+    budget: usize,
+    /// Counts uses: the least recent has the smallest.
+    clock: u64,
+}
+
+impl KnownFiles {
+    fn new(budget: usize) -> KnownFiles {
+        KnownFiles {
+            files: HashMap::new(),
+            bytes: 0,
+            budget,
+            clock: 0,
+        }
+    }
+
+    fn get(&mut self, key: &FileVersion) -> Option<Arc<KnownFile>> {
+        self.clock += 1;
+        let (file, used) = self.files.get_mut(key)?;
+        *used = self.clock;
+        Some(file.clone())
+    }
+
+    /// Keeps `file` as the version `key` of its path (older versions of the path go), then
+    /// drops the least recently used files until the others fit the budget.
+    fn insert(&mut self, key: FileVersion, file: Arc<KnownFile>) {
+        self.clock += 1;
+        let stale: Vec<FileVersion> = self
+            .files
+            .keys()
+            .filter(|(path, _)| *path == key.0)
+            .cloned()
+            .collect();
+        for old in stale {
+            self.remove(&old);
+        }
+        self.bytes += file.bytes;
+        if let Some((replaced, _)) = self.files.insert(key.clone(), (file, self.clock)) {
+            self.bytes -= replaced.bytes;
+        }
+        while self.bytes > self.budget {
+            let Some(oldest) = self
+                .files
+                .iter()
+                .filter(|(k, _)| **k != key)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+    }
+
+    fn remove(&mut self, key: &FileVersion) {
+        if let Some((file, _)) = self.files.remove(key) {
+            self.bytes -= file.bytes;
+        }
+    }
 }
 
 /// How many times a search reads a partition again that changed while it read it.
@@ -85,10 +160,21 @@ const ATTEMPTS: usize = 3;
 impl Searcher {
     /// A searcher over `out`.
     pub fn new(out: Output) -> Searcher {
+        Searcher::with_footer_cache(out, FOOTER_CACHE_BYTES)
+    }
+
+    /// A searcher over `out` that keeps at most `bytes` of footers.
+    pub fn with_footer_cache(out: Output, bytes: usize) -> Searcher {
         Searcher {
             out: Arc::new(out),
-            known: Arc::default(),
+            known: Arc::new(Mutex::new(KnownFiles::new(bytes))),
         }
+    }
+
+    /// The footers this searcher keeps: how many, and their bytes.
+    pub fn footers_kept(&self) -> (usize, usize) {
+        let known = self.lock();
+        (known.files.len(), known.bytes)
     }
 
     /// A searcher over the cache at `output` (a folder or an object store URL): an error,
@@ -216,19 +302,30 @@ impl Searcher {
             Some(meta.schema().fields()),
         )
         .map_err(|e| self.read_error(p, e))?;
+        let blooms: u64 = meta
+            .metadata()
+            .row_groups()
+            .iter()
+            .filter_map(|rg| {
+                let id = rg
+                    .columns()
+                    .iter()
+                    .find(|c| c.column_path().string() == "id")?;
+                u64::try_from(id.bloom_filter_length()?).ok()
+            })
+            .sum();
+        let bytes = meta.metadata().memory_size() + usize::try_from(blooms).unwrap_or(usize::MAX);
         let known = Arc::new(KnownFile {
             footer: meta,
             all: Arc::new(all),
             id_blooms: tokio::sync::OnceCell::new(),
+            bytes,
         });
-        let mut all = self.lock();
-        // Older versions of this file are of no more use.
-        all.retain(|(path, _), _| *path != key.0);
-        all.insert(key, known.clone());
+        self.lock().insert(key, known.clone());
         Ok(known)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileVersion, Arc<KnownFile>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KnownFiles> {
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -704,6 +801,65 @@ mod tests {
         // 303 ranges less than 1 MB apart: read together (they were 303 requests before).
         let gets = store.gets.load(Ordering::SeqCst);
         assert!(gets <= 3, "{gets} requests for {} ranges", ranges.len());
+    }
+
+    /// A known file of `bytes` bytes (its footer that of a one-column file).
+    fn known_file(bytes: usize) -> Arc<KnownFile> {
+        let batch = arrow_array::RecordBatch::try_from_iter([(
+            "id",
+            Arc::new(arrow_array::StringArray::from(vec!["a"])) as arrow_array::ArrayRef,
+        )])
+        .unwrap();
+        let mut file = Vec::new();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(&mut file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let footer =
+            ArrowReaderMetadata::load(&Bytes::from(file), ArrowReaderOptions::new()).unwrap();
+        let descr = footer.metadata().file_metadata().schema_descr();
+        let all = parquet_to_arrow_field_levels(descr, ProjectionMask::all(), None).unwrap();
+        Arc::new(KnownFile {
+            footer,
+            all: Arc::new(all),
+            id_blooms: tokio::sync::OnceCell::new(),
+            bytes,
+        })
+    }
+
+    #[test]
+    fn footers_used_least_recently_go_past_the_budget() {
+        let key = |path: &str, tag: &str| (path.to_string(), Some(tag.to_string()));
+        let held = |k: &KnownFiles| {
+            let mut v: Vec<String> = k
+                .files
+                .keys()
+                .map(|(p, t)| format!("{p}@{}", t.as_deref().unwrap_or("")))
+                .collect();
+            v.sort();
+            v
+        };
+        let mut known = KnownFiles::new(250);
+        known.insert(key("a", "1"), known_file(100));
+        known.insert(key("b", "1"), known_file(100));
+        assert_eq!(known.bytes, 200);
+        // `a` used since `b` was read: `b` is the least recent when `c` comes.
+        assert!(known.get(&key("a", "1")).is_some());
+        known.insert(key("c", "1"), known_file(100));
+        assert_eq!(held(&known), ["a@1", "c@1"]);
+        assert_eq!(known.bytes, 200);
+        assert!(known.get(&key("b", "1")).is_none());
+        // A new version of `a` replaces the old one (which no search can use again).
+        known.insert(key("a", "2"), known_file(120));
+        assert_eq!(held(&known), ["a@2", "c@1"]);
+        assert_eq!(known.bytes, 220);
+        // A file larger than the budget is kept alone, as the last one read.
+        known.insert(key("d", "1"), known_file(400));
+        assert_eq!(held(&known), ["d@1"]);
+        assert_eq!(known.bytes, 400);
+        known.insert(key("e", "1"), known_file(10));
+        assert_eq!(held(&known), ["e@1"]);
+        assert_eq!(known.bytes, 10);
     }
 
     #[test]

@@ -96,9 +96,20 @@ pub const PAGE_STATISTICS_COLUMNS: [&str; 8] = [
     "bbox.ymax",
 ];
 
+/// Bytes of a column chunk's dictionary, at most: past them the column is written plain.
+/// Most of an HLS partition's columns hold a handful of values in every row group (an asset's
+/// `type`, `title`, `roles`, its bands' names: 104 of the 134 columns of an HLSS30 month,
+/// 40 % of its bytes before compression); with a dictionary their pages are a few bytes of
+/// indices, and a search that keeps a few rows of a row group no longer decompresses a page
+/// of each. A column of values unique to each item (ids, hrefs, times, footprints) fills this
+/// within its first few dozen rows and is written plain from there.
+pub const DICTIONARY_BYTES: usize = 4 * 1024;
+
 /// The writer properties of a partition of `rows` rows in row groups of `row_group_size`.
 fn partition_properties(row_group_size: usize, rows: u64) -> WriterProperties {
     let mut props = writer_properties_builder(row_group_size)
+        .set_dictionary_enabled(true)
+        .set_dictionary_page_size_limit(DICTIONARY_BYTES)
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_data_page_size_limit(PAGE_BYTES)
         .set_write_batch_size(PAGE_BATCH_ROWS)
@@ -776,6 +787,82 @@ mod tests {
             out.show(&p),
             "memory://cache/monthly/HLSS30_2.0/year=2024/month=05/part-0.parquet"
         );
+    }
+
+    /// A column of few values is written with a dictionary (its pages are indices), one of
+    /// values unique to each row falls back to plain pages once its dictionary is full.
+    #[test]
+    fn repeated_values_get_a_dictionary_unique_ones_plain_pages() {
+        use arrow_array::{RecordBatch, StringArray};
+        use parquet::basic::{Encoding, PageType};
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let rows = 4000;
+        let href = |i: usize| {
+            format!(
+                "https://data.lpdaac.earthdatacloud.nasa.gov/lp-prod-protected/HLSS30.020/\
+                 HLS.S30.T{i:05}.2024125T221320.v2.0/HLS.S30.T{i:05}.2024125T221320.v2.0.B01.tif"
+            )
+        };
+        let batch = RecordBatch::try_from_iter([
+            (
+                "type",
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|_| "image/tiff; application=geotiff"),
+                )) as arrow_array::ArrayRef,
+            ),
+            (
+                "href",
+                Arc::new(StringArray::from_iter_values((0..rows).map(href))),
+            ),
+        ])
+        .unwrap();
+        let mut file = Vec::new();
+        let props = partition_properties(2000, rows as u64);
+        let mut writer = ArrowWriter::try_new(&mut file, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+
+        let file = bytes::Bytes::from(file);
+        let reader = SerializedFileReader::new(file.clone()).unwrap();
+        let meta = reader.metadata();
+        assert_eq!(meta.num_row_groups(), 2);
+        let is_dictionary =
+            |e: Encoding| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY);
+        for i in 0..meta.num_row_groups() {
+            let rg = reader.get_row_group(i).unwrap();
+            // Data pages with dictionary indices, and plain ones.
+            let data_pages = |column: usize| {
+                let (mut dictionary, mut plain) = (0, 0);
+                for page in rg.get_column_page_reader(column).unwrap() {
+                    let page = page.unwrap();
+                    if page.page_type() == PageType::DATA_PAGE {
+                        if is_dictionary(page.encoding()) {
+                            dictionary += 1;
+                        } else {
+                            plain += 1;
+                        }
+                    }
+                }
+                (dictionary, plain)
+            };
+            let (dictionary, plain) = data_pages(0);
+            assert!(
+                dictionary > 0 && plain == 0,
+                "type: {dictionary} dictionary, {plain} plain pages"
+            );
+            let (dictionary, plain) = data_pages(1);
+            assert!(
+                plain > 10 * dictionary,
+                "href: {dictionary} dictionary, {plain} plain pages"
+            );
+        }
+        // Both read back as written.
+        let back: Vec<RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, rows)
+                .unwrap()
+                .collect::<std::result::Result<_, _>>()
+                .unwrap();
+        assert_eq!(back, vec![batch]);
     }
 
     #[test]
