@@ -371,12 +371,6 @@ async fn main() -> Result<(), BoxError> {
         )
         .await?;
 
-    for p in searcher.partitions().await? {
-        eprintln!(
-            "FOOTER {}",
-            searcher.footer(&p).await?.metadata().memory_size()
-        );
-    }
     println!(
         "{:<44} {:>10} {:>9} {:>12} {:>8}  target",
         "case", "median ms", "matches", "row groups", "share"

@@ -129,10 +129,9 @@ impl KnownFiles {
         for old in stale {
             self.remove(&old);
         }
+        // (`key` itself was among them: the insert replaces nothing.)
         self.bytes += file.bytes;
-        if let Some((replaced, _)) = self.files.insert(key.clone(), (file, self.clock)) {
-            self.bytes -= replaced.bytes;
-        }
+        self.files.insert(key.clone(), (file, self.clock));
         while self.bytes > self.budget {
             let Some(oldest) = self
                 .files
@@ -302,17 +301,10 @@ impl Searcher {
             Some(meta.schema().fields()),
         )
         .map_err(|e| self.read_error(p, e))?;
-        let blooms: u64 = meta
-            .metadata()
-            .row_groups()
+        let blooms: u64 = id_bloom_ranges(meta.metadata())
             .iter()
-            .filter_map(|rg| {
-                let id = rg
-                    .columns()
-                    .iter()
-                    .find(|c| c.column_path().string() == "id")?;
-                u64::try_from(id.bloom_filter_length()?).ok()
-            })
+            .flatten()
+            .map(|r| r.end - r.start)
             .sum();
         let bytes = meta.metadata().memory_size() + usize::try_from(blooms).unwrap_or(usize::MAX);
         let known = Arc::new(KnownFile {
@@ -426,23 +418,7 @@ impl Searcher {
     /// Reads the `id` bloom filters of the row groups of a partition, all in one coalesced
     /// read: `None` for a row group without one.
     async fn read_id_blooms(&self, p: &Partition, meta: &ArrowReaderMetadata) -> Result<Blooms> {
-        let metadata = meta.metadata();
-        let column = metadata
-            .file_metadata()
-            .schema_descr()
-            .columns()
-            .iter()
-            .position(|c| c.path().string() == "id");
-        let ranges: Vec<Option<Range<u64>>> = metadata
-            .row_groups()
-            .iter()
-            .map(|g| {
-                let chunk = g.column(column?);
-                let start = u64::try_from(chunk.bloom_filter_offset()?).ok()?;
-                let len = u64::try_from(chunk.bloom_filter_length()?).ok()?;
-                Some(start..start + len)
-            })
-            .collect();
+        let ranges = id_bloom_ranges(meta.metadata());
         let wanted: Vec<Range<u64>> = ranges.iter().flatten().cloned().collect();
         let mut read = self
             .reader(p)
@@ -461,6 +437,27 @@ impl Searcher {
         }
         Ok(blooms)
     }
+}
+
+/// Where the `id` bloom filter of each row group of a file is (`None`: a row group without
+/// one).
+fn id_bloom_ranges(metadata: &ParquetMetaData) -> Vec<Option<Range<u64>>> {
+    let column = metadata
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == "id");
+    metadata
+        .row_groups()
+        .iter()
+        .map(|g| {
+            let chunk = g.column(column?);
+            let start = u64::try_from(chunk.bloom_filter_offset()?).ok()?;
+            let len = u64::try_from(chunk.bloom_filter_length()?).ok()?;
+            Some(start..start + len)
+        })
+        .collect()
 }
 
 /// Row groups read at once by a search: twice this machine's cores (decoded on blocking
