@@ -13,17 +13,80 @@
 //! run (in which the emulator, on the same cores, renders each item on its first request). Then `status` (and
 //! `status --json`) on the state file the last run left, the median of 10.
 //!
-//! Each run's folder is kept until all runs are done: removing one run's ~3,000 files just
-//! before the next made ext4 search past the inodes freed in the last 30 s for each file the
-//! next run created (`recently_deleted`), ~1.5 s of a 5 s run, a cost of the benchmark's own
-//! deletions, not of the engine.
+//! Each run's folder is kept until all runs are done, and the bench deletes nothing in the
+//! 6 minutes before its first timed run: this machine's root file system is ext4 without a
+//! journal, and there a file's creation skips every free inode of its group freed in the
+//! last 60 s, or in the last 6 minutes while the inode table block that holds it is dirty
+//! (`recently_deleted()` in `fs/ext4/ialloc.c`; creating files next to them keeps their
+//! blocks dirty). Runs just after the deletion of a previous invocation's ~9,000 files took
+//! 6.5–7 s instead of 4 s. So the folders are deleted after the runs, the time of that
+//! deletion is kept in `deleted-at`, and an invocation within [`SETTLE`] of it first waits
+//! (and says so).
 
 mod common;
 
 use common::{emulator, median, timed};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long after deleting many files their file system is left alone before a timed run
+/// (ext4 without a journal: 6 minutes while the deleted inodes' table blocks are dirty).
+const SETTLE: Duration = Duration::from_secs(365);
+
+/// Deletes the runs' folders and state files (with their lock and scratch folder) left in
+/// `work` and notes when, in `deleted-at`.
+fn delete_runs(work: &Path) {
+    let Ok(entries) = std::fs::read_dir(work) else {
+        return;
+    };
+    let mut deleted = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("out-") || name.starts_with("state-")) {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).expect("remove a run's folder");
+        } else {
+            std::fs::remove_file(&path).expect("remove a run's state file");
+        }
+        deleted = true;
+    }
+    if deleted {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs();
+        std::fs::write(work.join("deleted-at"), now.to_string()).expect("write deleted-at");
+    }
+}
+
+/// Waits until the last deletion noted in `work` is [`SETTLE`] old.
+fn settle(work: &Path) {
+    let Some(at) = std::fs::read_to_string(work.join("deleted-at"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    else {
+        return;
+    };
+    let deleted = SystemTime::UNIX_EPOCH + Duration::from_secs(at);
+    let age = SystemTime::now()
+        .duration_since(deleted)
+        .unwrap_or_default();
+    if let Some(wait) = SETTLE.checked_sub(age) {
+        eprintln!(
+            "waiting {} s: files were deleted here {} s ago, and until they are {} s old \
+             creating files next to them is slower (ext4 without a journal)",
+            wait.as_secs(),
+            age.as_secs(),
+            SETTLE.as_secs()
+        );
+        std::thread::sleep(wait);
+    }
+}
 
 /// The wall time of `hls-flow args`, measured here (finer than `/usr/bin/time`).
 fn wall(args: &[&str]) -> f64 {
@@ -56,8 +119,10 @@ fn main() {
             .display()
             .to_string()
     }));
-    let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
+    // Folders an interrupted invocation left, then the wait for every deletion to age.
+    delete_runs(&work);
+    settle(&work);
     let emu = emulator("2023-01-01", "2024-12-31", 20);
 
     let (mut secs, mut rss) = (vec![], vec![]);
@@ -100,9 +165,7 @@ fn main() {
         .collect();
     let each: Vec<String> = secs.iter().map(|s| format!("{s:.2}")).collect();
     let m = median(secs);
-    for run in 0..=runs {
-        let _ = std::fs::remove_dir_all(work.join(format!("out-{run}")));
-    }
+    delete_runs(&work);
     println!("{summary}");
     println!(
         "runs (s): {}; the untimed first run: {first:.2}",

@@ -75,7 +75,8 @@ pub const PAGE_ROWS: usize = 1000;
 /// Bytes per data page of a partition, about (before compression; a page is cut after the
 /// first batch of [`PAGE_BATCH_ROWS`] rows that passes this). A few rows are read from pages
 /// of every column: the wide columns (hrefs, ~150 bytes a row) get pages of ~128 rows, not
-/// 1,000, so that a lookup of an id decompresses ~1.4 MB rather than ~5.5 MB.
+/// 1,000, so that a lookup of an id decompresses at most ~0.5 MB (a page of each of the ~30
+/// columns written plain, see [`DICTIONARY_BYTES`]) rather than ~5.5 MB.
 pub const PAGE_BYTES: usize = 16 * 1024;
 
 /// Rows given to a column's encoder at a time: where a page can be cut.
