@@ -11,7 +11,7 @@ use arrow_schema::{ArrowError, DataType, TimeUnit};
 use chrono::{DateTime, Utc};
 use geo::{BoundingRect, Intersects};
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 /// A search: every condition given must hold (none given: every item).
 #[derive(Debug, Clone, Default)]
@@ -163,13 +163,15 @@ impl Query {
             let ids = arrow_cast::cast(col, &DataType::Utf8)?;
             let ids = ids.as_string::<i32>();
             let tile = self.tile.as_ref().map(|t| format!(".{t}."));
+            // Hashed once per batch: the ids of a row group are tested one by one against
+            // them (a lookup by id tests every row of the row groups its bloom filters keep).
+            let wanted: HashSet<&str> = self.ids.iter().map(String::as_str).collect();
             for (i, k) in keep.iter_mut().enumerate() {
-                *k = *k
-                    && ids.is_valid(i)
-                    && (self.ids.is_empty() || self.ids.contains(ids.value(i)))
-                    && tile
-                        .as_ref()
-                        .is_none_or(|t| ids.value(i).contains(t.as_str()));
+                *k = *k && ids.is_valid(i) && {
+                    let id = ids.value(i);
+                    (wanted.is_empty() || wanted.contains(id))
+                        && tile.as_deref().is_none_or(|t| id.contains(t))
+                };
             }
         }
         if self.start.is_some() || self.end.is_some() {
@@ -313,5 +315,44 @@ mod tests {
         let no_geometry = json!({"geometry": null}).as_object().unwrap().clone();
         assert!(!q.footprint_matches(&no_geometry));
         assert!(Query::default().footprint_matches(&no_geometry));
+    }
+
+    #[test]
+    fn the_id_mask_keeps_the_ids_and_the_tile_asked_for() {
+        use arrow_array::StringArray;
+        use std::sync::Arc;
+        let ids = StringArray::from(vec![
+            Some("HLS.S30.T35VLJ.2021168T100559.v2.0"),
+            Some("HLS.S30.T15TWN.2021168T100559.v2.0"),
+            None,
+            Some("HLS.L30.T15TWN.2021170T165000.v2.0"),
+            Some("HLS.S30.T35VLJ.2021168T100559.v2.0.extra"),
+        ]);
+        let batch = RecordBatch::try_from_iter([("id", Arc::new(ids) as _)]).unwrap();
+        let mask = |q: &Query| -> Vec<bool> {
+            let m = q.row_mask(&batch).unwrap();
+            (0..m.len()).map(|i| m.value(i)).collect()
+        };
+        let wanted = |ids: &[&str]| Query {
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            ..Query::default()
+        };
+        let q = wanted(&[
+            "HLS.S30.T35VLJ.2021168T100559.v2.0",
+            "HLS.L30.T15TWN.2021170T165000.v2.0",
+            "HLS.S30.T01AAA.2021168T100559.v2.0",
+        ]);
+        assert_eq!(mask(&q), [true, false, false, true, false]);
+        let tile = Query {
+            tile: Some("T15TWN".to_string()),
+            ..Query::default()
+        };
+        assert_eq!(mask(&tile), [false, true, false, true, false]);
+        let both = Query {
+            tile: Some("T15TWN".to_string()),
+            ..q
+        };
+        assert_eq!(mask(&both), [false, false, false, true, false]);
+        assert_eq!(mask(&Query::default()), [true; 5]);
     }
 }
