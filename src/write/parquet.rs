@@ -1,5 +1,8 @@
 //! How hls-flow writes parquet, in one place: ZSTD level 1 (Snappy for files of fewer than
-//! [`SMALL_FILE_ROWS`] rows, which have no page index: [`for_rows`]), no dictionaries, parquet format version 1.0, and row groups of [`FAST_ROW_GROUP_SIZE`] rows for daily files of the
+//! [`SMALL_FILE_ROWS`] rows, which have no page index: [`for_rows`]), no dictionaries (but in
+//! monthly partitions, whose repartition caps them at
+//! [`DICTIONARY_BYTES`](crate::write::repartition::DICTIONARY_BYTES) a column chunk), parquet
+//! format version 1.0, and row groups of [`FAST_ROW_GROUP_SIZE`] rows for daily files of the
 //! fixed-schema writer, [`PARTITION_ROW_GROUP_SIZE`] for monthly partitions and
 //! [`DEFAULT_ROW_GROUP_SIZE`] for the generic writer. The three writers (the fixed-schema one in
 //! [`hls_arrow`](crate::write::hls_arrow), the generic one in
@@ -77,8 +80,11 @@ pub fn for_rows(builder: WriterPropertiesBuilder, rows: u64) -> WriterProperties
 }
 
 /// The writer properties of a file with `row_group_rows` rows per row group: the
-/// [`compression`], no dictionaries (nearly every HLS column is unique per item: with them a
-/// file is ~20 % larger and writing ~10 % slower), parquet format version 1.0.
+/// [`compression`], no dictionaries (with parquet's default ones, up to 1 MB a column chunk,
+/// a file was ~20 % larger and writing ~10 % slower: the columns of values unique to each
+/// item hold most of its bytes; a partition adds dictionaries capped at
+/// [`DICTIONARY_BYTES`](crate::write::repartition::DICTIONARY_BYTES) for the columns of
+/// repeated values), parquet format version 1.0.
 pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
     writer_properties_builder(row_group_rows).build()
 }
