@@ -89,6 +89,14 @@ pub enum Echo10Error {
 }
 
 impl Echo10Error {
+    /// Moves the byte offset of the problem (if it has one) by `by`: for an error found in
+    /// a part of the input that started `by` bytes into it.
+    pub(crate) fn offset_position(&mut self, by: u64) {
+        if let Echo10Error::Xml { position, .. } | Echo10Error::Entity { position, .. } = self {
+            *position += by;
+        }
+    }
+
     /// The `GranuleUR` of the record the error is about, if known.
     pub fn granule(&self) -> Option<&str> {
         match self {

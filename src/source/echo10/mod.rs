@@ -16,6 +16,7 @@ mod builder;
 mod error;
 mod page;
 mod parse;
+mod scan;
 mod stream;
 
 pub use error::Echo10Error;

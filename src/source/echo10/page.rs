@@ -27,6 +27,30 @@ pub struct PageRecord {
     pub record: Result<Parsed, Echo10Error>,
 }
 
+impl PageRecord {
+    /// The record of a `<result>` with these attributes (`concept_id` empty if absent) whose
+    /// `<Granule>` was read (`None`: it had none).
+    pub(crate) fn of_result(
+        concept_id: String,
+        collection_concept_id: Option<String>,
+        record: Option<Result<Parsed, Echo10Error>>,
+    ) -> PageRecord {
+        let record = match record {
+            None => Err(Echo10Error::Missing {
+                granule: None,
+                field: "Granule",
+            }),
+            Some(Ok(parsed)) if concept_id.is_empty() => Err(Echo10Error::Missing {
+                granule: Some(parsed.0.granule_ur),
+                field: "concept-id",
+            }),
+            Some(Ok(parsed)) => check_collection(parsed, collection_concept_id),
+            Some(Err(e)) => Err(e),
+        };
+        PageRecord { concept_id, record }
+    }
+}
+
 /// The attributes of a `<result>` start tag.
 struct ResultAttrs {
     concept_id: Option<String>,
@@ -218,19 +242,11 @@ impl<R: BufRead> PageReader<R> {
                 self.skip_element("result", granule)?;
             }
         }
-        let record = match record {
-            None => Err(Echo10Error::Missing {
-                granule: None,
-                field: "Granule",
-            }),
-            Some(Ok(parsed)) if concept_id.is_empty() => Err(Echo10Error::Missing {
-                granule: Some(parsed.0.granule_ur),
-                field: "concept-id",
-            }),
-            Some(Ok(parsed)) => check_collection(parsed, attrs.collection_concept_id),
-            Some(Err(e)) => Err(e),
-        };
-        Ok(PageRecord { concept_id, record })
+        Ok(PageRecord::of_result(
+            concept_id,
+            attrs.collection_concept_id,
+            record,
+        ))
     }
 
     /// Skips the rest of an element whose start tag was read.

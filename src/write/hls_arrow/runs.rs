@@ -34,7 +34,7 @@ pub const RUN_ROWS: usize = 2_000;
 pub const MEMORY_LIMIT: usize = 12 << 20;
 
 /// Rows per IPC batch of a spilled run: what the merge holds of each spilled run at once.
-const SPILL_BATCH_ROWS: usize = 64;
+const SPILL_BATCH_ROWS: usize = 256;
 
 /// The rows of one file, in sorted runs (see the module doc).
 pub struct SortedRuns {
@@ -176,6 +176,33 @@ impl SortedRuns {
             }
             return Ok(());
         }
+        // The merge of a batch overlaps the encoding of the one before (on another thread):
+        // the same batches in the same order, so the same file.
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(1);
+            let encoder = scope.spawn(move || -> Result<()> {
+                for batch in rx {
+                    writer.write_batch(&batch)?;
+                }
+                Ok(())
+            });
+            // A send fails only once the encoder has stopped on an error, reported below.
+            let merged = self.merge(batch_rows, |batch| tx.send(batch).is_ok());
+            drop(tx);
+            let encoded = encoder
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            encoded.and(merged)
+        })
+    }
+
+    /// Merges the runs (sealed) into batches of `batch_rows` rows in order, given to `emit`
+    /// until it answers `false`.
+    fn merge(
+        &mut self,
+        batch_rows: usize,
+        mut emit: impl FnMut(RecordBatch) -> bool,
+    ) -> Result<()> {
         let mut cursors = Vec::with_capacity(self.runs.len());
         for run in self.runs.drain(..) {
             if let Some(c) = Cursor::open(run)? {
@@ -198,33 +225,33 @@ impl SortedRuns {
             if !cursor.advance()? {
                 cursors.swap_remove(next);
             }
-            if indices.len() == batch_rows {
-                emit(writer, &mut sources, &mut indices, &mut cursors)?;
+            if indices.len() == batch_rows
+                && !emit(gather(&mut sources, &mut indices, &mut cursors)?)
+            {
+                return Ok(());
             }
         }
         if !indices.is_empty() {
-            emit(writer, &mut sources, &mut indices, &mut cursors)?;
+            emit(gather(&mut sources, &mut indices, &mut cursors)?);
         }
         Ok(())
     }
 }
 
-/// Writes the gathered rows as one batch and forgets the batches they came from.
-fn emit<W: Write + Send>(
-    writer: &mut HlsGeoparquetWriter<W>,
+/// The gathered rows as one batch; forgets the batches they came from.
+fn gather(
     sources: &mut Vec<RecordBatch>,
     indices: &mut Vec<(usize, usize)>,
     cursors: &mut [Cursor],
-) -> Result<()> {
+) -> Result<RecordBatch> {
     let refs: Vec<&RecordBatch> = sources.iter().collect();
     let batch = arrow_select::interleave::interleave_record_batch(&refs, indices)?;
-    writer.write_batch(&batch)?;
     sources.clear();
     indices.clear();
     for c in cursors {
         c.slot = None;
     }
-    Ok(())
+    Ok(batch)
 }
 
 /// The index of the cursor whose current row comes first.
