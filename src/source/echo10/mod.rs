@@ -8,7 +8,9 @@
 //! - [`parse_granule`]: one `<Granule>` record → [`GranuleMeta`] (streaming, no DOM), plus
 //!   the names of the optional values that were missing or unusable ([`Missing`]);
 //! - [`PageReader`]: CMR's echo10 results pages, read one `<result>` at a time;
-//! - [`read_page`]: a page's records parsed while its body downloads (never held whole);
+//! - [`read_page`]: a page's records parsed while its body downloads (never held whole), one
+//!   record at a time by a scanner of our own for the plain XML CMR writes (`scan`), the
+//!   rest of a page outside it by [`PageReader`];
 //! - [`item_from_record`]: a record straight to the STAC item, through
 //!   [`hls::to_stac_item`](crate::source::hls::to_stac_item) (the one item builder).
 

@@ -6,8 +6,9 @@
 //! [`RUN_ROWS`], sorts each run, keeps the runs in memory up to [`MEMORY_LIMIT`] and spills
 //! them as Arrow IPC to the scratch folder past it, and at the end merges the runs into the
 //! writer in order, in batches of the writer's own batch size: the same batches, so the same
-//! file bytes, as appending the sorted rows one by one. A small day is one run, sorted and
-//! written without a merge.
+//! file bytes, as appending the sorted rows one by one; the merge of each batch overlaps the
+//! encoding of the one before, on a second thread. A small day is one run, sorted and written
+//! without a merge.
 
 use super::builder::HlsBatchBuilder;
 use super::error::{HlsArrowError, Result};
@@ -157,7 +158,8 @@ impl SortedRuns {
     }
 
     /// Writes every row, in (`datetime`, `id`) order, into `writer` (a writer of the same
-    /// collection), in batches of `batch_rows`.
+    /// collection), in batches of `batch_rows`; the writer encodes a batch on a scoped thread
+    /// while the next one is merged.
     pub fn write_into<W: Write + Send>(
         mut self,
         writer: &mut HlsGeoparquetWriter<W>,
