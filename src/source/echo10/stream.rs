@@ -126,7 +126,7 @@ enum Child {
 }
 
 /// The fast reader of an echo10 page: cuts it into `<result>` elements, holding one at a
-/// time, and reads each record with [`scan_granule`]. It reads only the page as CMR writes
+/// time (of at most [`MAX_RESULT_BYTES`]), and reads each record with [`scan_granule`]. It reads only the page as CMR writes
 /// it: the XML declaration, `<results>`, `<hits>` and `<took>` with their numbers, and
 /// `<result>` elements whose attributes are plain `name="value"` pairs and whose record the
 /// scanner reads; for anything else it hands the rest of the page over ([`Step::Handover`]),
@@ -144,6 +144,10 @@ struct Splitter<R> {
     ended: bool,
     result_end: memmem::Finder<'static>,
 }
+
+/// The longest `<result>` element the splitter holds (CMR's HLS records are ~9 KB): past it,
+/// the general reader, which streams, reads the rest of the page.
+const MAX_RESULT_BYTES: usize = 1 << 20;
 
 /// The XML declaration CMR writes.
 const DECLARATION: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
@@ -286,12 +290,16 @@ impl<R: Chunks> Splitter<R> {
         }
     }
 
-    /// [`find`](Self::find) for `</result>`, with its prepared searcher.
+    /// [`find`](Self::find) for `</result>`, with its prepared searcher, within
+    /// [`MAX_RESULT_BYTES`] of the unconsumed input.
     fn find_result_end(&mut self, from: usize) -> Option<usize> {
         let mut from = from;
         loop {
             if let Some(i) = self.result_end.find(&self.buf[from..]) {
                 return Some(from + i);
+            }
+            if self.buf.len() - self.at > MAX_RESULT_BYTES {
+                return None;
             }
             from = self
                 .buf
@@ -491,6 +499,23 @@ mod tests {
                 "held {held} in chunks of {size}"
             );
         }
+    }
+
+    #[test]
+    fn a_result_too_long_to_hold_goes_to_the_general_reader() {
+        let plain = String::from_utf8(page().to_vec()).unwrap();
+        let padding = " ".repeat(2 * MAX_RESULT_BYTES);
+        let page = plain.replacen("</Granule>", &format!("{padding}</Granule>"), 1);
+        let mut splitter = Splitter::new(reader_of(page.clone(), 16 << 10));
+        assert!(matches!(
+            splitter.next_record(&mut Vec::new()),
+            Step::Handover
+        ));
+        let held = splitter.buf.len();
+        assert!(held <= MAX_RESULT_BYTES + (64 << 10), "held {held}");
+        let records = split(page.as_bytes(), 16 << 10);
+        assert!(records.starts_with("Ok(["), "{records}");
+        assert_eq!(records, general(page.as_bytes()));
     }
 
     #[test]
