@@ -94,8 +94,12 @@ fn scan(content: &str, builder: &mut GranuleBuilder) -> Option<()> {
 
 /// Whether `text` is XML whitespace only.
 fn is_blank(text: &str) -> bool {
-    text.bytes()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    text.bytes().all(is_xml_space)
+}
+
+/// Whether `b` is XML whitespace (space, tab, line feed, carriage return).
+pub(crate) fn is_xml_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 /// Whether `name` is a non-empty name of letters, digits, `_`, `.` and `-`, starting with a

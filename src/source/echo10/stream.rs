@@ -12,7 +12,7 @@
 use super::builder::GranuleBuilder;
 use super::error::Echo10Error;
 use super::page::{PageReader, PageRecord};
-use super::scan::{Scan, scan_granule};
+use super::scan::{Scan, is_xml_space, scan_granule};
 use crate::error::{CmrProblem, Error, Result};
 use crate::source::http::transport_error;
 use bytes::{Buf, Bytes};
@@ -62,7 +62,7 @@ pub async fn read_page(url: &str, mut resp: reqwest::Response) -> Result<Vec<Pag
 }
 
 /// Every record of the echo10 page in `input`, or the page's error.
-fn read_records<R: Chunks>(input: R) -> std::result::Result<Vec<PageRecord>, Echo10Error> {
+fn read_records(input: ChunkReader) -> std::result::Result<Vec<PageRecord>, Echo10Error> {
     let mut page = Splitter::new(input);
     let mut records = Vec::new();
     loop {
@@ -86,13 +86,6 @@ fn read_records<R: Chunks>(input: R) -> std::result::Result<Vec<PageRecord>, Ech
         records.push(record);
     }
     Ok(records)
-}
-
-/// A source of body chunks.
-trait Chunks: BufRead {
-    /// The next chunk of the input (after what [`BufRead`] has not consumed), `None` at its
-    /// end.
-    fn next_chunk(&mut self) -> Option<Bytes>;
 }
 
 /// What [`Splitter::next_record`] found.
@@ -126,14 +119,14 @@ enum Child {
 }
 
 /// The fast reader of an echo10 page: cuts it into `<result>` elements, holding one at a
-/// time (of at most [`MAX_RESULT_BYTES`]), and reads each record with [`scan_granule`]. It reads only the page as CMR writes
-/// it: the XML declaration, `<results>`, `<hits>` and `<took>` with their numbers, and
+/// time (of at most [`MAX_RESULT_BYTES`]), and reads each record with [`scan_granule`]. It
+/// reads only the page as CMR writes it: the XML declaration, `<results>`, `<hits>` and `<took>` with their numbers, and
 /// `<result>` elements whose attributes are plain `name="value"` pairs and whose record the
 /// scanner reads; for anything else it hands the rest of the page over ([`Step::Handover`]),
 /// from the start of the child of `<results>` it could not read (from the start of the
 /// input if it had not read `<results>`).
-struct Splitter<R> {
-    input: R,
+struct Splitter {
+    input: ChunkReader,
     /// Input read and not yet consumed starts at `buf[at]`.
     buf: Vec<u8>,
     at: usize,
@@ -142,18 +135,17 @@ struct Splitter<R> {
     place: Place,
     /// Whether the input has ended.
     ended: bool,
-    result_end: memmem::Finder<'static>,
 }
 
-/// The longest `<result>` element the splitter holds (CMR's HLS records are ~9 KB): past it,
-/// the general reader, which streams, reads the rest of the page.
+/// The most the splitter holds of one child of `<results>` (CMR's HLS records are ~9 KB):
+/// past it, the general reader, which streams, reads the rest of the page.
 const MAX_RESULT_BYTES: usize = 1 << 20;
 
 /// The XML declaration CMR writes.
 const DECLARATION: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
 
-impl<R: Chunks> Splitter<R> {
-    fn new(input: R) -> Self {
+impl Splitter {
+    fn new(input: ChunkReader) -> Self {
         Splitter {
             input,
             buf: Vec::new(),
@@ -161,7 +153,6 @@ impl<R: Chunks> Splitter<R> {
             dropped: 0,
             place: Place::Prolog,
             ended: false,
-            result_end: memmem::Finder::new(b"</result>"),
         }
     }
 
@@ -233,7 +224,7 @@ impl<R: Chunks> Splitter<R> {
     /// Reads a `<result …>…</result>` element.
     fn result(&mut self) -> Option<PageRecord> {
         let head_end = self.find(b">", self.at)?;
-        let end = self.find_result_end(head_end)?;
+        let end = self.find(b"</result>", head_end)?;
         let head = std::str::from_utf8(&self.buf[self.at + b"<result".len()..head_end]).ok()?;
         let (concept_id, collection_concept_id) = result_attributes(head)?;
         let content = std::str::from_utf8(&self.buf[head_end + 1..end]).ok()?;
@@ -266,7 +257,7 @@ impl<R: Chunks> Splitter<R> {
         loop {
             let blank = self.buf[self.at..]
                 .iter()
-                .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+                .take_while(|b| is_xml_space(**b))
                 .count();
             self.at += blank;
             if self.at < self.buf.len() || !self.read_chunk() {
@@ -276,36 +267,18 @@ impl<R: Chunks> Splitter<R> {
     }
 
     /// The position in `buf` of the first `needle` at or after `from`, reading input as
-    /// needed.
+    /// needed; `None` if the input ends first, or once more than [`MAX_RESULT_BYTES`] are
+    /// unconsumed (no child the splitter reads is that long).
     fn find(&mut self, needle: &[u8], from: usize) -> Option<usize> {
         let mut from = from;
         loop {
             if let Some(i) = memmem::find(&self.buf[from..], needle) {
                 return Some(from + i);
             }
-            from = self.buf.len().saturating_sub(needle.len() - 1).max(from);
-            if !self.read_chunk() {
-                return None;
-            }
-        }
-    }
-
-    /// [`find`](Self::find) for `</result>`, with its prepared searcher, within
-    /// [`MAX_RESULT_BYTES`] of the unconsumed input.
-    fn find_result_end(&mut self, from: usize) -> Option<usize> {
-        let mut from = from;
-        loop {
-            if let Some(i) = self.result_end.find(&self.buf[from..]) {
-                return Some(from + i);
-            }
             if self.buf.len() - self.at > MAX_RESULT_BYTES {
                 return None;
             }
-            from = self
-                .buf
-                .len()
-                .saturating_sub(b"</result>".len() - 1)
-                .max(from);
+            from = self.buf.len().saturating_sub(needle.len() - 1).max(from);
             if !self.read_chunk() {
                 return None;
             }
@@ -338,7 +311,7 @@ impl<R: Chunks> Splitter<R> {
     /// The rest of the page, after a [`Step::Handover`], as a document that the general
     /// reader reads from its start (`<results>` put back in front if it was read), and the
     /// offset in the page of its bytes after that prefix, less the prefix's length.
-    fn into_rest(self) -> (std::io::Chain<Cursor<Vec<u8>>, R>, u64) {
+    fn into_rest(self) -> (std::io::Chain<Cursor<Vec<u8>>, ChunkReader>, u64) {
         let prefix: &[u8] = match self.place {
             Place::Prolog => b"",
             Place::Results => b"<results>",
@@ -401,7 +374,9 @@ impl ChunkReader {
     }
 }
 
-impl Chunks for ChunkReader {
+impl ChunkReader {
+    /// The next chunk of the input (after what [`BufRead`] has not consumed), `None` at its
+    /// end.
     fn next_chunk(&mut self) -> Option<Bytes> {
         if self.chunk.is_empty() {
             self.rx.blocking_recv()
