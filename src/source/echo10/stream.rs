@@ -170,8 +170,10 @@ impl Splitter {
                 self.dropped += self.at as u64;
                 self.at = 0;
             }
-            self.skip_blank();
+            // The whitespace before a child is handed over with it (the general reader
+            // quotes text that is not only whitespace whole).
             let start = self.at;
+            self.skip_blank();
             match self.child(records) {
                 Some(Child::Count) => {}
                 Some(Child::Record) => return Step::Record,
