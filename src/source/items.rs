@@ -132,21 +132,18 @@ impl<'a> ItemHead<'a> {
         RowKey {
             datetime: self.datetime_micros(),
             id: self.id.as_deref().unwrap_or_default().to_string(),
-            bounds: self.bounds(),
         }
     }
 }
 
 /// A row's place in a daily file (`properties.datetime` in microseconds, an item without
-/// one first, then id) and the bounds of its geometry.
+/// one first, then id).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowKey {
     /// `properties.datetime`, microseconds since the epoch.
     pub datetime: Option<i64>,
     /// The item id.
     pub id: String,
-    /// `[minx, miny, maxx, maxy]` of the geometry's positions.
-    pub bounds: Option<[f64; 4]>,
 }
 
 /// Checks that fetched bytes are one JSON document, a `"type": "Feature"` whose id is

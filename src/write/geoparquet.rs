@@ -5,7 +5,7 @@ use crate::collection::Collection;
 use crate::error::{Error, ReadError, Result, WriteError};
 use crate::source::hls::GranuleMeta;
 use crate::source::items::{ItemHead, RowKey};
-use crate::write::hls_arrow::{HlsGeoparquetWriter, HlsWriterOptions, SortedRuns};
+use crate::write::hls_arrow::{Ended, HlsGeoparquetWriter, HlsWriterOptions, RUN_ROWS, SortedRuns};
 use crate::write::output::Output;
 use crate::write::scratch::{Scratch, Scratched};
 use bytes::Bytes;
@@ -139,12 +139,13 @@ impl BatchWriter {
 /// Rows that come as JSON bytes (fetched items) are spilled to [`Scratch`] space as they
 /// arrive, and only their sort keys kept; once all are in, they are read back in order and
 /// written with the fixed-schema writer (or, for a row outside its shape, the whole day with
-/// the generic writer, as for [`WriterKind::Stac`]). Rows built from ECHO10 values (bulk
-/// mode) are appended to the Arrow builders as they arrive, in sorted runs ([`SortedRuns`]:
-/// in memory, spilled as Arrow IPC past a limit), merged into the file at the end. (The runs
-/// made fetched days slower: their CPU is taken by the fetches, and a run costs a sort and a
-/// merge that reading the spill in order does not.) The items are never fetched again and
-/// never held in memory together.
+/// the generic writer, as for [`WriterKind::Stac`]). Granules' ECHO10 values (bulk mode)
+/// come nearly in order, and are written while they arrive ([`SortedRuns::write_early`]);
+/// if CMR lists one out of order, the rest go to sorted runs (in memory, spilled as Arrow IPC
+/// past a limit), merged into the file at the end, with the same bytes. (Runs made fetched
+/// days slower: their CPU is taken by the fetches, and a run costs a sort and a merge that
+/// reading the spill in order does not.) The items are never fetched again and never held
+/// in memory together.
 fn write_sorted(
     label: String,
     tmp_dir: Option<std::path::PathBuf>,
@@ -172,10 +173,16 @@ fn write_sorted(
                     if let (true, true, WriterKind::Fast(collection)) =
                         (fixed, pending.is_empty(), kind)
                     {
-                        let r = runs
-                            .get_or_insert_with(|| SortedRuns::new(collection, tmp_dir.clone()));
-                        match r.push_meta(&meta) {
-                            Ok(()) => continue,
+                        let r = runs.get_or_insert_with(|| {
+                            // Rows are written once no later one can precede them.
+                            SortedRuns::new(collection, tmp_dir.clone())
+                                .write_early(daily_options(RUN_ROWS as u64))
+                        });
+                        match r.check_granule(&meta) {
+                            Ok(()) => {
+                                r.push_granule(meta).map_err(|e| werr(WriteError::Hls(e)))?;
+                                continue;
+                            }
                             // The first row: the day goes to the generic writer, by the spill.
                             Err(e) if e.is_shape_mismatch() && r.rows() == 0 => {
                                 tracing::warn!("{label}: {e}; writing it with the generic writer");
@@ -209,11 +216,9 @@ fn write_sorted(
     if let (Some(runs), Some(collection)) = (runs, collection) {
         return write_runs(&label, &tmp_dir, runs, collection);
     }
-    let (rows, bounds) = sorted_rows(&label, &spilled, pending)?;
+    let rows = sorted_rows(&label, &spilled, pending)?;
     match collection {
-        Some(collection) if fixed => {
-            write_fixed(&label, &tmp_dir, &spilled, &rows, bounds, collection)
-        }
+        Some(collection) if fixed => write_fixed(&label, &tmp_dir, &spilled, &rows, collection),
         _ => replay(&label, &tmp_dir, &spilled, &rows, collection),
     }
 }
@@ -226,26 +231,27 @@ fn write_error(label: &str) -> impl Fn(WriteError) -> Error + '_ {
     }
 }
 
-/// The fixed-schema writer of a daily file of `rows` rows whose geometries are within
-/// `bounds`; it keeps its batches decoded when the file is small enough to be handed to its
-/// month's repartition. A batch is a whole row group: its column writers (and their zstd
-/// contexts) live only while it is encoded.
+/// The fixed-schema writer's options for a daily file of `rows` rows. A batch is a whole
+/// row group: its column writers (and their zstd contexts) live only while it is encoded.
+fn daily_options(rows: u64) -> HlsWriterOptions {
+    HlsWriterOptions::default()
+        .with_rows(rows)
+        .with_max_row_group_row_count(FAST_ROW_GROUP_SIZE)
+        .with_batch_rows(FAST_ROW_GROUP_SIZE)
+}
+
+/// The fixed-schema writer of a daily file of `rows` rows; it keeps its batches decoded when
+/// the file is small enough to be handed to its month's repartition.
 fn daily_writer(
     label: &str,
     tmp_dir: &Option<std::path::PathBuf>,
     collection: Collection,
     rows: u64,
-    bounds: Option<[f64; 4]>,
 ) -> Result<HlsGeoparquetWriter<Scratch>> {
-    let options = HlsWriterOptions::default()
-        .with_rows(rows)
-        .with_max_row_group_row_count(FAST_ROW_GROUP_SIZE)
-        .with_batch_rows(FAST_ROW_GROUP_SIZE);
-    let mut w = HlsGeoparquetWriter::with_bounds(
+    let mut w = HlsGeoparquetWriter::new(
         Scratch::new(tmp_dir.clone()),
         collection,
-        options,
-        bounds,
+        daily_options(rows),
     )
     .map_err(|e| write_error(label)(WriteError::Hls(e)))?;
     if rows <= crate::write::recent::RecentFiles::MAX_FILE_ROWS as u64 {
@@ -264,9 +270,16 @@ fn write_runs(
     if runs.rows() == 0 {
         return Ok(None);
     }
-    let mut w = daily_writer(label, tmp_dir, collection, runs.rows(), runs.bounds())?;
-    runs.write_into(&mut w, FAST_ROW_GROUP_SIZE)
-        .map_err(|e| write_error(label)(WriteError::Hls(e)))?;
+    let werr = write_error(label);
+    let w = match runs.finish_early().map_err(|e| werr(WriteError::Hls(e)))? {
+        Ended::Written(w) => *w,
+        Ended::Runs(runs) => {
+            let mut w = daily_writer(label, tmp_dir, collection, runs.rows())?;
+            runs.write_into(&mut w, FAST_ROW_GROUP_SIZE)
+                .map_err(|e| werr(WriteError::Hls(e)))?;
+            w
+        }
+    };
     finish_fixed(label, w)
 }
 
@@ -277,14 +290,13 @@ fn write_fixed(
     tmp_dir: &Option<std::path::PathBuf>,
     spilled: &Scratched,
     rows: &[SpilledRow],
-    bounds: Option<[f64; 4]>,
     collection: Collection,
 ) -> Result<Option<FinishedFile>> {
     let werr = write_error(label);
     if rows.is_empty() {
         return Ok(None);
     }
-    let mut w = daily_writer(label, tmp_dir, collection, rows.len() as u64, bounds)?;
+    let mut w = daily_writer(label, tmp_dir, collection, rows.len() as u64)?;
     let mut reader = spilled.ranges().map_err(|e| werr(WriteError::Spill(e)))?;
     let mut json = Vec::new();
     for row in rows {
@@ -328,18 +340,17 @@ fn meta_json(meta: &GranuleMeta) -> std::result::Result<Bytes, serde_json::Error
     serde_json::to_vec(&item).map(Bytes::from)
 }
 
-/// The spilled rows in (`datetime`, `id`) order, and the bounds of their geometries; a row
-/// whose key was not read when it arrived is read from the spill.
+/// The spilled rows in (`datetime`, `id`) order; a row whose key was not read when it
+/// arrived is read from the spill.
 fn sorted_rows(
     label: &str,
     spilled: &Scratched,
     pending: Vec<(Option<RowKey>, SpillAt)>,
-) -> Result<(Vec<SpilledRow>, Option<[f64; 4]>)> {
+) -> Result<Vec<SpilledRow>> {
     let werr = write_error(label);
     let mut reader = spilled.ranges().map_err(|e| werr(WriteError::Spill(e)))?;
     let mut json = Vec::new();
     let mut rows = Vec::with_capacity(pending.len());
-    let mut bounds = None;
     for (key, at) in pending {
         let key = match key {
             Some(key) => key,
@@ -352,14 +363,13 @@ fn sorted_rows(
                     .key()
             }
         };
-        bounds = crate::bbox::union_bounds(bounds, key.bounds);
         rows.push(SpilledRow {
             order: (key.datetime, key.id),
             at,
         });
     }
     rows.sort_unstable_by(|a, b| a.order.cmp(&b.order));
-    Ok((rows, bounds))
+    Ok(rows)
 }
 
 /// One row in the spill file: its key and where its JSON is.

@@ -47,7 +47,7 @@ mod tests;
 
 pub use builder::HlsBatchBuilder;
 pub use error::{HlsArrowError, Result, ValueProblem};
-pub use runs::SortedRuns;
+pub use runs::{Ended, HOLD_BACK_MICROS, RUN_ROWS, SortedRuns};
 pub use schema::{AssetSlot, GEOMETRY, THUMBNAIL, asset_slots, geometry_field, hls_schema};
 pub use writer::{HlsGeoparquetWriter, HlsWriterOptions, WriteStats};
 
@@ -67,6 +67,13 @@ impl HlsBatchBuilder {
     /// collection, or without geometry, is refused as `append_json` would refuse its item;
     /// on error nothing is appended.
     pub fn append_meta(&mut self, meta: &crate::source::hls::GranuleMeta) -> Result<()> {
+        self.check_meta(meta)?;
+        self.append_checked_meta(meta);
+        Ok(())
+    }
+
+    /// The check of [`append_meta`](Self::append_meta), appending nothing.
+    pub fn check_meta(&self, meta: &crate::source::hls::GranuleMeta) -> Result<()> {
         let invalid = |field: &str, problem| HlsArrowError::InvalidValue {
             id: Some(meta.granule_ur.clone()),
             field: field.to_string(),
@@ -87,9 +94,13 @@ impl HlsBatchBuilder {
                 ValueProblem::Rings("empty MultiPolygon"),
             ));
         }
+        Ok(())
+    }
+
+    /// Appends the row of a granule that passed [`check_meta`](Self::check_meta).
+    pub(crate) fn append_checked_meta(&mut self, meta: &crate::source::hls::GranuleMeta) {
         let item = meta::from_meta(meta, self.slots());
         self.append(&item);
-        Ok(())
     }
 
     /// Checks a `stac::Item` against the collection's fixed shape and appends it as a row;

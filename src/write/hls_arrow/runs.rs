@@ -9,16 +9,33 @@
 //! file bytes, as appending the sorted rows one by one; the merge of each batch overlaps the
 //! encoding of the one before, on a second thread. A small day is one run, sorted and written
 //! without a merge.
+//!
+//! Bulk mode's rows arrive nearly in order: CMR lists a day's granules by start time. There
+//! the runs are not needed. With [`write_early`](SortedRuns::write_early), granules' values
+//! ([`push_granule`](SortedRuns::push_granule)) are held as they are (~10× smaller than their
+//! rows), and once twice [`RUN_ROWS`] are held they are sorted, and those more than
+//! [`HOLD_BACK_MICROS`] before the newest are built into rows and written to the file, a whole
+//! row group at a time ([`building`](crate::write::parquet::building): on two cores, one
+//! file's rows built at a time). Each time the first granule held is checked against the last
+//! row written: if it precedes it (CMR listed out of order), the file written so far is
+//! finished in the scratch folder as a run of its own, read back by the merge, and every
+//! later row goes to runs. Either way the file has the same rows in the same order, and
+//! memory does not grow with the day (no runs, no merge).
 
 use super::builder::HlsBatchBuilder;
 use super::error::{HlsArrowError, Result};
-use super::writer::HlsGeoparquetWriter;
+use super::item::micros;
+use super::writer::{HlsGeoparquetWriter, HlsWriterOptions};
 use crate::Collection;
+use crate::source::hls::GranuleMeta;
+use crate::write::scratch::{Scratch, Scratched};
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array};
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
+use arrow_schema::SchemaRef;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -37,6 +54,14 @@ pub const MEMORY_LIMIT: usize = 12 << 20;
 /// Rows per IPC batch of a spilled run: what the merge holds of each spilled run at once.
 const SPILL_BATCH_ROWS: usize = 256;
 
+/// How far before the latest row written early a row is held back: a later row is expected
+/// to precede none of the rows written (one second, where CMR lists by start time).
+pub const HOLD_BACK_MICROS: i64 = 1_000_000;
+
+/// The parts a row group written early is built in (a row group's rows as Arrow arrays are
+/// ~10 MB for an HLSS30 day's 2,000).
+const GROUP_PARTS: usize = 4;
+
 /// The rows of one file, in sorted runs (see the module doc).
 pub struct SortedRuns {
     builder: HlsBatchBuilder,
@@ -47,22 +72,55 @@ pub struct SortedRuns {
     runs: Vec<Run>,
     in_memory: usize,
     rows: u64,
+    early: Option<Early>,
+    /// Granules checked and not written yet, while written early (in arrival order).
+    #[expect(
+        clippy::vec_box,
+        reason = "the granules come boxed from the listing, and sorting moves pointers"
+    )]
+    pending: Vec<Box<GranuleMeta>>,
+    /// How many granules held make the next write: at least a run's worth more than the
+    /// last write left (so that granules of one second, held back together, are not sorted
+    /// again at every arrival).
+    next_write: usize,
 }
 
-impl std::fmt::Debug for SortedRuns {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SortedRuns")
-            .field("collection", &self.collection)
-            .field("rows", &self.rows)
-            .field("runs", &self.runs.len())
-            .finish_non_exhaustive()
-    }
+/// What [`SortedRuns::finish_early`] ends with.
+pub enum Ended {
+    /// Every row was written early: the file's writer, to be finished.
+    Written(Box<HlsGeoparquetWriter<Scratch>>),
+    /// The rows are in runs (none written early), for [`SortedRuns::write_into`].
+    Runs(Box<SortedRuns>),
+}
+
+/// Rows written as they come ([`SortedRuns::write_early`]).
+enum Early {
+    /// Asked for: the first row group opens the file.
+    Waiting(HlsWriterOptions),
+    /// The file is being written.
+    Writing(Box<Direct>),
+}
+
+/// A file written while its rows arrive in order.
+struct Direct {
+    writer: HlsGeoparquetWriter<Scratch>,
+    /// Rows per row group of the file.
+    group_rows: usize,
+    /// The key of the last row written: no later row may precede it.
+    last: Option<(i64, String)>,
+}
+
+/// A granule's place in the file: its start time (the item's `datetime`) and id.
+fn meta_key(meta: &GranuleMeta) -> (i64, &str) {
+    (micros(&meta.begin), meta.granule_ur.as_str())
 }
 
 /// One sorted run.
 enum Run {
     Memory(RecordBatch),
     Spilled(NamedTempFile),
+    /// A file written early, up to the run that broke the order.
+    Written(Scratched),
 }
 
 impl SortedRuns {
@@ -88,7 +146,140 @@ impl SortedRuns {
             runs: Vec::new(),
             in_memory: 0,
             rows: 0,
+            early: None,
+            pending: Vec::new(),
+            next_write: 2 * run_rows.max(1),
         }
+    }
+
+    /// Writes the rows early (see the module doc), into a file opened with `options` when
+    /// the first row group is ready; rows are written a whole row group at a time.
+    pub fn write_early(mut self, options: HlsWriterOptions) -> SortedRuns {
+        self.early = Some(Early::Waiting(options));
+        self
+    }
+
+    /// Checks a granule's values as [`HlsBatchBuilder::append_meta`] checks them, taking
+    /// nothing.
+    pub fn check_granule(&self, meta: &GranuleMeta) -> Result<()> {
+        self.builder.check_meta(meta)
+    }
+
+    /// Takes a granule's values that passed [`check_granule`](Self::check_granule): written
+    /// early if asked for ([`write_early`](Self::write_early)), else appended to the runs.
+    pub fn push_granule(&mut self, meta: Box<GranuleMeta>) -> Result<()> {
+        if self.early.is_none() {
+            self.builder.append_checked_meta(&meta);
+            return self.after_append();
+        }
+        self.rows += 1;
+        self.pending.push(meta);
+        if self.pending.len() >= self.next_write {
+            self.write_pending(false)?;
+            self.next_write = self.pending.len() + self.run_rows;
+        }
+        Ok(())
+    }
+
+    /// Writes the granules held (all of them if `all`, else those more than
+    /// [`HOLD_BACK_MICROS`] before the newest, in whole row groups); if one precedes a row
+    /// already written, the rows go to runs instead.
+    fn write_pending(&mut self, all: bool) -> Result<()> {
+        self.pending
+            .sort_unstable_by(|a, b| meta_key(a).cmp(&meta_key(b)));
+        let direct = match self.early.take() {
+            Some(Early::Writing(direct)) => direct,
+            Some(Early::Waiting(options)) => Box::new(Direct {
+                writer: HlsGeoparquetWriter::new(
+                    Scratch::new(self.tmp_dir.clone()),
+                    self.collection,
+                    options,
+                )?,
+                group_rows: options.max_row_group_row_count,
+                last: None,
+            }),
+            None => return Ok(()),
+        };
+        let in_order = match (&direct.last, self.pending.first()) {
+            (Some(last), Some(first)) => meta_key(first) >= (last.0, last.1.as_str()),
+            _ => true,
+        };
+        if !in_order {
+            return self.stop_early(*direct);
+        }
+        let mut direct = direct;
+        let write = if all {
+            self.pending.len()
+        } else {
+            let newest = self.pending.last().map_or(i64::MIN, |m| micros(&m.begin));
+            let before = newest.saturating_sub(HOLD_BACK_MICROS);
+            let released = self.pending.partition_point(|m| micros(&m.begin) < before);
+            released / direct.group_rows * direct.group_rows
+        };
+        // Two collections' rows built at once would be held at once.
+        let (builder, pending) = (&mut self.builder, &self.pending);
+        // A row group is built in parts: the builders hold a part of it, the encoder the rest.
+        let part = direct.group_rows.div_ceil(GROUP_PARTS);
+        crate::write::parquet::building(|| -> Result<()> {
+            for rows in pending[..write].chunks(part) {
+                for meta in rows {
+                    builder.append_checked_meta(meta);
+                }
+                direct.writer.write_batch(&builder.finish()?)?;
+            }
+            Ok(())
+        })?;
+        if let Some(m) = write.checked_sub(1).map(|i| &self.pending[i]) {
+            direct.last = Some((micros(&m.begin), m.granule_ur.clone()));
+        }
+        self.pending.drain(..write);
+        self.early = Some(Early::Writing(direct));
+        Ok(())
+    }
+
+    /// Ends the rows: the file with every row written, if they were written early and
+    /// stayed in order, else the runs.
+    pub fn finish_early(mut self) -> Result<Ended> {
+        match self.early {
+            Some(Early::Writing(_)) => self.write_pending(true)?,
+            // Fewer rows than make a write: the file is written with the settings of its
+            // number of rows (a small one is written differently).
+            Some(Early::Waiting(_)) => {
+                self.early = None;
+                self.pending_to_runs()?;
+            }
+            None => {}
+        }
+        match self.early.take() {
+            Some(Early::Writing(mut direct)) => {
+                direct.writer.include_bounds(self.builder.bounds());
+                Ok(Ended::Written(Box::new(direct.writer)))
+            }
+            _ => Ok(Ended::Runs(Box::new(self))),
+        }
+    }
+
+    /// Finishes the file written early as a run of its own; the granules not written go to
+    /// runs, as every later row does.
+    fn stop_early(&mut self, direct: Direct) -> Result<()> {
+        if direct.last.is_some() {
+            let (out, _) = direct.writer.finish_into_inner()?;
+            let written = out.finish().map_err(|source| HlsArrowError::Spill {
+                path: self.tmp_dir.clone(),
+                source,
+            })?;
+            self.runs.push(Run::Written(written));
+        }
+        self.pending_to_runs()
+    }
+
+    /// Appends the granules not written to the runs.
+    fn pending_to_runs(&mut self) -> Result<()> {
+        for meta in std::mem::take(&mut self.pending) {
+            self.builder.append_checked_meta(&meta);
+            self.after_append_counted()?;
+        }
+        Ok(())
     }
 
     /// Rows appended so far.
@@ -113,6 +304,12 @@ impl SortedRuns {
     /// on a shape error nothing is appended (see [`HlsArrowError::is_shape_mismatch`]).
     pub fn push_json(&mut self, json: &[u8]) -> Result<()> {
         self.builder.append_json(json)?;
+        // Rows are written early only from granules' values.
+        match self.early.take() {
+            Some(Early::Writing(direct)) => self.stop_early(*direct)?,
+            Some(Early::Waiting(_)) => self.pending_to_runs()?,
+            None => {}
+        }
         self.after_append()
     }
 
@@ -125,6 +322,11 @@ impl SortedRuns {
 
     fn after_append(&mut self) -> Result<()> {
         self.rows += 1;
+        self.after_append_counted()
+    }
+
+    /// Seals a run once the builder holds enough rows.
+    fn after_append_counted(&mut self) -> Result<()> {
         if self.builder.len() >= self.run_rows {
             self.seal()?;
         }
@@ -137,6 +339,11 @@ impl SortedRuns {
             return Ok(());
         }
         let batch = sort(&self.builder.finish()?)?;
+        self.push_run(batch)
+    }
+
+    /// Keeps a sorted run, spilling the runs in memory past the limit.
+    fn push_run(&mut self, batch: RecordBatch) -> Result<()> {
         self.in_memory += batch.get_array_memory_size();
         self.runs.push(Run::Memory(batch));
         if self.in_memory > self.memory_limit {
@@ -206,8 +413,9 @@ impl SortedRuns {
         mut emit: impl FnMut(RecordBatch) -> bool,
     ) -> Result<()> {
         let mut cursors = Vec::with_capacity(self.runs.len());
+        let schema = self.builder.schema();
         for run in self.runs.drain(..) {
-            if let Some(c) = Cursor::open(run)? {
+            if let Some(c) = Cursor::open(run, &schema)? {
                 cursors.push(c);
             }
         }
@@ -337,6 +545,12 @@ enum Rest {
         reader: Box<StreamReader<BufReader<File>>>,
         _file: NamedTempFile,
     },
+    Written {
+        reader: Box<ParquetRecordBatchReader>,
+        /// The batches' schema (the file's has its metadata).
+        schema: SchemaRef,
+        _data: Scratched,
+    },
 }
 
 impl Rest {
@@ -344,13 +558,20 @@ impl Rest {
         match self {
             Rest::Memory(batches) => Ok(batches.pop_front()),
             Rest::Spilled { reader, .. } => Ok(reader.next().transpose()?),
+            Rest::Written { reader, schema, .. } => match reader.next().transpose()? {
+                Some(b) => Ok(Some(RecordBatch::try_new(
+                    schema.clone(),
+                    b.columns().to_vec(),
+                )?)),
+                None => Ok(None),
+            },
         }
     }
 }
 
 impl Cursor {
-    /// A cursor at the first row of a run; `None` if the run is empty.
-    fn open(run: Run) -> Result<Option<Cursor>> {
+    /// A cursor at the first row of a run of rows of `schema`; `None` if the run is empty.
+    fn open(run: Run, schema: &SchemaRef) -> Result<Option<Cursor>> {
         let mut rest = match run {
             Run::Memory(batch) => Rest::Memory(VecDeque::from([batch])),
             Run::Spilled(file) => {
@@ -362,6 +583,29 @@ impl Cursor {
                 Rest::Spilled {
                     reader: Box::new(reader),
                     _file: file,
+                }
+            }
+            Run::Written(data) => {
+                let reader = match &data {
+                    Scratched::Memory(bytes) => {
+                        ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?
+                            .with_batch_size(SPILL_BATCH_ROWS)
+                            .build()?
+                    }
+                    Scratched::File(file) => {
+                        let path = Some(file.path().to_path_buf());
+                        let f = file
+                            .reopen()
+                            .map_err(|source| HlsArrowError::Spill { path, source })?;
+                        ParquetRecordBatchReaderBuilder::try_new(f)?
+                            .with_batch_size(SPILL_BATCH_ROWS)
+                            .build()?
+                    }
+                };
+                Rest::Written {
+                    reader: Box::new(reader),
+                    schema: schema.clone(),
+                    _data: data,
                 }
             }
         };

@@ -643,3 +643,170 @@ fn sorted_runs_of_nothing_write_an_empty_file() {
     let (_, items) = runs_file(runs, Collection::Hlsl30);
     assert_eq!(items, 0);
 }
+
+/// The rows of a file (its columns, whatever the schema's metadata) and its row groups' sizes.
+fn file_rows(file: Bytes) -> (Vec<arrow_array::ArrayRef>, Vec<i64>) {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let groups = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect();
+    let reader = builder.build().unwrap();
+    let schema = reader.schema();
+    let batches: Vec<arrow_array::RecordBatch> = reader.map(Result::unwrap).collect();
+    let all = arrow_select::concat::concat_batches(&schema, &batches).unwrap();
+    (all.columns().to_vec(), groups)
+}
+
+/// Granules a CMR listing gives nearly in order: ~0.4 s apart, some at the same time (the
+/// later id listed first), each pair of neighbours 0.2 s apart listed in reverse.
+fn listed_in_order(collection: Collection, n: usize) -> Vec<GranuleMeta> {
+    let start = Utc.with_ymd_and_hms(2024, 5, 15, 0, 0, 0).unwrap();
+    let mut metas: Vec<GranuleMeta> = (0..n)
+        .map(|i| {
+            let mut m = meta(collection, i);
+            m.begin = start + Duration::microseconds(i as i64 / 3 * 400_000 + (i % 3) as i64 * 7);
+            if i % 7 == 0 {
+                m.begin = start + Duration::microseconds(i as i64 / 3 * 400_000);
+            }
+            m.end = m.begin + Duration::seconds(5);
+            m
+        })
+        .collect();
+    for pair in metas.chunks_mut(2) {
+        pair.reverse();
+    }
+    metas
+}
+
+/// Row groups of 100 rows, written in batches of 100: as daily files are (2,000 and 2,000).
+fn whole_groups() -> HlsWriterOptions {
+    small_batches().with_batch_rows(100)
+}
+
+fn early_runs(dir: &std::path::Path, collection: Collection) -> SortedRuns {
+    SortedRuns::with_limits(collection, Some(dir.into()), 100, 0).write_early(whole_groups())
+}
+
+#[test]
+fn granules_listed_in_order_are_written_early_with_the_rows_of_the_merge() {
+    let collection = Collection::Hlss30;
+    let metas = listed_in_order(collection, 1_030);
+    let (expected, _) = file_rows(Bytes::from(sorted_file(collection, &metas)));
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = early_runs(dir.path(), collection);
+    for m in &metas {
+        runs.check_granule(m).unwrap();
+        runs.push_granule(Box::new(m.clone())).unwrap();
+    }
+    assert_eq!(runs.rows(), 1_030);
+    let Ended::Written(w) = runs.finish_early().unwrap() else {
+        panic!("the rows went to runs");
+    };
+    let (out, stats) = w.finish_into_inner().unwrap();
+    assert_eq!(stats.items, 1_030);
+    let early = out.finish().unwrap().to_bytes().unwrap();
+    // The very bytes of the same granules merged from runs.
+    let mut runs = SortedRuns::with_limits(collection, Some(dir.path().into()), 100, 0);
+    for m in metas.iter().rev() {
+        runs.push_granule(Box::new(m.clone())).unwrap();
+    }
+    let mut w = HlsGeoparquetWriter::new(Vec::new(), collection, whole_groups()).unwrap();
+    runs.write_into(&mut w, 100).unwrap();
+    assert!(
+        w.finish_into_inner().unwrap().0 == early,
+        "not the merge's bytes"
+    );
+    let (rows, groups) = file_rows(early);
+    assert!(rows == expected, "the rows differ from the merge's");
+    // Whole row groups, written as they came, and nothing spilled.
+    assert_eq!(groups, [vec![100; 10], vec![30]].concat());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_granule_listed_out_of_order_sends_the_rows_to_the_merge() {
+    let collection = Collection::Hlsl30;
+    let in_order = listed_in_order(collection, 950);
+    // A granule listed late: after 900 others, it precedes rows already written.
+    let mut late = in_order.clone();
+    let moved = late.remove(300);
+    late.push(moved);
+    // Out of order from the start, and one JSON row among the granules.
+    let mut shuffled = in_order.clone();
+    shuffled.reverse();
+    let cases = [
+        ("late", &late, None),
+        ("reversed", &shuffled, Some(500)),
+        // A row of JSON while written early: the rest goes to runs too.
+        ("JSON", &in_order, Some(500)),
+    ];
+    for (case, metas, json_at) in cases {
+        let (expected, _) = file_rows(Bytes::from(sorted_file(collection, metas)));
+        let dir = tempfile::tempdir().unwrap();
+        let mut runs = early_runs(dir.path(), collection);
+        for (i, m) in metas.iter().enumerate() {
+            if Some(i) == json_at {
+                runs.push_json(&published_json(m)).unwrap();
+            } else {
+                runs.check_granule(m).unwrap();
+                runs.push_granule(Box::new(m.clone())).unwrap();
+            }
+        }
+        let Ended::Runs(runs) = runs.finish_early().unwrap() else {
+            panic!("{case}: written early out of order");
+        };
+        assert_eq!(runs.rows(), 950, "{case}");
+        let (file, items) = runs_file(*runs, collection);
+        assert_eq!(items, 950, "{case}");
+        let (rows, _) = file_rows(Bytes::from(file));
+        assert!(rows == expected, "{case}: the rows differ");
+        // The file written early and the spilled runs are gone.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{case}");
+    }
+}
+
+#[test]
+fn a_granule_of_another_collection_is_refused_before_it_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = early_runs(dir.path(), Collection::Hlss30);
+    let other = meta(Collection::Hlsl30, 1);
+    let e = runs.check_granule(&other).unwrap_err();
+    assert!(e.is_shape_mismatch(), "{e}");
+    assert_eq!(runs.rows(), 0);
+}
+
+#[test]
+fn granules_of_one_second_are_held_together_and_a_small_day_goes_to_runs() {
+    let collection = Collection::Hlss30;
+    // 600 granules in the same second (held back together), then 400 later ones.
+    let mut metas = listed_in_order(collection, 1_000);
+    let second = metas[0].begin;
+    for (i, m) in metas.iter_mut().take(600).enumerate() {
+        m.begin = second + Duration::microseconds(i as i64 % 17);
+    }
+    let (expected, _) = file_rows(Bytes::from(sorted_file(collection, &metas)));
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = early_runs(dir.path(), collection);
+    for m in &metas {
+        runs.push_granule(Box::new(m.clone())).unwrap();
+    }
+    let Ended::Written(w) = runs.finish_early().unwrap() else {
+        panic!("the rows went to runs");
+    };
+    let (out, _) = w.finish_into_inner().unwrap();
+    let (rows, _) = file_rows(out.finish().unwrap().to_bytes().unwrap());
+    assert!(rows == expected, "the rows differ from the merge's");
+
+    // Fewer granules than make a write: the runs, for a file of that many rows.
+    let mut runs = early_runs(dir.path(), collection);
+    for m in &metas[..150] {
+        runs.push_granule(Box::new(m.clone())).unwrap();
+    }
+    let Ended::Runs(runs) = runs.finish_early().unwrap() else {
+        panic!("a small day was written early");
+    };
+    assert_eq!(runs.rows(), 150);
+}

@@ -5,7 +5,8 @@ use super::error::{HlsArrowError, Result};
 use crate::Collection;
 use crate::write::metadata;
 use crate::write::recent::Decoded;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::{ARROW_SCHEMA_META_KEY, ArrowWriter, encode_arrow_schema};
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
@@ -115,7 +116,7 @@ pub struct HlsGeoparquetWriter<W: Write + Send> {
     batch_rows: usize,
     items: u64,
     batches: u64,
-    /// The schema stored in the file.
+    /// The schema of the rows (the one stored in the file gets the file metadata).
     schema: std::sync::Arc<arrow_schema::Schema>,
     /// The batches written, when they are kept ([`keep_batches`](Self::keep_batches)).
     kept: Option<Vec<arrow_array::RecordBatch>>,
@@ -134,41 +135,21 @@ impl<W: Write + Send> std::fmt::Debug for HlsGeoparquetWriter<W> {
 }
 
 impl<W: Write + Send> HlsGeoparquetWriter<W> {
-    /// A writer of `collection`'s items into `writer`. The `geo` metadata of the Arrow
-    /// schema stored in the file has no `bbox` (it is not known yet); the footer's has it.
+    /// A writer of `collection`'s items into `writer`. The Arrow schema stored in the file is
+    /// written with the footer, so that its `geo` metadata has the `bbox` of every row
+    /// written, as the footer's has.
     pub fn new(writer: W, collection: Collection, options: HlsWriterOptions) -> Result<Self> {
-        Self::with_bounds(writer, collection, options, None)
-    }
-
-    /// A writer of `collection`'s items into `writer`, whose geometries are known to lie
-    /// within `bounds` (`[minx, miny, maxx, maxy]`, as the items will give it): the `geo`
-    /// metadata in the stored Arrow schema carries that `bbox`, as the footer's does.
-    pub fn with_bounds(
-        writer: W,
-        collection: Collection,
-        options: HlsWriterOptions,
-        bounds: Option<[f64; 4]>,
-    ) -> Result<Self> {
         let builder = HlsBatchBuilder::new(collection);
-        let geo = metadata::wkb_multipolygons(super::schema::GEOMETRY, bounds, bounds.is_some())
-            .map_err(HlsArrowError::Metadata)?;
-        let stac = metadata::stac_geoparquet(&[collection]).map_err(HlsArrowError::Metadata)?;
-        let schema = builder
-            .schema()
-            .as_ref()
-            .clone()
-            .with_metadata(metadata::schema_metadata([
-                (metadata::GEO_KEY, geo.as_str()),
-                (metadata::STAC_KEY, stac.as_str()),
-            ]));
-        let schema = std::sync::Arc::new(schema);
-        let writer = ArrowWriter::try_new(
+        let schema = builder.schema();
+        let writer = ArrowWriter::try_new_with_options(
             Counting {
                 inner: writer,
                 bytes: 0,
             },
             schema.clone(),
-            Some(options.writer_properties()),
+            ArrowWriterOptions::new()
+                .with_properties(options.writer_properties())
+                .with_skip_arrow_metadata(true),
         )?;
         Ok(HlsGeoparquetWriter {
             writer,
@@ -276,13 +257,25 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
         .map_err(HlsArrowError::Metadata)?;
         let stac =
             metadata::stac_geoparquet(&[self.collection]).map_err(HlsArrowError::Metadata)?;
+        // The Arrow schema stored in the file carries the file metadata too (GeoPandas reads
+        // `geo` from there when given a folder of files).
+        let stored = std::sync::Arc::new(self.schema.as_ref().clone().with_metadata(
+            metadata::schema_metadata([
+                (metadata::GEO_KEY, geo.as_str()),
+                (metadata::STAC_KEY, stac.as_str()),
+            ]),
+        ));
+        self.writer.append_key_value_metadata(KeyValue::new(
+            ARROW_SCHEMA_META_KEY.to_string(),
+            encode_arrow_schema(&stored),
+        ));
         self.writer
             .append_key_value_metadata(KeyValue::new(metadata::GEO_KEY.to_string(), geo.clone()));
         self.writer
             .append_key_value_metadata(KeyValue::new(metadata::STAC_KEY.to_string(), stac.clone()));
         let counting = self.writer.into_inner()?;
         let decoded = self.kept.map(|batches| Decoded {
-            schema: self.schema,
+            schema: stored,
             batches,
             geo,
             stac,
