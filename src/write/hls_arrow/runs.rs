@@ -85,7 +85,20 @@ pub struct SortedRuns {
     next_write: usize,
 }
 
+impl std::fmt::Debug for SortedRuns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SortedRuns")
+            .field("collection", &self.collection)
+            .field("rows", &self.rows)
+            .field("runs", &self.runs.len())
+            .field("early", &self.early.is_some())
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What [`SortedRuns::finish_early`] ends with.
+#[derive(Debug)]
 pub enum Ended {
     /// Every row was written early: the file's writer, to be finished.
     Written(Box<HlsGeoparquetWriter<Scratch>>),
