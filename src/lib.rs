@@ -32,3 +32,9 @@ pub mod write;
 
 pub use collection::Collection;
 pub use error::{Error, Result};
+
+/// The cores this process may use (two if the system does not say): what the pools of
+/// encoders, row-group builders and row-group readers are sized by.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+}

@@ -462,8 +462,7 @@ fn id_bloom_ranges(metadata: &ParquetMetaData) -> Vec<Option<Range<u64>>> {
 
 /// Row groups read at once by a search: twice this machine's cores (decoded on blocking
 /// threads, so that one is fetched while another is decoded).
-static READ_AHEAD: LazyLock<usize> =
-    LazyLock::new(|| std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)) * 2);
+static READ_AHEAD: LazyLock<usize> = LazyLock::new(|| crate::cores().clamp(1, 8) * 2);
 
 /// Rows per record batch of the matches.
 const BATCH_ROWS: usize = 1024;

@@ -111,17 +111,14 @@ pub fn writer_options() -> WriterOptions {
 /// is CPU work, and while a row group is encoded parquet holds a zstd compression and a
 /// decompression context for each of its columns (~40 MB for an HLS file's ~256 columns):
 /// with one encoder per harvested day, eight small days finishing together held 8 × 40 MB.
-static ENCODERS: LazyLock<Gate> = LazyLock::new(|| {
-    Gate::new(std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)))
-});
+static ENCODERS: LazyLock<Gate> = LazyLock::new(|| Gate::new(crate::cores().clamp(1, 8)));
 
 /// Row groups built from granules' values while they are listed, and encoded, at once in
 /// this process: half the cores (at least one, at most four), the other half parsing and
 /// fetching. On two cores, a bulk day's two collections building and encoding their rows at
 /// the same time peaked 10–15 % higher, for no gain in speed.
-static BUILDERS: LazyLock<Gate> = LazyLock::new(|| {
-    Gate::new(std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2).clamp(1, 4)))
-});
+static BUILDERS: LazyLock<Gate> =
+    LazyLock::new(|| Gate::new(crate::cores().div_ceil(2).clamp(1, 4)));
 
 /// Runs `encode` (the encoding of whole row groups: a blocking call, on a blocking thread)
 /// when fewer encodings are under way than this machine has cores (at most 8).
