@@ -326,13 +326,6 @@ impl SortedRuns {
         self.after_append()
     }
 
-    /// Appends the row of a granule's ECHO10 values, built straight from them (see
-    /// [`HlsBatchBuilder::append_meta`]).
-    pub fn push_meta(&mut self, meta: &crate::source::hls::GranuleMeta) -> Result<()> {
-        self.builder.append_meta(meta)?;
-        self.after_append()
-    }
-
     fn after_append(&mut self) -> Result<()> {
         self.rows += 1;
         self.after_append_counted()

@@ -620,7 +620,8 @@ fn sorted_runs_write_the_bytes_of_the_rows_written_in_order() {
             if i % 2 == 0 {
                 runs.push_json(&published_json(m)).unwrap();
             } else {
-                runs.push_meta(m).unwrap();
+                runs.check_granule(m).unwrap();
+                runs.push_granule(Box::new(m.clone())).unwrap();
             }
         }
         assert_eq!(runs.rows(), 230);
