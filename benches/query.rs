@@ -4,12 +4,13 @@
 //! ```text
 //! cargo bench --bench query                                 # 300,000 items
 //! cargo bench --bench query -- --items 100000 --row-group-size 2000
+//! cargo bench --bench query -- --only ids                  # one case: boxes, ids or serve
 //! ```
 //!
 //! The month is made once and kept in `$HLS_FLOW_BENCH_DIR/items-N/` (default folder:
 //! `hls-flow-bench-query` in the system's temporary folder): 30 daily files written with the
 //! harvest's writer, then `repartition_month` with its default options (or
-//! `--row-group-size`) into `cache-rgN/`. The items are HLS-like: ~26,000 MGRS-like 1° tiles
+//! `--row-group-size`) into `cache-rgN-…/` (named by the layout's constants). The items are HLS-like: ~26,000 MGRS-like 1° tiles
 //! over "continents" (10° blocks between 56° S and 76° N), each seen every 5 days by two
 //! satellites 2–3 days apart (12–13 times a month) at 10:30 local solar time, a third of the
 //! footprints cut by the swath edge, ids as LP DAAC names them; thinned evenly to N items.
@@ -341,6 +342,9 @@ async fn main() -> Result<(), BoxError> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(300_000);
     let row_group_size: Option<usize> = arg(&args, "--row-group-size").and_then(|s| s.parse().ok());
+    // `--only boxes|ids|serve`: one case alone (to profile it).
+    let only = arg(&args, "--only");
+    let wanted = |case: &str| only.as_deref().is_none_or(|o| o == case);
     let dir = PathBuf::from(std::env::var("HLS_FLOW_BENCH_DIR").unwrap_or_else(|_| {
         std::env::temp_dir()
             .join("hls-flow-bench-query")
@@ -351,9 +355,10 @@ async fn main() -> Result<(), BoxError> {
     let ids = make_daily(n, &dir.join("daily")).await?;
     let rg = row_group_size.unwrap_or(RepartitionOptions::default().row_group_size);
     let cache = dir.join(format!(
-        "cache-rg{rg}-page{}-{}b-stats-dict{}",
+        "cache-rg{rg}-page{}-{}b-batch{}-stats-dict{}",
         hls_flow::write::repartition::PAGE_ROWS,
         hls_flow::write::repartition::PAGE_BYTES,
+        hls_flow::write::repartition::PAGE_BATCH_ROWS,
         hls_flow::write::repartition::DICTIONARY_BYTES
     ));
     make_cache(&dir, &cache, row_group_size).await?;
@@ -375,106 +380,110 @@ async fn main() -> Result<(), BoxError> {
         "{:<44} {:>10} {:>9} {:>12} {:>8}  target",
         "case", "median ms", "matches", "row groups", "share"
     );
-    let (mut worst_share, mut worst_ms) = (0.0f64, 0.0f64);
-    for b in BOXES {
-        let q = Query::default().with_bbox(b)?.with_datetime(WEEK)?;
-        let (ms, stats, found) = timed_search(&searcher, &q, 15).await?;
-        let share = stats.row_groups_read as f64 / stats.row_groups.max(1) as f64;
-        worst_share = worst_share.max(share);
-        worst_ms = worst_ms.max(ms);
+    if wanted("boxes") {
+        let (mut worst_share, mut worst_ms) = (0.0f64, 0.0f64);
+        for b in BOXES {
+            let q = Query::default().with_bbox(b)?.with_datetime(WEEK)?;
+            let (ms, stats, found) = timed_search(&searcher, &q, 15).await?;
+            let share = stats.row_groups_read as f64 / stats.row_groups.max(1) as f64;
+            worst_share = worst_share.max(share);
+            worst_ms = worst_ms.max(ms);
+            println!(
+                "{:<44} {:>10.1} {:>9} {:>5} of {:<4} {:>7.1}%",
+                format!("search 1°x1° week at {},{}", b[0], b[1]),
+                ms,
+                found,
+                stats.row_groups_read,
+                stats.row_groups,
+                share * 100.0
+            );
+        }
         println!(
-            "{:<44} {:>10.1} {:>9} {:>5} of {:<4} {:>7.1}%",
-            format!("search 1°x1° week at {},{}", b[0], b[1]),
+            "{:<44} {:>10.1} {:>9} {:>12} {:>7.1}%  ≤ 50 ms: {}; ≤ 5 % row groups: {}",
+            "search 1°x1° week, worst of 8",
+            worst_ms,
+            "",
+            "",
+            worst_share * 100.0,
+            verdict(worst_ms <= 50.0),
+            verdict(worst_share <= 0.05)
+        );
+    }
+    if wanted("ids") {
+        let q = Query {
+            ids: ids.iter().cloned().collect(),
+            ..Query::default()
+        };
+        let (ms, stats, found) = timed_search(&searcher, &q, 10).await?;
+        println!(
+            "{:<44} {:>10.1} {:>9} {:>5} of {:<4} {:>7.1}%  ≤ 100 ms: {}",
+            "search 100 ids, whole month",
             ms,
             found,
             stats.row_groups_read,
             stats.row_groups,
-            share * 100.0
+            stats.row_groups_read as f64 / stats.row_groups.max(1) as f64 * 100.0,
+            verdict(ms <= 100.0 && found == 100)
         );
     }
-    println!(
-        "{:<44} {:>10.1} {:>9} {:>12} {:>7.1}%  ≤ 50 ms: {}; ≤ 5 % row groups: {}",
-        "search 1°x1° week, worst of 8",
-        worst_ms,
-        "",
-        "",
-        worst_share * 100.0,
-        verdict(worst_ms <= 50.0),
-        verdict(worst_share <= 0.05)
-    );
-
-    let q = Query {
-        ids: ids.iter().cloned().collect(),
-        ..Query::default()
-    };
-    let (ms, stats, found) = timed_search(&searcher, &q, 10).await?;
-    println!(
-        "{:<44} {:>10.1} {:>9} {:>5} of {:<4} {:>7.1}%  ≤ 100 ms: {}",
-        "search 100 ids, whole month",
-        ms,
-        found,
-        stats.row_groups_read,
-        stats.row_groups,
-        stats.row_groups_read as f64 / stats.row_groups.max(1) as f64 * 100.0,
-        verdict(ms <= 100.0 && found == 100)
-    );
-
-    let (_server, url) = serve(&cache)?;
-    let client = reqwest::Client::builder().build()?;
-    let get = |u: String| fetch(client.clone(), u);
-    // Warm the server's footers.
-    get(search_url(&url, BOXES[0])).await?;
-    let mut worst = 0.0f64;
-    for b in BOXES {
-        let mut ms = Vec::new();
-        for _ in 0..15 {
-            let t = Instant::now();
-            get(search_url(&url, b)).await?;
-            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    if wanted("serve") {
+        let (_server, url) = serve(&cache)?;
+        let client = reqwest::Client::builder().build()?;
+        let get = |u: String| fetch(client.clone(), u);
+        // Warm the server's footers.
+        get(search_url(&url, BOXES[0])).await?;
+        let mut worst = 0.0f64;
+        for b in BOXES {
+            let mut ms = Vec::new();
+            for _ in 0..15 {
+                let t = Instant::now();
+                get(search_url(&url, b)).await?;
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            worst = worst.max(median(ms));
         }
-        worst = worst.max(median(ms));
-    }
-    println!(
-        "{:<44} {:>10.1} {:>9} {:>12} {:>8}  ≤ 50 ms: {}",
-        "serve GET /search 1°x1° week, worst of 8",
-        worst,
-        "",
-        "",
-        "",
-        verdict(worst <= 50.0)
-    );
+        println!(
+            "{:<44} {:>10.1} {:>9} {:>12} {:>8}  ≤ 50 ms: {}",
+            "serve GET /search 1°x1° week, worst of 8",
+            worst,
+            "",
+            "",
+            "",
+            verdict(worst <= 50.0)
+        );
 
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let client = client.clone();
-            let url = url.clone();
-            tokio::spawn(async move {
-                for i in 0..PER_CLIENT {
-                    fetch(
-                        client.clone(),
-                        search_url(&url, BOXES[(c + i) % BOXES.len()]),
-                    )
-                    .await?;
-                }
-                Ok::<(), BoxError>(())
+        let t = Instant::now();
+        let tasks: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let client = client.clone();
+                let url = url.clone();
+                tokio::spawn(async move {
+                    for i in 0..PER_CLIENT {
+                        fetch(
+                            client.clone(),
+                            search_url(&url, BOXES[(c + i) % BOXES.len()]),
+                        )
+                        .await?;
+                    }
+                    Ok::<(), BoxError>(())
+                })
             })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let rate = (CLIENTS * PER_CLIENT) as f64 / secs;
+        println!(
+            "{:<44} {:>10} {:>9} {:>12} {:>8}  ≥ 200/s: {} ({rate:.0} searches/s, {} in {secs:.2} s)",
+            format!("serve, {CLIENTS} clients x {PER_CLIENT} searches"),
+            "",
+            "",
+            "",
+            "",
+            verdict(rate >= 200.0),
+            CLIENTS * PER_CLIENT
+        );
     }
-    let secs = t.elapsed().as_secs_f64();
-    let rate = (CLIENTS * PER_CLIENT) as f64 / secs;
-    println!(
-        "{:<44} {:>10} {:>9} {:>12} {:>8}  ≥ 200/s: {} ({rate:.0} searches/s, {} in {secs:.2} s)",
-        format!("serve, {CLIENTS} clients x {PER_CLIENT} searches"),
-        "",
-        "",
-        "",
-        "",
-        verdict(rate >= 200.0),
-        CLIENTS * PER_CLIENT
-    );
     Ok(())
 }

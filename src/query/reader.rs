@@ -62,6 +62,8 @@ struct KnownFile {
     footer: ArrowReaderMetadata,
     /// The footer's columns, all of them, as the record batch reader takes them.
     all: Arc<FieldLevels>,
+    /// Where the `id` bloom filter of each row group is ([`id_bloom_ranges`]).
+    id_bloom_ranges: Vec<Option<Range<u64>>>,
     id_blooms: tokio::sync::OnceCell<Blooms>,
     /// Bytes it takes in memory, about: the footer's, and those of its `id` bloom filters
     /// (counted before they are read).
@@ -301,7 +303,8 @@ impl Searcher {
             Some(meta.schema().fields()),
         )
         .map_err(|e| self.read_error(p, e))?;
-        let blooms: u64 = id_bloom_ranges(meta.metadata())
+        let id_bloom_ranges = id_bloom_ranges(meta.metadata());
+        let blooms: u64 = id_bloom_ranges
             .iter()
             .flatten()
             .map(|r| r.end - r.start)
@@ -310,6 +313,7 @@ impl Searcher {
         let known = Arc::new(KnownFile {
             footer: meta,
             all: Arc::new(all),
+            id_bloom_ranges,
             id_blooms: tokio::sync::OnceCell::new(),
             bytes,
         });
@@ -404,7 +408,7 @@ impl Searcher {
     ) -> Result<Vec<usize>> {
         let blooms = known
             .id_blooms
-            .get_or_try_init(|| self.read_id_blooms(p, &known.footer))
+            .get_or_try_init(|| self.read_id_blooms(p, &known.id_bloom_ranges))
             .await?;
         Ok(groups
             .into_iter()
@@ -417,8 +421,7 @@ impl Searcher {
 
     /// Reads the `id` bloom filters of the row groups of a partition, all in one coalesced
     /// read: `None` for a row group without one.
-    async fn read_id_blooms(&self, p: &Partition, meta: &ArrowReaderMetadata) -> Result<Blooms> {
-        let ranges = id_bloom_ranges(meta.metadata());
+    async fn read_id_blooms(&self, p: &Partition, ranges: &[Option<Range<u64>>]) -> Result<Blooms> {
         let wanted: Vec<Range<u64>> = ranges.iter().flatten().cloned().collect();
         let mut read = self
             .reader(p)
@@ -427,12 +430,12 @@ impl Searcher {
             .map_err(|e| self.read_error(p, e))?
             .into_iter();
         let mut blooms = Vec::with_capacity(ranges.len());
-        for range in &ranges {
-            blooms.push(match (range, read.next()) {
-                (Some(_), Some(bytes)) => {
-                    Some(Sbbf::from_bytes(&bytes).map_err(|e| self.read_error(p, e))?)
-                }
-                _ => None,
+        for range in ranges {
+            // Only a row group with a filter took one of the ranges read.
+            let bytes = range.as_ref().and_then(|_| read.next());
+            blooms.push(match bytes {
+                Some(bytes) => Some(Sbbf::from_bytes(&bytes).map_err(|e| self.read_error(p, e))?),
+                None => None,
             });
         }
         Ok(blooms)
@@ -816,6 +819,7 @@ mod tests {
         let descr = footer.metadata().file_metadata().schema_descr();
         let all = parquet_to_arrow_field_levels(descr, ProjectionMask::all(), None).unwrap();
         Arc::new(KnownFile {
+            id_bloom_ranges: id_bloom_ranges(footer.metadata()),
             footer,
             all: Arc::new(all),
             id_blooms: tokio::sync::OnceCell::new(),

@@ -5,12 +5,12 @@ use crate::collection::Collection;
 use crate::error::{CmrProblem, Error, Result};
 use crate::source::http::{check_status, transport_error};
 use crate::source::retry::RetryPolicy;
+use crate::source::seen::SeenIds;
 use crate::source::throttle::Throttle;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::Stream;
 use reqwest::Client;
 use serde::{Deserialize, Deserializer};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -368,7 +368,7 @@ impl CmrClient {
             url: String,
             search_after: Option<String>,
             hits: Option<u64>,
-            seen: HashSet<String>,
+            seen: SeenIds,
             done: bool,
             listings: u32,
             max_listings: u32,
@@ -379,7 +379,7 @@ impl CmrClient {
             url,
             search_after: None,
             hits: None,
-            seen: HashSet::new(),
+            seen: SeenIds::new(),
             done: false,
             listings: 1,
             max_listings: self.retry.max_attempts.max(1),
@@ -398,7 +398,7 @@ impl CmrClient {
                 }),
                 _ => {
                     st.hits = Some(page.hits());
-                    st.seen.extend(page.keys().map(str::to_string));
+                    st.seen.extend(page.keys());
                     let listed = st.seen.len() as u64;
                     st.search_after = page.search_after().map(str::to_string);
                     st.done = page.is_empty() || st.search_after.is_none() || listed >= page.hits();

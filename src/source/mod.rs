@@ -5,6 +5,7 @@
 //! - [`echo10`]: CMR's ECHO10 records read as a stream and turned into items (bulk mode);
 //! - [`items`]: each granule's published `_stac.json`, fetched and checked;
 //! - [`hls`]: what an HLS v2.0 granule is and the item LP DAAC publishes for it;
+//! - [`seen`]: the ids a listing has seen (to drop repeats), as hashes;
 //! - [`http`], [`retry`], [`throttle`]: one HTTP client, retries with backoff that honour
 //!   `Retry-After`, and a pause shared by every request to a service that asked for one.
 
@@ -14,4 +15,5 @@ pub mod hls;
 pub mod http;
 pub mod items;
 pub mod retry;
+pub mod seen;
 pub mod throttle;

@@ -8,13 +8,13 @@ use crate::error::{Error, GranuleProblem, Result, WriteError, one_line};
 use crate::progress::UnitBar;
 use crate::source::cmr::{CmrClient, GranuleQuery};
 use crate::source::items::ItemFetcher;
+use crate::source::seen::SeenIds;
 use crate::write::geoparquet::{BatchWriter, DEFAULT_BATCH_SIZE, ItemRow, WriterKind};
 use crate::write::output::Output;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use object_store::path::Path;
 use stac::Item;
-use std::collections::HashSet;
 use std::path::PathBuf;
 use tokio::sync::mpsc;
 
@@ -132,7 +132,7 @@ impl Listing {
 struct DayFilter {
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-    seen: HashSet<String>,
+    seen: SeenIds,
 }
 
 impl DayFilter {
@@ -140,7 +140,7 @@ impl DayFilter {
         DayFilter {
             start: query.start,
             end: query.end,
-            seen: HashSet::new(),
+            seen: SeenIds::new(),
         }
     }
 
@@ -149,7 +149,7 @@ impl DayFilter {
             listing.outside += 1;
             return false;
         }
-        if !self.seen.insert(id.to_string()) {
+        if !self.seen.insert(id) {
             listing.duplicates += 1;
             return false;
         }
@@ -252,17 +252,23 @@ async fn list_echo10(
     let mut listing = Listing::default();
     let mut filter = DayFilter::new(&query);
     let collection = query.collection;
-    // The next page is fetched and parsed while this one's records go to the writer (one
-    // page ahead: a page's records are ~4 MB parsed).
+    // The next page is fetched and parsed while this one's records go to the writer: one
+    // page ahead, no more (a page's 2,000 records are ~1 MB parsed). The slot for a page is
+    // taken before it is fetched, so a page parsed waits in it while the one before is
+    // taken, and the reader fetches no further until that one is done.
     let (page_tx, mut page_rx) = mpsc::channel(1);
     let pages = cmr.echo10_pages(&query);
     // Aborted when the listing ends, early or not.
     let mut reader = tokio::task::JoinSet::new();
     reader.spawn(async move {
         futures::pin_mut!(pages);
-        while let Some(page) = pages.next().await {
+        while let Ok(slot) = page_tx.reserve().await {
+            let Some(page) = pages.next().await else {
+                break;
+            };
             let failed = page.is_err();
-            if page_tx.send(page).await.is_err() || failed {
+            slot.send(page);
+            if failed {
                 break;
             }
         }
@@ -302,7 +308,7 @@ async fn list_echo10(
                         .granule()
                         .map(str::to_string)
                         .unwrap_or_else(|| rec.concept_id.clone());
-                    if !filter.seen.insert(id.clone()) {
+                    if !filter.seen.insert(&id) {
                         listing.duplicates += 1;
                         continue;
                     }
@@ -559,5 +565,69 @@ mod tests {
             items[0].properties.additional_fields.get("hls:new"),
             Some(&serde_json::json!(7))
         );
+    }
+
+    /// An emulator of synthetic days from 2024-05-14 to 2024-05-16, `per_day` granules a day.
+    async fn emulator(per_day: u32) -> hls_flow_emulator::Emulator {
+        let day = |d| NaiveDate::from_ymd_opt(2024, 5, d).unwrap();
+        let config = hls_flow_emulator::EmulatorConfig {
+            source: hls_flow_emulator::DataSource::Synthetic(hls_flow_emulator::SyntheticConfig {
+                start: day(14),
+                end: day(16),
+                granules_per_day: per_day,
+                seed: 7,
+            }),
+            faults: Default::default(),
+        };
+        hls_flow_emulator::Emulator::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_bulk_listing_reads_one_page_ahead_of_the_writer_and_no_further() {
+        let emu = emulator(600).await;
+        let cmr = CmrClient::new(
+            reqwest::Client::new(),
+            &emu.base_url(),
+            "test",
+            crate::source::retry::RetryPolicy::none(),
+            2,
+        )
+        .with_page_size(50);
+        let (start, end) = crate::period::day_window(NaiveDate::from_ymd_opt(2024, 5, 15).unwrap());
+        let query = GranuleQuery {
+            collection: Collection::Hlss30,
+            start,
+            end,
+            bbox: None,
+        };
+        // A writer that takes nothing yet: the listing stops at its first granule's send.
+        let (tx, mut rx) = mpsc::channel(1);
+        let listing = tokio::spawn(list_echo10(cmr, query, true, tx, UnitBar::hidden()));
+        let mut served = emu.counts().echo10_pages;
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            let now = emu.counts().echo10_pages;
+            if now == served && now > 0 {
+                break;
+            }
+            served = now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // The page being taken, and the next one waiting: not a third one read meanwhile.
+        assert_eq!(emu.counts().echo10_pages, 2);
+
+        // Taken, every granule of the day comes, each once, from every page.
+        let mut ids = std::collections::BTreeSet::new();
+        while let Some((id, row)) = rx.recv().await {
+            assert!(row.is_ok(), "{id}");
+            assert!(ids.insert(id));
+        }
+        let listing = listing.await.unwrap().unwrap();
+        // The emulator's HLSS30 share of a day of 600: 390 granules, 8 pages of 50.
+        assert_eq!(ids.len(), 390);
+        assert_eq!(listing.listed, 390);
+        assert_eq!(emu.counts().echo10_pages, 8);
     }
 }

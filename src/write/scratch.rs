@@ -9,8 +9,15 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use tempfile::NamedTempFile;
 
-/// Bytes held in memory by one [`Scratch`] before they move to a temporary file.
-pub const IN_MEMORY_LIMIT: usize = 2 << 20;
+/// Bytes held in memory by one [`Scratch`] before they move to a temporary file: a day of a
+/// few hundred items (a 10-item day's file is ~50 KB). Past it, a file and its write buffer
+/// ([`FILE_BUFFER`]): at 2 MB, the two files of a bulk day (one per collection) each held up
+/// to 2 MB here and then 1 MB of buffer, ~4 MB of a day of 40,000's peak (heaptrack).
+pub const IN_MEMORY_LIMIT: usize = 512 << 10;
+
+/// The write buffer of a temporary file (parquet writes a column chunk's pages and headers
+/// in many small writes).
+const FILE_BUFFER: usize = 256 << 10;
 
 /// A temporary file in `tmp_dir` (the system's temporary folder if `None`).
 pub fn temp_file(tmp_dir: &Option<PathBuf>) -> std::io::Result<NamedTempFile> {
@@ -84,7 +91,7 @@ impl Write for Scratch {
                 buf.extend_from_slice(data);
             }
             Place::Memory(buf) => {
-                let mut out = BufWriter::with_capacity(1 << 20, temp_file(&self.tmp_dir)?);
+                let mut out = BufWriter::with_capacity(FILE_BUFFER, temp_file(&self.tmp_dir)?);
                 out.write_all(buf)?;
                 out.write_all(data)?;
                 let len = (buf.len() + data.len()) as u64;

@@ -1,6 +1,6 @@
-//! An echo10 results page parsed while its body arrives: the body's chunks go through a
-//! bounded channel to a parser on a blocking thread, so the page is never held whole and the
-//! XML is parsed while the rest of it downloads.
+//! An echo10 results page parsed while its body arrives: the body's chunks go to a parser on
+//! a blocking thread, at most [`BYTES_IN_FLIGHT`] of them at a time, so the page is never held
+//! whole and the XML is parsed while the rest of it downloads.
 //!
 //! The parser cuts the page into its `<result>` elements and reads each record, held
 //! contiguously (one record and one chunk at most), with our own scanner
@@ -18,23 +18,32 @@ use crate::source::http::transport_error;
 use bytes::{Buf, Bytes};
 use memchr::memmem;
 use std::io::{BufRead, Cursor, Read};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-/// Body chunks (as the connection delivers them, ~16 KB) in flight between the download
-/// and the parser.
-const CHUNKS_IN_FLIGHT: usize = 16;
+/// Bytes in a kibibyte: the unit of [`BYTES_IN_FLIGHT`]'s permits.
+const KIB: usize = 1024;
+
+/// Bytes of body chunks in flight between the download and the parser, at most (a chunk
+/// larger than this goes alone). A chunk is a slice of the connection's read buffer and keeps
+/// all of it: on a fast connection (loopback) hyper's buffer grows to ~400 KB a read, and
+/// sixteen chunks in flight held ~7 MB per page being read (a bulk day of 40,000 granules
+/// peaked ~10 MB above one of 15,000 for it, heaptrack). Over a real network chunks are
+/// ~16 KB, and this is still sixteen of them.
+const BYTES_IN_FLIGHT: usize = 256 * 1024;
 
 /// Reads the records of the echo10 page in `resp`'s body. A body cut short is
 /// [`Error::Http`]; one that is not an echo10 page (or ends before `</results>`) is
 /// [`Error::CmrMalformed`]: both are retried like a failed request.
 pub async fn read_page(url: &str, mut resp: reqwest::Response) -> Result<Vec<PageRecord>> {
-    let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+    let (tx, rx) = mpsc::unbounded_channel::<Chunk>();
+    let room = Room::new(BYTES_IN_FLIGHT);
     let parser = tokio::task::spawn_blocking(move || read_records(ChunkReader::new(rx)));
     let mut download = Ok(());
     loop {
         match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if tx.send(chunk).await.is_err() {
+            Ok(Some(bytes)) => {
+                if tx.send(room.hold(bytes).await).is_err() {
                     // The parser stopped on an error: its result says which.
                     break;
                 }
@@ -360,18 +369,65 @@ fn result_attributes(head: &str) -> Option<(String, Option<String>)> {
     Some((concept_id.unwrap_or_default(), collection_concept_id))
 }
 
+/// Room for the bytes of chunks in flight, counted in kibibytes (rounded up).
+struct Room {
+    kib: Arc<Semaphore>,
+    size: usize,
+}
+
+impl Room {
+    /// Room for `bytes` bytes (at least one kibibyte).
+    fn new(bytes: usize) -> Room {
+        let size = bytes.div_ceil(KIB).max(1);
+        Room {
+            kib: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
+
+    /// `bytes` as a chunk holding its room, once there is room for it: a chunk larger than
+    /// the room waits for all of it.
+    async fn hold(&self, bytes: Bytes) -> Chunk {
+        let kib = bytes.len().div_ceil(KIB).clamp(1, self.size);
+        // The semaphore is never closed, and `kib` is at most its size.
+        let held = self
+            .kib
+            .clone()
+            .acquire_many_owned(u32::try_from(kib).unwrap_or(u32::MAX))
+            .await
+            .ok();
+        Chunk { bytes, _held: held }
+    }
+}
+
+/// A chunk of a body on its way to the parser, with its share of [`BYTES_IN_FLIGHT`]
+/// (given back when the parser is done with it).
+struct Chunk {
+    bytes: Bytes,
+    _held: Option<OwnedSemaphorePermit>,
+}
+
+impl Chunk {
+    fn empty() -> Chunk {
+        Chunk {
+            bytes: Bytes::new(),
+            _held: None,
+        }
+    }
+}
+
 /// A blocking [`BufRead`] over the chunks of a channel; the end of the channel is the end
 /// of the input.
 struct ChunkReader {
-    rx: mpsc::Receiver<Bytes>,
-    chunk: Bytes,
+    rx: mpsc::UnboundedReceiver<Chunk>,
+    chunk: Chunk,
 }
 
 impl ChunkReader {
-    fn new(rx: mpsc::Receiver<Bytes>) -> ChunkReader {
+    fn new(rx: mpsc::UnboundedReceiver<Chunk>) -> ChunkReader {
         ChunkReader {
             rx,
-            chunk: Bytes::new(),
+            chunk: Chunk::empty(),
         }
     }
 }
@@ -380,10 +436,11 @@ impl ChunkReader {
     /// The next chunk of the input (after what [`BufRead`] has not consumed), `None` at its
     /// end.
     fn next_chunk(&mut self) -> Option<Bytes> {
-        if self.chunk.is_empty() {
-            self.rx.blocking_recv()
+        if self.chunk.bytes.is_empty() {
+            self.rx.blocking_recv().map(|c| c.bytes)
         } else {
-            Some(std::mem::take(&mut self.chunk))
+            // Its room is given back with it.
+            Some(std::mem::replace(&mut self.chunk, Chunk::empty()).bytes)
         }
     }
 }
@@ -400,17 +457,18 @@ impl Read for ChunkReader {
 
 impl BufRead for ChunkReader {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        while self.chunk.is_empty() {
+        while self.chunk.bytes.is_empty() {
             match self.rx.blocking_recv() {
+                // The chunk done with (and its room) goes.
                 Some(chunk) => self.chunk = chunk,
                 None => break,
             }
         }
-        Ok(&self.chunk)
+        Ok(&self.chunk.bytes)
     }
 
     fn consume(&mut self, amount: usize) {
-        self.chunk.advance(amount.min(self.chunk.len()));
+        self.chunk.bytes.advance(amount.min(self.chunk.bytes.len()));
     }
 }
 
@@ -423,12 +481,16 @@ mod tests {
     /// The chunks of `body` cut every `size` bytes, sent from another thread.
     fn reader_of(body: impl Into<Bytes>, size: usize) -> ChunkReader {
         let body: Bytes = body.into();
-        let (tx, rx) = mpsc::channel(2);
+        let (tx, rx) = mpsc::unbounded_channel();
         std::thread::spawn(move || {
             let mut at = 0;
             while at < body.len() {
                 let end = (at + size).min(body.len());
-                if tx.blocking_send(body.slice(at..end)).is_err() {
+                let chunk = Chunk {
+                    bytes: body.slice(at..end),
+                    _held: None,
+                };
+                if tx.send(chunk).is_err() {
                     return;
                 }
                 at = end;
@@ -669,5 +731,33 @@ mod tests {
         let result: std::result::Result<Vec<_>, _> =
             PageReader::new(reader_of(cut, 1000)).and_then(|r| r.collect());
         assert!(result.is_err());
+    }
+
+    #[tokio::test]
+    async fn chunks_wait_for_room_and_a_large_one_takes_all_of_it() {
+        let room = Room::new(4 * KIB);
+        let wait = std::time::Duration::from_millis(50);
+        let first = room.hold(Bytes::from(vec![0; 3 * KIB])).await;
+        // 2 KiB more do not fit beside 3 of 4: they wait until the first chunk is done.
+        assert!(
+            tokio::time::timeout(wait, room.hold(Bytes::from(vec![0; 2 * KIB])))
+                .await
+                .is_err()
+        );
+        // A byte counts as a kibibyte: one fits.
+        let byte = room.hold(Bytes::from_static(b"<")).await;
+        drop(first);
+        let second = room.hold(Bytes::from(vec![0; 2 * KIB])).await;
+        drop((byte, second));
+        // Larger than the room: it waits for all of it, and nothing fits beside it.
+        let large = room.hold(Bytes::from(vec![0; 10 * KIB])).await;
+        assert_eq!(large.bytes.len(), 10 * KIB);
+        assert!(
+            tokio::time::timeout(wait, room.hold(Bytes::from_static(b">")))
+                .await
+                .is_err()
+        );
+        drop(large);
+        room.hold(Bytes::from_static(b">")).await;
     }
 }

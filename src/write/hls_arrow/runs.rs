@@ -54,8 +54,9 @@ pub const MEMORY_LIMIT: usize = 12 << 20;
 /// Rows per IPC batch of a spilled run: what the merge holds of each spilled run at once.
 const SPILL_BATCH_ROWS: usize = 256;
 
-/// How far before the latest row written early a row is held back: a later row is expected
-/// to precede none of the rows written (one second, where CMR lists by start time).
+/// How far before the newest granule held a granule must start to be written early (the
+/// others are held back for the next write): a granule listed later is expected to start
+/// before none of the rows written (one second, where CMR lists by start time).
 pub const HOLD_BACK_MICROS: i64 = 1_000_000;
 
 /// The parts a row group written early is built in (a row group's rows as Arrow arrays are
