@@ -70,9 +70,14 @@ fn clap_usage_errors_exit_2_and_help_exits_0() {
         .args(["generate-daily", "20240515"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2));
+    one_line_error(&o, 2, "not provided");
     let o = hls_flow().args(["no-such-command"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(2));
+    one_line_error(&o, 2, "'no-such-command'");
+    let o = hls_flow()
+        .args(["search", "--output", ".", "--limit", "many"])
+        .output()
+        .unwrap();
+    one_line_error(&o, 2, "invalid value 'many' for '--limit <N>'");
     for cmd in ["generate-daily", "run", "status", "retry-failed"] {
         let o = hls_flow().args([cmd, "--help"]).output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{cmd} --help");

@@ -346,7 +346,7 @@ async fn search_finds_what_duckdb_finds_and_reads_few_row_groups() {
     };
     let output = || Output::parse(cache.to_str().unwrap()).unwrap();
     let (small, (kept, bytes)) =
-        everything(hls_flow::query::Searcher::with_footer_cache(output(), 1)).await;
+        everything(hls_flow::query::Searcher::new(output()).with_footer_cache(1)).await;
     assert_eq!(kept, 1, "{bytes} bytes kept");
     let (default, (kept, _)) = everything(hls_flow::query::Searcher::new(output())).await;
     assert_eq!(kept, 3);
@@ -672,19 +672,48 @@ async fn search_and_serve_read_the_output_of_a_state_file() {
     assert_eq!(by_state.stdout, by_output.stdout);
 
     let server = serve_with(&["--state".as_ref(), state.as_os_str()], &[]);
-    let page: Value = reqwest::get(format!(
+    let get = |url: String| async move {
+        let page: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        page
+    };
+    let page = get(format!(
         "{}/search?ids=HLS.S30.T08ABC.2024128T000007.v2.0",
         server.url
     ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         page["features"][0]["id"],
         json!("HLS.S30.T08ABC.2024128T000007.v2.0")
     );
+    // The ids of a search over every partition.
+    let everything = |url: String| async move {
+        let page = get(format!("{url}/search?limit=10000")).await;
+        let ids: Vec<Value> = page["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].clone())
+            .collect();
+        ids
+    };
+    let all = everything(server.url.clone()).await;
+    assert!(all.len() > 10);
+    drop(server);
+
+    // No footer kept between searches (each partition's read again every time): the same
+    // answers.
+    let server = serve_with(
+        &[
+            "--state".as_ref(),
+            state.as_os_str(),
+            "--footer-cache-mb".as_ref(),
+            "0".as_ref(),
+        ],
+        &[],
+    );
+    for _ in 0..2 {
+        assert_eq!(everything(server.url.clone()).await, all);
+    }
     drop(server);
 
     let both = search(&[
@@ -714,6 +743,19 @@ async fn search_and_serve_read_the_output_of_a_state_file() {
         .output()
         .unwrap();
     one_line_error(&out, 2, "--state S");
+    let out = hls_flow()
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--footer-cache-mb",
+            "lots",
+        ])
+        .arg("--output")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    one_line_error(&out, 2, "--footer-cache-mb");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

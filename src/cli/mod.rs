@@ -55,18 +55,32 @@ enum Command {
     Worker(worker::Args),
 }
 
+/// A usage error of clap's in one line: its first paragraph (the error, with the arguments
+/// it names, which clap may put on lines of their own), then where to look. clap's usage
+/// line and hint that follow it are left out.
+fn usage_error(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let error: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    format!("{} (see --help)", error.join(" "))
+}
+
 /// Parses the command line, runs the command, and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                ExitStatus::Usage
-            } else {
-                ExitStatus::Ok
-            };
+        // `--help` and `--version` print as clap writes them; a usage error in one line.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return code.into();
+            return ExitStatus::Ok.into();
+        }
+        Err(e) => {
+            eprintln!("{}", usage_error(&e));
+            return ExitStatus::Usage.into();
         }
     };
     common::init_tracing(cli.verbose);
@@ -99,6 +113,46 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {}", e.message());
             e.status().into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn error_of(args: &[&str]) -> String {
+        let e = Cli::try_parse_from(args).expect_err("a usage error");
+        assert!(e.use_stderr());
+        usage_error(&e)
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_naming_what_is_wrong() {
+        let cases: [(&[&str], &str); 4] = [
+            (
+                &["hls-flow", "search", "--limit", "abc"],
+                "error: invalid value 'abc' for '--limit <N>'",
+            ),
+            // clap puts each missing argument on a line of its own.
+            (
+                &["hls-flow", "generate-daily"],
+                "error: the following required arguments were not provided: <DATES>... <OUT>",
+            ),
+            (&["hls-flow", "no-such-command"], "'no-such-command'"),
+            (
+                &["hls-flow", "status", "--no-such-flag"],
+                "'--no-such-flag'",
+            ),
+        ];
+        for (args, needle) in cases {
+            let line = error_of(args);
+            assert!(!line.contains('\n'), "{line:?}");
+            assert!(line.starts_with("error: "), "{line}");
+            assert!(line.contains(needle), "{needle:?} not in {line:?}");
+            assert!(line.ends_with("(see --help)"), "{line}");
+            assert!(!line.contains("Usage:") && !line.contains("For more information"));
         }
     }
 }

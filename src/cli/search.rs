@@ -7,7 +7,7 @@ use crate::bbox::Bbox;
 use crate::collection::Collection;
 use crate::engine::checkpoint::sqlite::StateStore;
 use crate::error::{Error, StateProblem, WriteError};
-use crate::query::{Cql2Filter, Query, SearchOptions, Searcher};
+use crate::query::{Cql2Filter, FOOTER_CACHE_BYTES, Query, SearchOptions, Searcher};
 use serde_json::{Map, Value};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -92,10 +92,11 @@ impl Source {
         }
     }
 
-    /// A searcher over the output named.
-    pub fn open(&self) -> Result<(Searcher, String), CliError> {
+    /// A searcher over the output named, keeping up to `footer_cache` bytes of footers.
+    pub fn open(&self, footer_cache: usize) -> Result<(Searcher, String), CliError> {
         let output = self.output()?;
-        Ok((Searcher::open(&output)?, output))
+        let searcher = Searcher::open(&output)?.with_footer_cache(footer_cache);
+        Ok((searcher, output))
     }
 }
 
@@ -171,7 +172,7 @@ fn date_or_datetime(s: &str) -> String {
 /// Runs the command.
 pub async fn run(args: Args) -> CliResult {
     let q = query(&args)?;
-    let (searcher, _) = args.source.open()?;
+    let (searcher, _) = args.source.open(FOOTER_CACHE_BYTES)?;
     let mut printer = Printer::new(std::io::BufWriter::new(std::io::stdout()), args.format);
     let mut sorter = args.sort.map(|_| Sorter::new(args.limit));
     let options = SearchOptions {

@@ -5,9 +5,9 @@ use super::ExitStatus;
 use super::common::CliResult;
 use crate::error::one_line;
 use crate::error::{Error, OutputProblem};
-use crate::query::Searcher;
 use crate::query::backend::{CacheBackend, query_of};
 use crate::query::cql::QUERYABLES;
+use crate::query::{FOOTER_CACHE_BYTES, Searcher};
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   hls-flow serve --output cache/
-  hls-flow serve --output s3://bucket/hls --bind 0.0.0.0:8080
+  hls-flow serve --output s3://bucket/hls --bind 0.0.0.0:8080 --footer-cache-mb 4096
   hls-flow serve --state state/hls.sqlite")]
 pub struct Args {
     #[command(flatten)]
@@ -29,11 +29,16 @@ pub struct Args {
     /// Address to listen on (port 0: any free port; the address is printed).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
+    /// Megabytes of partition footers kept between searches (a month of 300,000 items has
+    /// ~14 MB: its page index and id bloom filters); the least recently used go first
+    #[arg(long, value_name = "MB", default_value_t = FOOTER_CACHE_BYTES >> 20)]
+    footer_cache_mb: usize,
 }
 
 /// Runs the command.
 pub async fn run(args: Args) -> CliResult {
-    let (searcher, output) = args.source.open()?;
+    let footer_cache = args.footer_cache_mb.saturating_mul(1 << 20);
+    let (searcher, output) = args.source.open(footer_cache)?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|source| Error::Io {

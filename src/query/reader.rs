@@ -159,16 +159,19 @@ impl KnownFiles {
 const ATTEMPTS: usize = 3;
 
 impl Searcher {
-    /// A searcher over `out`.
+    /// A searcher over `out` that keeps up to [`FOOTER_CACHE_BYTES`] of footers.
     pub fn new(out: Output) -> Searcher {
-        Searcher::with_footer_cache(out, FOOTER_CACHE_BYTES)
-    }
-
-    /// A searcher over `out` that keeps at most `bytes` of footers.
-    pub fn with_footer_cache(out: Output, bytes: usize) -> Searcher {
         Searcher {
             out: Arc::new(out),
+            known: Arc::new(Mutex::new(KnownFiles::new(FOOTER_CACHE_BYTES))),
+        }
+    }
+
+    /// This searcher, keeping at most `bytes` of footers (and forgetting those it kept).
+    pub fn with_footer_cache(self, bytes: usize) -> Searcher {
+        Searcher {
             known: Arc::new(Mutex::new(KnownFiles::new(bytes))),
+            ..self
         }
     }
 
