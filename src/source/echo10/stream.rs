@@ -436,11 +436,13 @@ impl ChunkReader {
     /// The next chunk of the input (after what [`BufRead`] has not consumed), `None` at its
     /// end.
     fn next_chunk(&mut self) -> Option<Bytes> {
-        if self.chunk.bytes.is_empty() {
+        // The chunk taken gives its room back now (its bytes are the caller's), and so does
+        // one done with before waiting for the next: the download may be waiting for it.
+        let chunk = std::mem::replace(&mut self.chunk, Chunk::empty());
+        if chunk.bytes.is_empty() {
             self.rx.blocking_recv().map(|c| c.bytes)
         } else {
-            // Its room is given back with it.
-            Some(std::mem::replace(&mut self.chunk, Chunk::empty()).bytes)
+            Some(chunk.bytes)
         }
     }
 }
@@ -458,8 +460,10 @@ impl Read for ChunkReader {
 impl BufRead for ChunkReader {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         while self.chunk.bytes.is_empty() {
+            // The chunk done with gives its room back before the wait for the next: the
+            // download may be waiting for that room.
+            self.chunk = Chunk::empty();
             match self.rx.blocking_recv() {
-                // The chunk done with (and its room) goes.
                 Some(chunk) => self.chunk = chunk,
                 None => break,
             }
@@ -469,6 +473,10 @@ impl BufRead for ChunkReader {
 
     fn consume(&mut self, amount: usize) {
         self.chunk.bytes.advance(amount.min(self.chunk.bytes.len()));
+        if self.chunk.bytes.is_empty() {
+            // Done with: its room goes back.
+            self.chunk = Chunk::empty();
+        }
     }
 }
 
@@ -759,5 +767,46 @@ mod tests {
         );
         drop(large);
         room.hold(Bytes::from_static(b">")).await;
+    }
+
+    /// A download of `body` in chunks of `size` bytes, each waiting for room in `room`,
+    /// from another thread.
+    fn download(body: Vec<u8>, size: usize, room: Room) -> ChunkReader {
+        let (tx, rx) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for part in body.chunks(size) {
+                let chunk = futures::executor::block_on(room.hold(Bytes::copy_from_slice(part)));
+                if tx.send(chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        ChunkReader::new(rx)
+    }
+
+    #[test]
+    fn the_parser_gives_room_back_before_it_waits_for_more() {
+        // Chunks of 8 KiB in a room of 4: each takes all of it, so the download waits for
+        // every chunk to be done with before it sends the next.
+        let body: Vec<u8> = (0..64 * KIB).map(|i| (i % 251) as u8).collect();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let whole = body.clone();
+        std::thread::spawn(move || {
+            let mut reader = download(whole, 8 * KIB, Room::new(4 * KIB));
+            // As the splitter reads (a chunk at a time), then as the general reader does.
+            let mut all = Vec::new();
+            for _ in 0..2 {
+                all.extend_from_slice(&reader.next_chunk().unwrap());
+            }
+            let mut line = Vec::new();
+            reader.read_until(0, &mut line).unwrap();
+            all.extend_from_slice(&line);
+            reader.read_to_end(&mut all).unwrap();
+            let _ = done_tx.send(all);
+        });
+        let all = done_rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the reader and the download waited on each other");
+        assert_eq!(all, body);
     }
 }
