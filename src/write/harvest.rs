@@ -605,17 +605,13 @@ mod tests {
         // A writer that takes nothing yet: the listing stops at its first granule's send.
         let (tx, mut rx) = mpsc::channel(1);
         let listing = tokio::spawn(list_echo10(cmr, query, true, tx, UnitBar::hidden()));
-        let mut served = emu.counts().echo10_pages;
-        for _ in 0..100 {
-            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-            let now = emu.counts().echo10_pages;
-            if now == served && now > 0 {
-                break;
-            }
-            served = now;
+        // The first page (being taken) and the next one (waiting) are read...
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while emu.counts().echo10_pages < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        // The page being taken, and the next one waiting: not a third one read meanwhile.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // ... and not a third one.
         assert_eq!(emu.counts().echo10_pages, 2);
 
         // Taken, every granule of the day comes, each once, from every page.
