@@ -36,6 +36,7 @@ use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::file::reader::ChunkReader;
 use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -576,6 +577,13 @@ impl Rest {
     }
 }
 
+/// The batches of a file written early, read back as a run.
+fn read_back<T: ChunkReader + 'static>(file: T) -> Result<ParquetRecordBatchReader> {
+    Ok(ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(SPILL_BATCH_ROWS)
+        .build()?)
+}
+
 impl Cursor {
     /// A cursor at the first row of a run of rows of `schema`; `None` if the run is empty.
     fn open(run: Run, schema: &SchemaRef) -> Result<Option<Cursor>> {
@@ -594,19 +602,13 @@ impl Cursor {
             }
             Run::Written(data) => {
                 let reader = match &data {
-                    Scratched::Memory(bytes) => {
-                        ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?
-                            .with_batch_size(SPILL_BATCH_ROWS)
-                            .build()?
-                    }
+                    Scratched::Memory(bytes) => read_back(bytes.clone())?,
                     Scratched::File(file) => {
                         let path = Some(file.path().to_path_buf());
-                        let f = file
-                            .reopen()
-                            .map_err(|source| HlsArrowError::Spill { path, source })?;
-                        ParquetRecordBatchReaderBuilder::try_new(f)?
-                            .with_batch_size(SPILL_BATCH_ROWS)
-                            .build()?
+                        read_back(
+                            file.reopen()
+                                .map_err(|source| HlsArrowError::Spill { path, source })?,
+                        )?
                     }
                 };
                 Rest::Written {

@@ -116,8 +116,6 @@ pub struct HlsGeoparquetWriter<W: Write + Send> {
     batch_rows: usize,
     items: u64,
     batches: u64,
-    /// The schema of the rows (the one stored in the file gets the file metadata).
-    schema: std::sync::Arc<arrow_schema::Schema>,
     /// The batches written, when they are kept ([`keep_batches`](Self::keep_batches)).
     kept: Option<Vec<arrow_array::RecordBatch>>,
     /// Bounds of rows written as whole batches ([`write_batch`](Self::write_batch)).
@@ -140,13 +138,12 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
     /// written, as the footer's has.
     pub fn new(writer: W, collection: Collection, options: HlsWriterOptions) -> Result<Self> {
         let builder = HlsBatchBuilder::new(collection);
-        let schema = builder.schema();
         let writer = ArrowWriter::try_new_with_options(
             Counting {
                 inner: writer,
                 bytes: 0,
             },
-            schema.clone(),
+            builder.schema(),
             ArrowWriterOptions::new()
                 .with_properties(options.writer_properties())
                 .with_skip_arrow_metadata(true),
@@ -158,7 +155,6 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
             batch_rows: options.batch_rows.max(1),
             items: 0,
             batches: 0,
-            schema,
             kept: None,
             extra_bounds: None,
         })
@@ -257,9 +253,9 @@ impl<W: Write + Send> HlsGeoparquetWriter<W> {
         .map_err(HlsArrowError::Metadata)?;
         let stac =
             metadata::stac_geoparquet(&[self.collection]).map_err(HlsArrowError::Metadata)?;
-        // The Arrow schema stored in the file carries the file metadata too (GeoPandas reads
-        // `geo` from there when given a folder of files).
-        let stored = std::sync::Arc::new(self.schema.as_ref().clone().with_metadata(
+        // The Arrow schema stored in the file is the rows' (the builder's) with the file
+        // metadata too (GeoPandas reads `geo` from there when given a folder of files).
+        let stored = std::sync::Arc::new(self.builder.schema().as_ref().clone().with_metadata(
             metadata::schema_metadata([
                 (metadata::GEO_KEY, geo.as_str()),
                 (metadata::STAC_KEY, stac.as_str()),
