@@ -355,13 +355,11 @@ async fn main() -> Result<(), BoxError> {
     let ids = make_daily(n, &dir.join("daily")).await?;
     let rg = row_group_size.unwrap_or(RepartitionOptions::default().row_group_size);
     let cache = dir.join(format!(
-        "cache-rg{rg}-page{}-{}b-batch{}-stats{}-dict{}-sample{}",
+        "cache-rg{rg}-page{}-{}b-batch{}-stats-dict{}",
         hls_flow::write::repartition::PAGE_ROWS,
         hls_flow::write::repartition::PAGE_BYTES,
         hls_flow::write::repartition::PAGE_BATCH_ROWS,
-        hls_flow::write::repartition::PAGE_STATISTICS_COLUMNS.len(),
-        hls_flow::write::repartition::DICTIONARY_BYTES,
-        hls_flow::write::repartition::columns::SAMPLE_ROWS
+        hls_flow::write::repartition::DICTIONARY_BYTES
     ));
     make_cache(&dir, &cache, row_group_size).await?;
 

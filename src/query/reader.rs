@@ -19,7 +19,6 @@ use parquet::arrow::{FieldLevels, ProjectionMask, parquet_to_arrow_field_levels}
 use parquet::bloom_filter::Sbbf;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
-use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -63,8 +62,6 @@ struct KnownFile {
     footer: ArrowReaderMetadata,
     /// The footer's columns, all of them, as the record batch reader takes them.
     all: Arc<FieldLevels>,
-    /// Which leaf column is `id`.
-    id_column: Option<usize>,
     /// Where the `id` bloom filter of each row group is ([`id_bloom_ranges`]).
     id_bloom_ranges: Vec<Option<Range<u64>>>,
     id_blooms: tokio::sync::OnceCell<Blooms>,
@@ -297,12 +294,8 @@ impl Searcher {
             return Ok(known.clone());
         }
         // With the offset index (where the pages are): a row selection reads only the pages
-        // it touches. Files written without one are read whole, as before. With the column
-        // index (the statistics of each page, kept for a few columns): a lookup by id reads
-        // the `id` column only in the pages whose range may hold one ([`ReadPlan::id_pages`]).
-        let options = ArrowReaderOptions::new()
-            .with_offset_index_policy(PageIndexPolicy::Optional)
-            .with_column_index_policy(PageIndexPolicy::Optional);
+        // it touches. Files written without one are read whole, as before.
+        let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
         let meta = ArrowReaderMetadata::load_async(reader, options)
             .await
             .map_err(|e| self.read_error(p, e))?;
@@ -321,7 +314,6 @@ impl Searcher {
             .sum();
         let bytes = meta.metadata().memory_size() + usize::try_from(blooms).unwrap_or(usize::MAX);
         let known = Arc::new(KnownFile {
-            id_column: id_column(meta.metadata()),
             footer: meta,
             all: Arc::new(all),
             id_bloom_ranges,
@@ -365,8 +357,9 @@ impl Searcher {
             return Ok(());
         }
         let plan = Arc::new(ReadPlan {
+            meta: meta.metadata().clone(),
             mask: mask_levels(meta, q).map_err(|e| self.read_error(p, e))?,
-            file: known.clone(),
+            all: known.all.clone(),
             // Where every row the mask keeps is a match, no more rows than are wanted.
             cap: remaining.filter(|_| q.geometry.is_none() && q.filter.is_none()),
             query: q.clone(),
@@ -389,7 +382,7 @@ impl Searcher {
     /// Reads row group `g` of a partition in one request and decodes its candidates on a
     /// blocking thread.
     async fn read_row_group(&self, p: &Partition, plan: &Arc<ReadPlan>, g: usize) -> Result<Found> {
-        let range = row_group::byte_range(plan.meta(), g);
+        let range = row_group::byte_range(&plan.meta, g);
         let start = range.start;
         let bytes = self
             .reader(p)
@@ -455,7 +448,12 @@ impl Searcher {
 /// Where the `id` bloom filter of each row group of a file is (`None`: a row group without
 /// one).
 fn id_bloom_ranges(metadata: &ParquetMetaData) -> Vec<Option<Range<u64>>> {
-    let column = id_column(metadata);
+    let column = metadata
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == "id");
     metadata
         .row_groups()
         .iter()
@@ -468,21 +466,9 @@ fn id_bloom_ranges(metadata: &ParquetMetaData) -> Vec<Option<Range<u64>>> {
         .collect()
 }
 
-/// Which leaf column of a file is `id`.
-fn id_column(metadata: &ParquetMetaData) -> Option<usize> {
-    metadata
-        .file_metadata()
-        .schema_descr()
-        .columns()
-        .iter()
-        .position(|c| c.path().string() == "id")
-}
-
-/// Row groups read at once by a search: four times this machine's cores. They are decoded
-/// on blocking threads, and their matches taken in order: with two per core, a row group
-/// slower to decode held the others back while cores idled (a 100-id lookup was 5–15 %
-/// slower, `cargo bench --bench query`).
-static READ_AHEAD: LazyLock<usize> = LazyLock::new(|| crate::cores().clamp(1, 8) * 4);
+/// Row groups read at once by a search: twice this machine's cores (decoded on blocking
+/// threads, so that one is fetched while another is decoded).
+static READ_AHEAD: LazyLock<usize> = LazyLock::new(|| crate::cores().clamp(1, 8) * 2);
 
 /// Rows per record batch of the matches.
 const BATCH_ROWS: usize = 1024;
@@ -496,10 +482,11 @@ struct Found {
 
 /// How one search reads the row groups of one partition.
 struct ReadPlan {
-    /// The partition's footer, columns and `id` bloom filters.
-    file: Arc<KnownFile>,
+    meta: Arc<ParquetMetaData>,
     /// The columns of the row mask (`None`: the query has no row conditions).
     mask: Option<FieldLevels>,
+    /// Every column.
+    all: Arc<FieldLevels>,
     /// Rows of a row group to decode at most (the first ones the mask keeps).
     cap: Option<usize>,
     query: Query,
@@ -528,28 +515,20 @@ impl ReadPlan {
     /// columns of every row, then every column of the rows the mask keeps (only the pages
     /// that hold them, where the file has an offset index).
     fn decode(&self, g: usize, start: u64, bytes: Bytes) -> std::result::Result<Found, ReadError> {
-        let fetched = FetchedRowGroup::new(self.meta().clone(), g, start, bytes);
-        let rows = usize::try_from(self.meta().row_group(g).num_rows()).unwrap_or(0);
+        let fetched = FetchedRowGroup::new(self.meta.clone(), g, start, bytes);
+        let rows = usize::try_from(self.meta.row_group(g).num_rows()).unwrap_or(0);
         let selection = match &self.mask {
             None => None,
             Some(levels) => {
-                let pages = self.id_pages(g, rows);
-                if pages.as_ref().is_some_and(|p| !p.selects_any()) {
-                    return Ok(Found::default());
-                }
                 let mut masks = Vec::new();
                 let batches = fetched
-                    .read(levels, pages.clone(), rows.max(1))
+                    .read(levels, None, rows.max(1))
                     .map_err(ReadError::Parquet)?;
                 for batch in batches {
                     let batch = batch.map_err(ReadError::Arrow)?;
                     masks.push(self.query.row_mask(&batch).map_err(ReadError::Arrow)?);
                 }
-                // The masks are of the rows read: those of `pages`, when given.
-                let mut selection = RowSelection::from_filters(&masks);
-                if let Some(pages) = pages {
-                    selection = pages.and_then(&selection);
-                }
+                let selection = RowSelection::from_filters(&masks);
                 if !selection.selects_any() {
                     return Ok(Found::default());
                 }
@@ -562,7 +541,7 @@ impl ReadPlan {
         };
         let mut found = Found::default();
         let batches = fetched
-            .read(&self.file.all, selection, BATCH_ROWS)
+            .read(&self.all, selection, BATCH_ROWS)
             .map_err(ReadError::Parquet)?;
         for batch in batches {
             let batch = batch.map_err(ReadError::Arrow)?;
@@ -571,73 +550,6 @@ impl ReadPlan {
         }
         Ok(found)
     }
-}
-
-impl ReadPlan {
-    fn meta(&self) -> &Arc<ParquetMetaData> {
-        self.file.footer.metadata()
-    }
-
-    /// Where the query asks for ids, the rows of row group `g` (of `rows` rows) in the pages
-    /// of its `id` column whose minimum and maximum may enclose one of them, of those ids
-    /// the row group's bloom filter may hold; `None` when it asks for none, or the file
-    /// keeps no statistics of the `id` column's pages. (Each page holds the ids of a few
-    /// neighbouring tiles, but its range spans those of many more: 100 ids from over the
-    /// month fell in the range of nearly every page, the one or two that passed the bloom
-    /// filter in the range of one.)
-    fn id_pages(&self, g: usize, rows: usize) -> Option<RowSelection> {
-        if self.query.ids.is_empty() {
-            return None;
-        }
-        let bloom = self.file.id_blooms.get().and_then(|b| b.get(g)?.as_ref());
-        // In order, as the set keeps them.
-        let ids: Vec<&str> = self
-            .query
-            .ids
-            .iter()
-            .map(String::as_str)
-            .filter(|id| bloom.is_none_or(|b| b.check(*id)))
-            .collect();
-        let meta = self.meta();
-        let column = self.file.id_column?;
-        let ColumnIndexMetaData::BYTE_ARRAY(stats) = meta.column_index()?.get(g)?.get(column)?
-        else {
-            return None;
-        };
-        let pages = meta.offset_index()?.get(g)?.get(column)?.page_locations();
-        if usize::try_from(stats.num_pages()).ok()? != pages.len() {
-            return None;
-        }
-        let mut selectors = Vec::with_capacity(pages.len());
-        for (i, page) in pages.iter().enumerate() {
-            let first = usize::try_from(page.first_row_index).ok()?;
-            let end = match pages.get(i + 1) {
-                Some(next) => usize::try_from(next.first_row_index).ok()?,
-                None => rows,
-            };
-            let count = end.checked_sub(first)?;
-            // Statistics are compared as unsigned bytes, as `str`s are; a bound cut inside a
-            // character (or none at all) keeps the page.
-            let may_hold = match (text(stats.min_value(i)), text(stats.max_value(i))) {
-                (Some(min), Some(max)) => {
-                    let from = ids.partition_point(|id| *id < min);
-                    ids.get(from).is_some_and(|id| *id <= max)
-                }
-                _ => !stats.is_null_page(i),
-            };
-            selectors.push(if may_hold {
-                RowSelector::select(count)
-            } else {
-                RowSelector::skip(count)
-            });
-        }
-        Some(selectors.into())
-    }
-}
-
-/// A page's bound as text (`None`: none, or cut inside a character).
-fn text(bound: Option<&[u8]>) -> Option<&str> {
-    bound.and_then(|b| std::str::from_utf8(b).ok())
 }
 
 /// The first `n` rows of `selection` (`None`: all `rows` rows).
@@ -767,7 +679,6 @@ mod tests {
         CopyOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions,
         PutOptions, PutPayload, PutResult,
     };
-    use parquet::file::properties::WriterProperties;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// An in-memory store that counts the reads it serves.
@@ -894,30 +805,6 @@ mod tests {
         assert!(gets <= 3, "{gets} requests for {} ranges", ranges.len());
     }
 
-    /// What a searcher knows of the file of `batch` written with `props`, counted as
-    /// `bytes` bytes.
-    fn known(batch: &RecordBatch, props: Option<WriterProperties>, bytes: usize) -> KnownFile {
-        let mut file = Vec::new();
-        let mut writer =
-            parquet::arrow::ArrowWriter::try_new(&mut file, batch.schema(), props).unwrap();
-        writer.write(batch).unwrap();
-        writer.close().unwrap();
-        let options = ArrowReaderOptions::new()
-            .with_offset_index_policy(PageIndexPolicy::Optional)
-            .with_column_index_policy(PageIndexPolicy::Optional);
-        let footer = ArrowReaderMetadata::load(&Bytes::from(file), options).unwrap();
-        let descr = footer.metadata().file_metadata().schema_descr();
-        let all = parquet_to_arrow_field_levels(descr, ProjectionMask::all(), None).unwrap();
-        KnownFile {
-            id_column: id_column(footer.metadata()),
-            id_bloom_ranges: id_bloom_ranges(footer.metadata()),
-            footer,
-            all: Arc::new(all),
-            id_blooms: tokio::sync::OnceCell::new(),
-            bytes,
-        }
-    }
-
     /// A known file of `bytes` bytes (its footer that of a one-column file).
     fn known_file(bytes: usize) -> Arc<KnownFile> {
         let batch = arrow_array::RecordBatch::try_from_iter([(
@@ -925,7 +812,22 @@ mod tests {
             Arc::new(arrow_array::StringArray::from(vec!["a"])) as arrow_array::ArrayRef,
         )])
         .unwrap();
-        Arc::new(known(&batch, None, bytes))
+        let mut file = Vec::new();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(&mut file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let footer =
+            ArrowReaderMetadata::load(&Bytes::from(file), ArrowReaderOptions::new()).unwrap();
+        let descr = footer.metadata().file_metadata().schema_descr();
+        let all = parquet_to_arrow_field_levels(descr, ProjectionMask::all(), None).unwrap();
+        Arc::new(KnownFile {
+            id_bloom_ranges: id_bloom_ranges(footer.metadata()),
+            footer,
+            all: Arc::new(all),
+            id_blooms: tokio::sync::OnceCell::new(),
+            bytes,
+        })
     }
 
     #[test]
@@ -961,108 +863,6 @@ mod tests {
         known.insert(key("e", "1"), known_file(10));
         assert_eq!(held(&known), ["e@1"]);
         assert_eq!(known.bytes, 10);
-    }
-
-    /// A plan to look up `ids` in a file of 4,000 ids in order (2 row groups of 4 pages),
-    /// whose `id` pages have statistics when `page_statistics`, and whose row groups have
-    /// bloom filters of `blooms` ids when given.
-    fn id_lookup(page_statistics: bool, ids: &[&str], blooms: Option<[&[&str]; 2]>) -> ReadPlan {
-        use parquet::file::properties::EnabledStatistics;
-        let batch = arrow_array::RecordBatch::try_from_iter([(
-            "id",
-            Arc::new(arrow_array::StringArray::from_iter_values(
-                (0..4000).map(|i| format!("HLS.S30.T{i:05}")),
-            )) as arrow_array::ArrayRef,
-        )])
-        .unwrap();
-        let statistics = match page_statistics {
-            true => EnabledStatistics::Page,
-            false => EnabledStatistics::Chunk,
-        };
-        let props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(2000))
-            .set_data_page_row_count_limit(500)
-            .set_write_batch_size(100)
-            .set_statistics_enabled(statistics)
-            .build();
-        let file = known(&batch, Some(props), 0);
-        if let Some(groups) = blooms {
-            let filters = groups.map(|ids| {
-                let mut bloom = Sbbf::new_with_ndv_fpp(2000, 0.01).unwrap();
-                for id in ids {
-                    bloom.insert(*id);
-                }
-                Some(bloom)
-            });
-            file.id_blooms.set(filters.into()).unwrap();
-        }
-        let query = Query {
-            ids: ids.iter().map(|s| s.to_string()).collect(),
-            ..Query::default()
-        };
-        ReadPlan {
-            mask: mask_levels(&file.footer, &query).unwrap(),
-            file: Arc::new(file),
-            cap: None,
-            query,
-        }
-    }
-
-    /// The rows a selection keeps: (first, end) of each run.
-    fn selected(s: &RowSelection) -> Vec<(usize, usize)> {
-        let mut at = 0;
-        let mut kept = Vec::new();
-        for r in s.iter() {
-            if !r.skip {
-                kept.push((at, at + r.row_count));
-            }
-            at += r.row_count;
-        }
-        kept
-    }
-
-    #[test]
-    fn a_lookup_by_id_reads_the_id_pages_whose_range_holds_one() {
-        let plan = id_lookup(
-            true,
-            &["HLS.S30.T00010", "HLS.S30.T02999", "HLS.S30.T03000"],
-            None,
-        );
-        let pages = |g| selected(&plan.id_pages(g, 2000).unwrap());
-        assert_eq!(pages(0), [(0, 500)]);
-        // Rows 2,500..3,500 of the file: two pages.
-        assert_eq!(pages(1), [(500, 1500)]);
-        // An id between two pages' ranges, and ids before and after all of them: none.
-        let plan = id_lookup(true, &["HLS.S30.T00499x", "HLS.S30", "HLS.S30.T9"], None);
-        assert!(!plan.id_pages(0, 2000).unwrap().selects_any());
-        // The last row of one row group and the first of the next.
-        let plan = id_lookup(true, &["HLS.S30.T01999", "HLS.S30.T02000"], None);
-        assert_eq!(selected(&plan.id_pages(0, 2000).unwrap()), [(1500, 2000)]);
-        assert_eq!(selected(&plan.id_pages(1, 2000).unwrap()), [(0, 500)]);
-        // No page statistics, or no ids asked for: every page.
-        assert!(
-            id_lookup(false, &["HLS.S30.T00010"], None)
-                .id_pages(0, 2000)
-                .is_none()
-        );
-        assert!(id_lookup(true, &[], None).id_pages(0, 2000).is_none());
-    }
-
-    #[test]
-    fn the_id_pages_read_are_those_of_the_ids_the_bloom_filter_may_hold() {
-        // Ids of every page of both row groups asked for; each row group's filter holds one.
-        let asked: Vec<String> = (0..8)
-            .map(|p| format!("HLS.S30.T{:05}", p * 500 + 7))
-            .collect();
-        let asked: Vec<&str> = asked.iter().map(String::as_str).collect();
-        let all = id_lookup(true, &asked, None);
-        assert_eq!(selected(&all.id_pages(0, 2000).unwrap()), [(0, 2000)]);
-        let plan = id_lookup(true, &asked, Some([&[asked[1]], &[asked[6]]]));
-        assert_eq!(selected(&plan.id_pages(0, 2000).unwrap()), [(500, 1000)]);
-        assert_eq!(selected(&plan.id_pages(1, 2000).unwrap()), [(1000, 1500)]);
-        // A bloom filter that holds none of them: no page.
-        let plan = id_lookup(true, &asked, Some([&["HLS.S30.T09999"], &[asked[6]]]));
-        assert!(!plan.id_pages(0, 2000).unwrap().selects_any());
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! How hls-flow writes parquet, in one place: ZSTD level 1 (Snappy for files of fewer than
 //! [`SMALL_FILE_ROWS`] rows, which have no page index: [`for_rows`]), no dictionaries (but in
 //! monthly partitions, whose repartition caps them at
-//! [`DICTIONARY_BYTES`](crate::write::repartition::DICTIONARY_BYTES) a column chunk, for the
-//! columns whose values repeat: [`columns`](crate::write::repartition::columns)), parquet
+//! [`DICTIONARY_BYTES`](crate::write::repartition::DICTIONARY_BYTES) a column chunk), parquet
 //! format version 1.0, and row groups of [`FAST_ROW_GROUP_SIZE`] rows for daily files of the
 //! fixed-schema writer, [`PARTITION_ROW_GROUP_SIZE`] for monthly partitions and
 //! [`DEFAULT_ROW_GROUP_SIZE`] for the generic writer. The three writers (the fixed-schema one in
@@ -29,12 +28,9 @@ pub const ZSTD_LEVEL: i32 = 1;
 pub const DEFAULT_ROW_GROUP_SIZE: usize = 10_000;
 
 /// Rows per row group of monthly partitions. In the spatial order of a partition, a
-/// 1°×1° box over a week of a 300,000-item month reads 1 or 2 of its 75 row groups (of
-/// 30 at 10,000 rows: up to 4). A lookup of ids decodes a page of every column of each row
-/// group holding one, and that costs per row group more than per row: at 2,000 rows, 100
-/// ids spread over the month read 83 of 150 row groups and took ~15 % longer; at 8,000,
-/// a box read up to 3 of 38 (`cargo bench --bench query`).
-pub const PARTITION_ROW_GROUP_SIZE: usize = 4_000;
+/// 1°×1° box over a week of a 300,000-item month reads 1 or 2 of its 150 row groups (of
+/// 30 at 10,000 rows: up to 4), for a file ~16 % larger (`cargo bench --bench query`).
+pub const PARTITION_ROW_GROUP_SIZE: usize = 2_000;
 
 /// Rows per row group of the fixed-schema writer's daily files. Its ~130 columns each hold
 /// a zstd compression context (~1 MB) from their first compressed page until the row group

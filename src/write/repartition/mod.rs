@@ -14,8 +14,6 @@
 //!    checked on the way: an id found twice in a month's daily files is an error
 //!    ([`Error::DuplicateItem`]), not silently dropped, since the two copies may differ and
 //!    neither is known to be right.
-//!    The month's first rows are sampled on the way, to tell the columns of values unique
-//!    to each row, written without a dictionary ([`columns`]).
 //! 3. The buckets are taken in key order; each is sorted in memory by key, then id (a bucket
 //!    larger than [`RepartitionOptions::bucket_bytes`] is first split again by the next 6 bits
 //!    of the key), and written as row groups of [`RepartitionOptions::row_group_size`] rows.
@@ -23,7 +21,6 @@
 //!    the old partition or the new one, never a part. The temporary folder, with every
 //!    bucket and the unpublished file, is removed whatever happens.
 
-pub mod columns;
 pub mod hilbert;
 pub mod schema;
 pub mod spill;
@@ -89,11 +86,7 @@ pub const PAGE_BATCH_ROWS: usize = 128;
 /// column index), for readers that prune pages: those a search filters on. The others have
 /// statistics per row group only: the min and max of each page of an href column (64 bytes
 /// each, twice) made the partition ~20 % larger once its wide columns had pages of ~128 rows.
-/// The `id` column's pages (~500 rows each) have theirs: in the spatial order, a page's ids
-/// are of a few neighbouring tiles, and a lookup by id reads only the pages whose range may
-/// hold one.
-pub const PAGE_STATISTICS_COLUMNS: [&str; 9] = [
-    "id",
+pub const PAGE_STATISTICS_COLUMNS: [&str; 8] = [
     "datetime",
     "start_datetime",
     "end_datetime",
@@ -109,18 +102,12 @@ pub const PAGE_STATISTICS_COLUMNS: [&str; 9] = [
 /// `type`, `title`, `roles`, its bands' names: 104 of the 134 columns of an HLSS30 month,
 /// 40 % of its bytes before compression); with a dictionary their pages are a few bytes of
 /// indices, and a search that keeps a few rows of a row group no longer decompresses a page
-/// of each. A column of values unique to each item (ids, hrefs, times, footprints) has no
-/// dictionary ([`columns`]); one that is not found so in the month's first rows fills this
+/// of each. A column of values unique to each item (ids, hrefs, times, footprints) fills this
 /// within its first few dozen rows and is written plain from there.
 pub const DICTIONARY_BYTES: usize = 4 * 1024;
 
-/// The writer properties of a partition of `rows` rows in row groups of `row_group_size`,
-/// the columns of `distinct` values without a dictionary ([`columns`]).
-fn partition_properties(
-    row_group_size: usize,
-    rows: u64,
-    distinct: &[ColumnPath],
-) -> WriterProperties {
+/// The writer properties of a partition of `rows` rows in row groups of `row_group_size`.
+fn partition_properties(row_group_size: usize, rows: u64) -> WriterProperties {
     let mut props = writer_properties_builder(row_group_size)
         .set_dictionary_enabled(true)
         .set_dictionary_page_size_limit(DICTIONARY_BYTES)
@@ -133,9 +120,6 @@ fn partition_properties(
         .set_column_bloom_filter_enabled(ColumnPath::from("id"), true)
         .set_column_bloom_filter_ndv(ColumnPath::from("id"), row_group_size as u64)
         .set_column_bloom_filter_fpp(ColumnPath::from("id"), ID_BLOOM_FPP);
-    for column in distinct {
-        props = props.set_column_dictionary_enabled(column.clone(), false);
-    }
     if rows >= SMALL_FILE_ROWS {
         for column in PAGE_STATISTICS_COLUMNS {
             let path = ColumnPath::new(column.split('.').map(str::to_string).collect());
@@ -564,7 +548,6 @@ impl Job {
             self.options.spill_buffer_bytes,
         );
         let mut seen: HashMap<Box<str>, u32> = HashMap::new();
-        let mut sample = columns::Sample::default();
         let mut rows_in = 0u64;
         for (index, (shown, rows, rows_from)) in self.inputs.iter().enumerate() {
             let read_err = |source: ReadError| Error::Read {
@@ -603,9 +586,6 @@ impl Job {
                         });
                     }
                 }
-                sample
-                    .add(&batch)
-                    .map_err(|e| read_err(ReadError::Arrow(e)))?;
                 let keys =
                     spill::batch_keys(&batch).map_err(|e| read_err(ReadError::Columns(e)))?;
                 spiller
@@ -641,11 +621,7 @@ impl Job {
         bar.restart(rows_in, "writing");
         let file = self.dir.join("part-0.parquet");
         let out = File::create(&file).map_err(|e| Error::io(file.display(), e))?;
-        let props = partition_properties(
-            self.options.row_group_size,
-            rows_in,
-            &sample.distinct_columns(),
-        );
+        let props = partition_properties(self.options.row_group_size, rows_in);
         // The file metadata goes into the stored Arrow schema too (GeoPandas reads `geo`
         // from there when given a partition folder).
         let stored = self
@@ -814,9 +790,8 @@ mod tests {
         );
     }
 
-    /// A column of few values is written with a dictionary (its pages are indices); one of
-    /// values unique to each row, found so in the month's sample, has no dictionary at all
-    /// (and, were it not found, falls back to plain pages once its dictionary is full).
+    /// A column of few values is written with a dictionary (its pages are indices), one of
+    /// values unique to each row falls back to plain pages once its dictionary is full.
     #[test]
     fn repeated_values_get_a_dictionary_unique_ones_plain_pages() {
         use arrow_array::{RecordBatch, StringArray};
@@ -842,68 +817,53 @@ mod tests {
             ),
         ])
         .unwrap();
-        let write = |distinct: &[ColumnPath]| {
-            let mut file = Vec::new();
-            let props = partition_properties(2000, rows as u64, distinct);
-            let mut writer = ArrowWriter::try_new(&mut file, batch.schema(), Some(props)).unwrap();
-            writer.write(&batch).unwrap();
-            writer.close().unwrap();
-            bytes::Bytes::from(file)
-        };
+        let mut file = Vec::new();
+        let props = partition_properties(2000, rows as u64);
+        let mut writer = ArrowWriter::try_new(&mut file, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+
+        let file = bytes::Bytes::from(file);
+        let reader = SerializedFileReader::new(file.clone()).unwrap();
+        let meta = reader.metadata();
+        assert_eq!(meta.num_row_groups(), 2);
         let is_dictionary =
             |e: Encoding| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY);
-        // Of each row group, for each column: dictionary pages, data pages of dictionary
-        // indices, plain data pages.
-        let pages = |file: &bytes::Bytes| {
-            let reader = SerializedFileReader::new(file.clone()).unwrap();
-            assert_eq!(reader.metadata().num_row_groups(), 2);
-            let mut all = Vec::new();
-            for i in 0..2 {
-                let rg = reader.get_row_group(i).unwrap();
-                for column in 0..2 {
-                    let mut counts = [0; 3];
-                    for page in rg.get_column_page_reader(column).unwrap() {
-                        let page = page.unwrap();
-                        match page.page_type() {
-                            PageType::DICTIONARY_PAGE => counts[0] += 1,
-                            PageType::DATA_PAGE if is_dictionary(page.encoding()) => counts[1] += 1,
-                            _ => counts[2] += 1,
+        for i in 0..meta.num_row_groups() {
+            let rg = reader.get_row_group(i).unwrap();
+            // Data pages with dictionary indices, and plain ones.
+            let data_pages = |column: usize| {
+                let (mut dictionary, mut plain) = (0, 0);
+                for page in rg.get_column_page_reader(column).unwrap() {
+                    let page = page.unwrap();
+                    if page.page_type() == PageType::DATA_PAGE {
+                        if is_dictionary(page.encoding()) {
+                            dictionary += 1;
+                        } else {
+                            plain += 1;
                         }
                     }
-                    all.push(counts);
                 }
-            }
-            all
-        };
-        let read_back = |file: bytes::Bytes| -> Vec<RecordBatch> {
+                (dictionary, plain)
+            };
+            let (dictionary, plain) = data_pages(0);
+            assert!(
+                dictionary > 0 && plain == 0,
+                "type: {dictionary} dictionary, {plain} plain pages"
+            );
+            let (dictionary, plain) = data_pages(1);
+            assert!(
+                plain > 10 * dictionary,
+                "href: {dictionary} dictionary, {plain} plain pages"
+            );
+        }
+        // Both read back as written.
+        let back: Vec<RecordBatch> =
             parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, rows)
                 .unwrap()
                 .collect::<std::result::Result<_, _>>()
-                .unwrap()
-        };
-
-        let mut sample = columns::Sample::default();
-        sample.add(&batch).unwrap();
-        let distinct = sample.distinct_columns();
-        assert_eq!(distinct, vec![ColumnPath::from("href")]);
-        let file = write(&distinct);
-        for (i, [dictionaries, indices, plain]) in pages(&file).into_iter().enumerate() {
-            if i % 2 == 0 {
-                assert!(dictionaries == 1 && indices > 0 && plain == 0, "type: {i}");
-            } else {
-                assert!(dictionaries == 0 && indices == 0 && plain > 10, "href: {i}");
-            }
-        }
-        assert_eq!(read_back(file), vec![batch.clone()]);
-
-        // Not known to be distinct: a dictionary that fills, then plain pages.
-        let file = write(&[]);
-        for (i, [dictionaries, indices, plain]) in pages(&file).into_iter().enumerate() {
-            if i % 2 == 1 {
-                assert!(dictionaries == 1 && plain > 10 * indices, "href: {i}");
-            }
-        }
-        assert_eq!(read_back(file), vec![batch]);
+                .unwrap();
+        assert_eq!(back, vec![batch]);
     }
 
     #[test]
